@@ -1,0 +1,104 @@
+// Quickprop (Fahlman 1988, "An empirical study of learning speed in
+// back-propagation networks", CMU-CS-88-162), one fused pass over p, g,
+// prev_step d and prev_grad gp.
+//
+//   g = -g if maximize;  g = g + wd*p;  g = g + decay*p;  s = -g;  sp = -gp
+//   if |d| > theta (quadratic mode), measuring slopes along the last step:
+//     no valid secant (sp did not agree with d)  -> step = lr*s          (guard)
+//     otherwise step = (lr*s if s agrees with d else 0)
+//                    + (mu*d               if s > shrink*sp   (maximum growth)
+//                       d*s/(sp - s)       otherwise          (secant jump))
+//   else (gradient mode): step = lr*s + momentum*d
+//   p = p + step;  d = step;  gp = g
+// with shrink = mu/(1+mu). The secant factor s/(sp - s) lies in (-1, mu]; it is
+// computed first and clamped to that interval, so rounding can never turn it
+// into an overflow or 0/0. Fahlman and FANN have no guard.
+#pragma once
+
+#include "kernels/common.hpp"
+
+namespace fastopt {
+
+struct QuickpropHyper {
+  double lr = 1e-2, mu = 1.75, decay = 1e-4, mode_switch = 0.0, momentum = 0.0, weight_decay = 0.0;
+  bool maximize = false;
+
+  void validate() const {
+    require_nonnegative(lr, "lr");
+    require_finite(mu, "mu");
+    require(mu > 0.0, "invalid mu: " + num(mu) + " (the maximum growth factor must be > 0)");
+    require_nonnegative(decay, "decay");
+    require_nonnegative(mode_switch, "mode_switch");
+    require_nonnegative(momentum, "momentum");
+    require_nonnegative(weight_decay, "weight_decay");
+  }
+};
+
+enum QuickpropRole { kQuickpropParam, kQuickpropGrad, kQuickpropPrevStep, kQuickpropPrevGrad, kQuickpropRoles };
+
+namespace FASTOPT_TARGET_NAME {
+namespace detail {
+
+template <class T>
+struct QuickpropScalars {
+  T sign, wd, decay, lr, mu, shrink, theta, momentum;
+  bool has_wd, has_decay;
+
+  explicit QuickpropScalars(const QuickpropHyper& h)
+      : sign(h.maximize ? T(-1) : T(1)),
+        wd(static_cast<T>(h.weight_decay)),
+        decay(static_cast<T>(h.decay)),
+        lr(static_cast<T>(h.lr)),
+        mu(static_cast<T>(h.mu)),
+        shrink(static_cast<T>(h.mu / (1.0 + h.mu))),
+        theta(static_cast<T>(h.mode_switch)),
+        momentum(static_cast<T>(h.momentum)),
+        has_wd(h.weight_decay != 0.0),
+        has_decay(h.decay != 0.0) {}
+};
+
+template <class T>
+void quickprop_span(const QuickpropScalars<T>& s, T* __restrict p, const T* __restrict g,
+                    T* __restrict prev_step, T* __restrict prev_grad, std::int64_t n) {
+#pragma omp simd
+  for (std::int64_t i = 0; i < n; ++i) {
+    const T param = p[i];
+    T grad = g[i] * s.sign;
+    if (s.has_wd) grad = grad + s.wd * param;
+    if (s.has_decay) grad = grad + s.decay * param;
+    const T d = prev_step[i];
+    const T slope = -grad, prev_slope = -prev_grad[i];
+    const T gradient_step = s.lr * slope;
+    // dir = sign of the last step in quadratic mode, 0 in gradient mode.
+    const T dir = d > s.theta ? T(1) : (d < -s.theta ? T(-1) : T(0));
+    const T s_along = dir * slope, sp_along = dir * prev_slope;  // slopes along the last step
+    const T denom = sp_along - s_along;
+    T factor = s_along / denom;
+    factor = factor > T(-1) ? factor : T(-1);
+    factor = factor < s.mu ? factor : s.mu;
+    const bool max_growth = s_along > s.shrink * sp_along || !(denom > T(0));
+    const T quadratic_step = (s_along > T(0) ? gradient_step : T(0)) + (max_growth ? s.mu * d : d * factor);
+    T step;
+    if (dir == T(0)) step = gradient_step + s.momentum * d;
+    else if (!(sp_along > T(0))) step = gradient_step;  // guard: no valid secant
+    else step = quadratic_step;
+    p[i] = param + step;
+    prev_step[i] = step;
+    prev_grad[i] = grad;
+  }
+}
+
+}  // namespace detail
+
+template <class T>
+void quickprop(const Batch<T>& batch, const QuickpropHyper* hypers, std::size_t n_hypers) {
+  const std::vector<detail::QuickpropScalars<T>> scalars(hypers, hypers + n_hypers);
+  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
+    detail::quickprop_span(scalars[batch.hyper[t]], role_ptr(batch, kQuickpropParam, t) + b,
+                           role_ptr(batch, kQuickpropGrad, t) + b, role_ptr(batch, kQuickpropPrevStep, t) + b,
+                           role_ptr(batch, kQuickpropPrevGrad, t) + b, e - b);
+  });
+}
+
+}  // namespace FASTOPT_TARGET_NAME
+}  // namespace fastopt

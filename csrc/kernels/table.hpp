@@ -1,0 +1,36 @@
+// A table of every kernel entry point for one dtype and one compiled target.
+// Each target's translation unit (kernels/instantiate.cpp, compiled once per
+// target) fills one; dispatch picks which table the bindings call.
+#pragma once
+
+#include "kernels/adagrad.hpp"
+#include "kernels/adam.hpp"
+#include "kernels/quickprop.hpp"
+#include "kernels/rmsprop.hpp"
+#include "kernels/rprop.hpp"
+#include "kernels/sgd.hpp"
+
+namespace fastopt {
+
+template <class T>
+struct Kernels {
+  void (*sgd)(const Batch<T>&, const SgdHyper*, std::size_t);
+  void (*adagrad)(const Batch<T>&, const AdagradHyper*, std::size_t);
+  void (*rmsprop)(const Batch<T>&, const RmspropHyper*, std::size_t);
+  void (*adam)(const Batch<T>&, const AdamHyper*, std::size_t);
+  void (*rprop)(const Batch<T>&, const RpropHyper*, std::size_t);
+  void (*quickprop)(const Batch<T>&, const QuickpropHyper*, std::size_t);
+};
+
+struct KernelTable {
+  const char* target;
+  Kernels<float> f32;
+  Kernels<double> f64;
+
+  template <class T>
+  const Kernels<T>& get() const {
+    if constexpr (std::is_same_v<T, float>) return f32; else return f64;
+  }
+};
+
+}  // namespace fastopt

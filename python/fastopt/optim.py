@@ -1,0 +1,545 @@
+"""torch.optim-style optimizer classes over NumPy arrays.
+
+    >>> import numpy as np, fastopt
+    >>> w = np.zeros(3)
+    >>> opt = fastopt.optim.Adam([w], lr=1e-2)
+    >>> opt.step([np.array([1.0, -2.0, 0.5])])   # arrays carry no .grad: pass the gradients
+    >>> w
+    array([-0.01,  0.01, -0.01])
+
+Conventions (from torch.optim): ``params`` is a list of arrays or of param-group
+dicts (``{"params": [...], "lr": ...}``); hyperparameters live in
+``param_groups`` and are read at every step, so schedulers may change them;
+``state`` holds torch's key names; ``state_dict()``/``load_state_dict()``
+round-trip exactly, so a resumed run is bitwise identical to an uninterrupted
+one. ``step(grads)`` takes the gradients aligned with the parameters (a
+``None`` gradient skips that parameter, like a torch parameter whose
+``.grad`` is None) and updates the arrays in place.
+
+A step over any number of arrays and groups is one call into C++ (one per
+dtype when a model mixes float32 and float64). Every check runs before any
+array or counter changes: a rejected step leaves the optimizer and the
+parameters exactly as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from . import _core
+from .functional import RPROP_VARIANTS, _pair
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop"]
+
+
+def _check_param(p: Any, where: str) -> np.ndarray:
+    if not isinstance(p, np.ndarray):
+        raise TypeError(f"{where} must be a numpy.ndarray, got {type(p).__name__}")
+    if p.dtype not in (np.float32, np.float64) or not p.dtype.isnative:
+        raise TypeError(f"{where} has dtype {p.dtype}; fastopt optimizes float32 or float64 arrays")
+    if not p.flags.c_contiguous:
+        raise ValueError(f"{where} is not C-contiguous; it is updated in place and never copied")
+    if not p.flags.writeable:
+        raise ValueError(f"{where} is read-only but is updated in place")
+    return p
+
+
+class ParamState(dict):
+    """Per-parameter state, keyed by the parameter's index in ``param_groups``
+    order (as in torch's ``state_dict``); a parameter array itself is also
+    accepted as a key, like ``torch_opt.state[p]``."""
+
+    def __init__(self, index_of: Dict[int, int]):
+        super().__init__()
+        self._index_of = index_of
+
+    def _key(self, key):
+        if isinstance(key, np.ndarray):
+            try:
+                return self._index_of[id(key)]
+            except KeyError:
+                raise KeyError("this array is not a parameter of the optimizer") from None
+        return key
+
+    def __getitem__(self, key):
+        return super().__getitem__(self._key(key))
+
+    def __contains__(self, key):
+        try:
+            return super().__contains__(self._key(key))
+        except KeyError:
+            return False
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
+class Optimizer:
+    """Base class: param groups, lazily created state, one kernel call per step.
+
+    A subclass declares
+
+    * ``_roles``: the kernel's state buffers in kernel-argument order (torch key names);
+    * ``_roles_needed(group)``: which of them the group's settings use;
+    * ``_initial_value(role, group)``: the fill value of a new state buffer;
+    * ``_hyper(group, state, fresh_roles, loss)``: the C++ hyperparameter set
+      for one parameter at this step (``state["step"]`` already incremented);
+    * ``_kernel``: the ``fastopt._core`` entry point.
+    """
+
+    _roles: Sequence[str] = ()
+    _kernel = None
+
+    def __init__(self, params, defaults: Dict[str, Any]):
+        self.defaults = dict(defaults)
+        self.param_groups: List[Dict[str, Any]] = []
+        self._index_of: Dict[int, int] = {}
+        self.state = ParamState(self._index_of)
+        if isinstance(params, np.ndarray):
+            params = [params]
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(params[0], dict):
+            params = [{"params": params}]
+        for group in params:
+            self.add_param_group(group)
+
+    # ----------------------------------------------------------------- groups
+    @property
+    def params(self) -> List[np.ndarray]:
+        """All parameters, in param_groups order (the order of ``step``'s grads)."""
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+        if not isinstance(param_group, dict):
+            raise TypeError(f"a param group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        params = group.get("params")
+        if isinstance(params, np.ndarray):
+            params = [params]
+        if params is None or isinstance(params, (set, dict)):
+            raise TypeError("param group 'params' must be an array or an ordered sequence of arrays")
+        params = list(params)
+        start = len(self._index_of)
+        for k, p in enumerate(params):
+            _check_param(p, f"params[{start + k}]")
+        unknown = set(group) - set(self.defaults) - {"params"}
+        if unknown:
+            raise ValueError(f"unknown hyperparameters in param group: {sorted(unknown)}")
+        for name, default in self.defaults.items():
+            group.setdefault(name, default)
+        group["params"] = params
+        self._validate_group(group)
+        for k, p in enumerate(params):
+            self._index_of[id(p)] = start + k
+        self._check_distinct(self.params + params)
+        self.param_groups.append(group)
+
+    @staticmethod
+    def _check_distinct(params: List[np.ndarray]) -> None:
+        spans = sorted(
+            (p.__array_interface__["data"][0], p.nbytes, k) for k, p in enumerate(params) if p.nbytes
+        )
+        for (start_a, size_a, a), (start_b, _, b) in zip(spans, spans[1:]):
+            if start_b < start_a + size_a:
+                raise ValueError(f"params[{a}] and params[{b}] share memory; each parameter must "
+                                 "appear once and own its memory")
+
+    def _validate_group(self, group: Dict[str, Any]) -> None:
+        """Raise ValueError for invalid hyperparameters (builds the C++ set once)."""
+        self._hyper(group, {"step": 1}, set(self._roles), loss=0.0)
+
+    # ------------------------------------------------------------------- step
+    def step(self, grads, loss: Optional[float] = None):
+        """Update every parameter in place from ``grads`` (aligned with
+        :attr:`params`; ``None`` skips a parameter). Returns ``loss``."""
+        params = self.params
+        if isinstance(grads, np.ndarray):
+            grads = [grads]
+        grads = list(grads)
+        if len(grads) != len(params):
+            raise ValueError(f"grads has {len(grads)} entries but the optimizer has {len(params)} parameters")
+
+        calls: Dict[Any, Dict[str, Any]] = {}  # one kernel call per (dtype, roles in use)
+        pending = []                            # (index, new state, group), committed after success
+        index = 0
+        for group in self.param_groups:
+            needed = self._roles_needed(group)
+            for p in group["params"]:
+                g = grads[index]
+                if g is not None:
+                    new_state, fresh = self._next_state(index, p, group, needed)
+                    hyper = self._hyper(group, new_state, fresh, loss)
+                    call = calls.setdefault((p.dtype, tuple(needed)), {
+                        "params": [], "grads": [], "roles": {r: [] for r in needed},
+                        "hypers": [], "hyper_ids": {}, "hyper_index": [],
+                    })
+                    call["params"].append(p)
+                    call["grads"].append(g)
+                    for r in needed:
+                        call["roles"][r].append(new_state[r])
+                    key = self._hyper_key(group, new_state, fresh)
+                    if key not in call["hyper_ids"]:
+                        call["hyper_ids"][key] = len(call["hypers"])
+                        call["hypers"].append(hyper)
+                    call["hyper_index"].append(call["hyper_ids"][key])
+                    pending.append((index, new_state, group))
+                index += 1
+
+        # Validate every call before running any, so a bad gradient in the
+        # second dtype cannot leave the first one updated.
+        if len(calls) > 1:
+            for call in calls.values():
+                self._run(call, check_only=True)
+        for call in calls.values():
+            self._run(call, check_only=False)
+        for i, new_state, group in pending:
+            self._commit_state(i, new_state, group, loss)
+        return loss
+
+    def _run(self, call: Dict[str, Any], check_only: bool) -> None:
+        roles = [call["roles"].get(r) for r in self._roles]
+        type(self)._kernel(call["params"], call["grads"], *roles, call["hypers"], call["hyper_index"],
+                           0, check_only)
+
+    def _next_state(self, index: int, p: np.ndarray, group, needed):
+        """The state this step will use: existing buffers, plus fresh ones for
+        roles not created yet, and the incremented step. Nothing is stored."""
+        old = dict.get(self.state, index, {})
+        new = dict(old)
+        new["step"] = old.get("step", 0) + 1
+        fresh = set()
+        for role in needed:
+            if role not in old:
+                new[role] = np.full_like(p, self._initial_value(role, group), order="C")
+                fresh.add(role)
+        return new, fresh
+
+    def _commit_state(self, index: int, new_state: Dict[str, Any], group, loss) -> None:
+        dict.__setitem__(self.state, index, new_state)
+
+    def _hyper_key(self, group, state, fresh):
+        return (id(group), state["step"], frozenset(fresh))
+
+    def _roles_needed(self, group) -> List[str]:
+        return list(self._roles)
+
+    def _initial_value(self, role: str, group) -> float:
+        return 0.0
+
+    def _hyper(self, group, state, fresh, loss):
+        raise NotImplementedError
+
+    # ----------------------------------------------------------- state dicts
+    def state_dict(self) -> Dict[str, Any]:
+        """A deep copy of the state (arrays copied) and the param groups, with
+        parameters replaced by their indices, as in torch."""
+        groups, start = [], 0
+        for group in self.param_groups:
+            saved = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            saved["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(saved)
+        state = {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+                 for i, s in dict.items(self.state)}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`. Everything is checked (group and
+        parameter counts, each state array's shape, known keys, hyperparameters)
+        before anything changes; arrays are copied into the parameters' dtype."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(saved_groups)} param groups, optimizer has "
+                             f"{len(self.param_groups)}")
+        new_groups = []
+        for k, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"param group {k} has {len(saved['params'])} parameters in "
+                                 f"state_dict but {len(group['params'])} in the optimizer")
+            new_group = {**group, **{n: copy.deepcopy(v) for n, v in saved.items() if n != "params"}}
+            new_group["params"] = group["params"]
+            self._validate_group(new_group)
+            new_groups.append(new_group)
+
+        params = self.params
+        new_state = {}
+        for raw_index, saved_state in state_dict["state"].items():
+            i = int(raw_index)
+            if not 0 <= i < len(params):
+                raise ValueError(f"state_dict has state for parameter {i}, optimizer has {len(params)}")
+            new_state[i] = self._load_param_state(i, params[i], saved_state)
+
+        for group, new_group in zip(self.param_groups, new_groups):
+            group.clear()
+            group.update(new_group)
+        dict.clear(self.state)
+        dict.update(self.state, new_state)
+
+    def _load_param_state(self, i: int, p: np.ndarray, saved: Dict[str, Any]) -> Dict[str, Any]:
+        out = {}
+        for key, value in saved.items():
+            if key in self._roles:
+                value = np.asarray(value)
+                if value.shape != p.shape:
+                    raise ValueError(f"state[{i}][{key!r}] has shape {value.shape} but parameter {i} "
+                                     f"has shape {p.shape}")
+                if value.dtype.kind != "f":
+                    raise TypeError(f"state[{i}][{key!r}] has dtype {value.dtype}; expected floating point")
+                out[key] = np.array(value, dtype=p.dtype, order="C", copy=True)
+            elif key == "step":
+                step = int(value)
+                if step < 0 or step != value:
+                    raise ValueError(f"state[{i}]['step'] must be a non-negative integer, got {value!r}")
+                out[key] = step
+            elif key in self._scalar_state_keys:
+                out[key] = None if value is None else float(value)
+            else:
+                raise ValueError(f"state[{i}] has unknown key {key!r} for {type(self).__name__}")
+        return out
+
+    _scalar_state_keys: Sequence[str] = ()
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for k, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {k}")
+            lines += [f"    {n}: {v}" for n, v in sorted(group.items()) if n != "params"]
+        return "\n".join(lines + [")"])
+
+
+def _betas(betas):
+    return _pair(betas, "betas")
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent with momentum and Nesterov momentum
+    (torch.optim.SGD semantics).
+
+    .. math::
+        g \leftarrow \pm g + \lambda p;\;
+        b \leftarrow g \text{ (first step)},\; \mu b + (1-\tau) g \text{ (later)};\;
+        g \leftarrow g + \mu b \text{ (nesterov) or } b;\; p \leftarrow p - \eta g
+
+    Args: ``lr`` (required, as in torch 2.x it defaults to 1e-3), ``momentum``
+    0, ``dampening`` 0, ``weight_decay`` 0 (coupled L2; the lectures' penalty
+    ``lambda*||W||^2`` is ``weight_decay = 2*lambda``), ``nesterov`` False,
+    ``maximize`` False. State: ``step``, ``momentum_buffer`` (only when
+    momentum != 0). See :func:`fastopt.functional.sgd_` for the lecture form
+    ``v = beta*v + eta*g`` and how it relates.
+    """
+
+    _roles = ("momentum_buffer",)
+    _kernel = _core.sgd
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
+
+    def _roles_needed(self, group):
+        return ["momentum_buffer"] if group["momentum"] != 0 else []
+
+    def _hyper(self, group, state, fresh, loss):
+        # A momentum buffer that did not exist yet starts as the gradient
+        # (torch: buf = clone(grad)); the kernel does that at step == 1.
+        step = 1 if "momentum_buffer" in fresh else state["step"]
+        return _core.SgdHyper(lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
+                              weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+                              maximize=group["maximize"], step=step)
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad (Duchi, Hazan & Singer 2011; torch.optim.Adagrad semantics).
+
+    .. math::
+        g \leftarrow \pm g + \lambda p;\; \tilde\eta = \eta/(1+(t-1)\,\text{lr\_decay});\;
+        s \leftarrow s + g^2;\; p \leftarrow p - \tilde\eta\, g/(\sqrt{s}+\epsilon)
+
+    Defaults: lr 1e-2, lr_decay 0, weight_decay 0, initial_accumulator_value 0,
+    eps 1e-10. State: ``step``, ``sum``. The lectures put eps inside the root.
+    """
+
+    _roles = ("sum",)
+    _kernel = _core.adagrad
+
+    def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False):
+        if not initial_accumulator_value >= 0:
+            raise ValueError(f"invalid initial_accumulator_value: {initial_accumulator_value} (must be >= 0)")
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps,
+                                      maximize=maximize))
+
+    def _initial_value(self, role, group):
+        return group["initial_accumulator_value"]
+
+    def _hyper(self, group, state, fresh, loss):
+        return _core.AdagradHyper(lr=group["lr"], lr_decay=group["lr_decay"],
+                                  weight_decay=group["weight_decay"], eps=group["eps"],
+                                  maximize=group["maximize"], step=state["step"])
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (Hinton 2012; centered: Graves 2013; torch.optim.RMSprop semantics).
+
+    .. math::
+        v \leftarrow \alpha v + (1-\alpha) g^2;\;
+        d = \sqrt{v - a^2} + \epsilon \text{ (centered, } a \leftarrow \alpha a + (1-\alpha) g)
+        \text{ or } \sqrt{v} + \epsilon;\;
+        p \leftarrow p - \eta g/d \text{ (or through } b \leftarrow \mu b + g/d)
+
+    Defaults: lr 1e-2, alpha 0.99, eps 1e-8, weight_decay 0, momentum 0,
+    centered False. State: ``step``, ``square_avg``, ``grad_avg`` (centered),
+    ``momentum_buffer`` (momentum > 0).
+    """
+
+    _roles = ("square_avg", "grad_avg", "momentum_buffer")
+    _kernel = _core.rmsprop
+
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
+                 maximize: bool = False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered, maximize=maximize))
+
+    def _roles_needed(self, group):
+        return (["square_avg"] + (["grad_avg"] if group["centered"] else [])
+                + (["momentum_buffer"] if group["momentum"] > 0 else []))
+
+    def _hyper(self, group, state, fresh, loss):
+        return _core.RmspropHyper(lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
+                                  weight_decay=group["weight_decay"], momentum=group["momentum"],
+                                  centered=group["centered"], maximize=group["maximize"])
+
+
+class Adam(Optimizer):
+    r"""Adam (Kingma & Ba 2015) and AMSGrad (Reddi et al. 2018), torch.optim.Adam semantics.
+
+    .. math::
+        m \leftarrow \beta_1 m + (1-\beta_1) g;\; v \leftarrow \beta_2 v + (1-\beta_2) g^2;\;
+        p \leftarrow p - \frac{\eta}{1-\beta_1^t}\frac{m}{\sqrt{\hat v}/\sqrt{1-\beta_2^t}+\epsilon}
+
+    with :math:`\hat v = \max(v_{max}, v)` under ``amsgrad``. Defaults: lr 1e-3,
+    betas (0.9, 0.999), eps 1e-8, weight_decay 0 (coupled L2), amsgrad False;
+    ``decoupled_weight_decay=True`` makes it AdamW. State: ``step``,
+    ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq`` (amsgrad). Two of the
+    lectures put eps inside the root; torch and the paper put it outside.
+    """
+
+    _roles = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _kernel = _core.adam
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False):
+        super().__init__(params, dict(lr=lr, betas=tuple(_betas(betas)), eps=eps,
+                                      weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+                                      decoupled_weight_decay=decoupled_weight_decay))
+
+    def _roles_needed(self, group):
+        return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
+
+    def _hyper(self, group, state, fresh, loss):
+        beta1, beta2 = _betas(group["betas"])
+        return _core.AdamHyper(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                               weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
+                               maximize=group["maximize"],
+                               decoupled_weight_decay=group["decoupled_weight_decay"],
+                               step=state["step"])
+
+
+class AdamW(Adam):
+    r"""AdamW (Loshchilov & Hutter 2019): ``p <- p*(1 - lr*weight_decay)``, then
+    the Adam update (see :class:`Adam`). Defaults as torch.optim.AdamW: lr 1e-3,
+    betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2, amsgrad False."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
+
+
+class Rprop(Optimizer):
+    r"""The Rprop family: per-weight step sizes adapted from gradient signs.
+
+    ``variant``: ``"irprop-"`` (default, what torch.optim.Rprop computes),
+    ``"rprop-"``, ``"rprop+"`` (Riedmiller & Braun 1993, weight backtracking)
+    or ``"irprop+"`` (Igel & Huesken 2000: backtrack only when the loss rose;
+    pass the loss at every step: ``opt.step(grads, loss=f)``). See
+    :func:`fastopt.functional.rprop_` for the exact rules.
+
+    Args as torch: ``lr`` = initial step size (1e-2), ``etas`` =
+    (eta_minus, eta_plus) (0.5, 1.2), ``step_sizes`` = (min, max) (1e-6, 50);
+    plus ``weight_decay`` 0 and ``maximize`` False. State: ``step``, ``prev``,
+    ``step_size``, and for the + variants ``prev_update`` (and ``prev_loss``
+    for irprop+). Full-batch methods: use the whole-data gradient.
+    """
+
+    _roles = ("prev", "step_size", "prev_update")
+    _kernel = _core.rprop
+    _scalar_state_keys = ("prev_loss",)
+
+    def __init__(self, params, lr: float = 1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), *,
+                 variant: str = "irprop-", weight_decay: float = 0.0, maximize: bool = False):
+        if variant not in RPROP_VARIANTS:
+            raise ValueError(f"invalid variant: {variant!r} (expected one of {RPROP_VARIANTS})")
+        super().__init__(params, dict(lr=lr, etas=tuple(_pair(etas, "etas")),
+                                      step_sizes=tuple(_pair(step_sizes, "step_sizes")),
+                                      variant=variant, weight_decay=weight_decay, maximize=maximize))
+
+    def _validate_group(self, group):
+        if not (np.isfinite(group["lr"]) and group["lr"] > 0):
+            raise ValueError(f"invalid lr (initial step size): {group['lr']} (must be > 0)")
+        super()._validate_group(group)
+
+    def _roles_needed(self, group):
+        return ["prev", "step_size"] + (["prev_update"] if group["variant"].endswith("+") else [])
+
+    def _initial_value(self, role, group):
+        return group["lr"] if role == "step_size" else 0.0
+
+    def _hyper(self, group, state, fresh, loss):
+        etaminus, etaplus = _pair(group["etas"], "etas")
+        smin, smax = _pair(group["step_sizes"], "step_sizes")
+        return _core.RpropHyper(etaminus=etaminus, etaplus=etaplus, step_size_min=smin,
+                                step_size_max=smax, weight_decay=group["weight_decay"],
+                                maximize=group["maximize"], variant=group["variant"], loss=loss,
+                                prev_loss=state.get("prev_loss"))
+
+    def _hyper_key(self, group, state, fresh):
+        return (id(group), state.get("prev_loss"))
+
+    def _commit_state(self, index, new_state, group, loss):
+        if group["variant"] == "irprop+":
+            new_state["prev_loss"] = float(loss)
+        super()._commit_state(index, new_state, group, loss)
+
+
+class Quickprop(Optimizer):
+    r"""Quickprop (Fahlman 1988): a per-weight secant (parabola) step with
+    maximum growth factor ``mu``; see :func:`fastopt.functional.quickprop_`.
+
+    Defaults: lr 1e-2 (Fahlman's epsilon), mu 1.75, decay 1e-4 (added to the
+    gradient as ``decay*p``), mode_switch 0 (Fahlman; FANN 1e-3), momentum 0
+    (used in gradient mode only), weight_decay 0, maximize False. State:
+    ``step``, ``prev_step``, ``prev_grad``. A full-batch method.
+    """
+
+    _roles = ("prev_step", "prev_grad")
+    _kernel = _core.quickprop
+
+    def __init__(self, params, lr: float = 1e-2, mu: float = 1.75, decay: float = 1e-4,
+                 mode_switch: float = 0.0, momentum: float = 0.0, *, weight_decay: float = 0.0,
+                 maximize: bool = False):
+        super().__init__(params, dict(lr=lr, mu=mu, decay=decay, mode_switch=mode_switch,
+                                      momentum=momentum, weight_decay=weight_decay, maximize=maximize))
+
+    def _hyper(self, group, state, fresh, loss):
+        return _core.QuickpropHyper(lr=group["lr"], mu=group["mu"], decay=group["decay"],
+                                    mode_switch=group["mode_switch"], momentum=group["momentum"],
+                                    weight_decay=group["weight_decay"], maximize=group["maximize"])

@@ -1,0 +1,169 @@
+"""Pure-NumPy versions of every fastopt kernel: the test oracle and the
+"plain Python" baseline of the benchmarks.
+
+Each function has the same signature as its twin in :mod:`fastopt.functional`
+(less ``num_threads``) and updates its arrays in place. The bodies are the
+update rules of ALGORITHMS.md written as plainly as NumPy allows, one array
+operation per term, with per-step scalars computed as Python floats (double
+precision). Element arithmetic therefore runs in the arrays' dtype (NumPy's
+weak-scalar promotion), in the same order as the C++ kernels.
+
+This module never imports the C++ extension. It does no input checking.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "rprop_", "quickprop_"]
+
+
+def _as_list(x):
+    if x is None:
+        return None
+    return [x] if isinstance(x, np.ndarray) else list(x)
+
+
+def _preprocess(g, p, maximize, weight_decay):
+    """maximize, then coupled L2: ``g = -g``; ``g = g + weight_decay * p``."""
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    return g
+
+
+def sgd_(params, grads, momentum_buffers=None, *, step, lr, momentum=0.0, dampening=0.0,
+         weight_decay=0.0, nesterov=False, maximize=False):
+    bufs = _as_list(momentum_buffers)
+    for i, (p, g) in enumerate(zip(_as_list(params), _as_list(grads))):
+        g = _preprocess(g, p, maximize, weight_decay)
+        if momentum != 0:
+            b = bufs[i]
+            if step == 1:
+                b[...] = g
+            else:
+                b[...] = momentum * b + (1 - dampening) * g
+            g = g + momentum * b if nesterov else b
+        p[...] = p - lr * g
+
+
+def adagrad_(params, grads, state_sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+             eps=1e-10, maximize=False):
+    clr = lr / (1 + (step - 1) * lr_decay)
+    for p, g, s in zip(_as_list(params), _as_list(grads), _as_list(state_sums)):
+        g = _preprocess(g, p, maximize, weight_decay)
+        s[...] = s + g * g
+        p[...] = p - clr * (g / (np.sqrt(s) + eps))
+
+
+def rmsprop_(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, *, lr=1e-2,
+             alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+             maximize=False):
+    grad_avgs, bufs = _as_list(grad_avgs), _as_list(momentum_buffers)
+    for i, (p, g, v) in enumerate(zip(_as_list(params), _as_list(grads), _as_list(square_avgs))):
+        g = _preprocess(g, p, maximize, weight_decay)
+        v[...] = alpha * v + (1 - alpha) * (g * g)
+        if centered:
+            a = grad_avgs[i]
+            a[...] = alpha * a + (1 - alpha) * g
+            avg = np.sqrt(np.maximum(v - a * a, 0)) + eps
+        else:
+            avg = np.sqrt(v) + eps
+        if momentum > 0:
+            b = bufs[i]
+            b[...] = momentum * b + g / avg
+            p[...] = p - lr * b
+        else:
+            p[...] = p - lr * (g / avg)
+
+
+def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr=1e-3,
+          betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
+          decoupled_weight_decay=False):
+    beta1, beta2 = betas
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    step_size = lr / bias_correction1
+    bias_correction2_sqrt = math.sqrt(bias_correction2)
+    vmaxes = _as_list(max_exp_avg_sqs)
+    for i, (p, g, m, v) in enumerate(
+        zip(_as_list(params), _as_list(grads), _as_list(exp_avgs), _as_list(exp_avg_sqs))
+    ):
+        g = _preprocess(g, p, maximize, 0.0 if decoupled_weight_decay else weight_decay)
+        if decoupled_weight_decay:
+            p[...] = p * (1 - lr * weight_decay)
+        m[...] = beta1 * m + (1 - beta1) * g
+        v[...] = beta2 * v + (1 - beta2) * (g * g)
+        vhat = v
+        if amsgrad:
+            vmaxes[i][...] = np.maximum(vmaxes[i], v)
+            vhat = vmaxes[i]
+        p[...] = p - step_size * (m / (np.sqrt(vhat) / bias_correction2_sqrt + eps))
+
+
+def adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr=1e-3,
+           betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False):
+    adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step=step, lr=lr, betas=betas,
+          eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+          decoupled_weight_decay=True)
+
+
+def rprop_(params, grads, prevs, step_sizes, prev_updates=None, *, variant="irprop-",
+           etaminus=0.5, etaplus=1.2, step_size_min=1e-6, step_size_max=50.0, weight_decay=0.0,
+           maximize=False, loss=None, prev_loss=None):
+    restore = variant == "rprop+" or (
+        variant == "irprop+" and prev_loss is not None and loss > prev_loss
+    )
+    updates = _as_list(prev_updates)
+    for i, (p, g, prev, d) in enumerate(
+        zip(_as_list(params), _as_list(grads), _as_list(prevs), _as_list(step_sizes))
+    ):
+        g = _preprocess(g, p, maximize, weight_decay)
+        s = np.sign(prev) * np.sign(g)
+        factor = np.where(s > 0, etaplus, np.where(s < 0, etaminus, 1.0)).astype(p.dtype)
+        d[...] = np.clip(d * factor, step_size_min, step_size_max)
+        if variant in ("irprop-", "rprop-"):
+            if variant == "irprop-":
+                g = np.where(s < 0, 0, g).astype(p.dtype)
+            p[...] = p - np.sign(g) * d
+            prev[...] = g
+        else:  # rprop+ / irprop+: weight backtracking on a sign change
+            reversed_ = s < 0
+            dw = np.where(reversed_, 0, -np.sign(g) * d).astype(p.dtype)
+            undo = updates[i] if restore else np.zeros_like(p)
+            p[...] = np.where(reversed_, p - undo, p + dw)
+            prev[...] = np.where(reversed_, 0, g)
+            updates[i][...] = dw
+
+
+def quickprop_(params, grads, prev_steps, prev_grads, *, lr=1e-2, mu=1.75, decay=1e-4,
+               mode_switch=0.0, momentum=0.0, weight_decay=0.0, maximize=False):
+    shrink = mu / (1 + mu)
+    for p, g, d, gp in zip(_as_list(params), _as_list(grads), _as_list(prev_steps),
+                           _as_list(prev_grads)):
+        g = _preprocess(g, p, maximize, weight_decay)
+        if decay != 0:
+            g = g + decay * p
+        s, sp = -g, -gp
+        gradient_step = lr * s
+        direction = np.where(d > mode_switch, 1, np.where(d < -mode_switch, -1, 0)).astype(p.dtype)
+        # Slopes measured along the last step: the d < 0 case is the mirror image of d > 0.
+        s_along, sp_along = direction * s, direction * sp
+        with np.errstate(divide="ignore", invalid="ignore"):
+            denom = sp_along - s_along
+            factor = np.clip(s_along / denom, -1, mu)
+        max_growth = (s_along > shrink * sp_along) | ~(denom > 0)
+        quadratic_step = np.where(s_along > 0, gradient_step, 0) + np.where(
+            max_growth, mu * d, d * factor
+        )
+        step = np.where(
+            direction == 0,
+            gradient_step + momentum * d,
+            np.where(sp_along > 0, quadratic_step, gradient_step),  # guard: no valid secant
+        ).astype(p.dtype)
+        p[...] = p + step
+        d[...] = step
+        gp[...] = g
