@@ -39,6 +39,25 @@ __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "rprop_", "quickpr
 RPROP_VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+")
 
 
+def _hyper(kind, **values):
+    """Build a C++ hyperparameter set (validated in C++: ValueError names the
+    argument). pybind11's own TypeError for a non-number does not say which
+    argument was wrong, so name it here, on the error path only."""
+    try:
+        return kind(**values)
+    except TypeError:
+        for name, value in values.items():
+            if name == "step" and not isinstance(value, (int, np.integer)):
+                raise TypeError(f"step must be an integer, got {type(value).__name__}") from None
+            if value is None and name in ("loss", "prev_loss"):
+                continue
+            if not isinstance(value, (int, float, bool, np.number, np.bool_, str)):
+                raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+            if isinstance(value, str) and name != "variant":
+                raise TypeError(f"{name} must be a number, got str") from None
+        raise
+
+
 def _pair(value, name: str) -> Tuple[float, float]:
     try:
         first, second = value
@@ -78,7 +97,7 @@ def sgd_(
     "look-ahead" gradient is the same algorithm after the change of variables
     ``p' = p - lr*momentum*b`` (Sutskever et al. 2013).
     """
-    hyper = _core.SgdHyper(
+    hyper = _hyper(_core.SgdHyper, 
         lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
         nesterov=nesterov, maximize=maximize, step=step,
     )
@@ -109,7 +128,7 @@ def adagrad_(
     Defaults: lr 1e-2, eps 1e-10 (torch.optim.Adagrad). The lectures put eps
     inside the square root, ``sqrt(s + eps)``; this follows torch.
     """
-    hyper = _core.AdagradHyper(
+    hyper = _hyper(_core.AdagradHyper, 
         lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize, step=step
     )
     _core.adagrad(params, grads, state_sums, [hyper], None, num_threads)
@@ -146,7 +165,7 @@ def rmsprop_(
     ``max(., 0)`` only guards a variance that rounding made negative, where
     torch would return NaN.
     """
-    hyper = _core.RmspropHyper(
+    hyper = _hyper(_core.RmspropHyper, 
         lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
         centered=centered, maximize=maximize,
     )
@@ -187,7 +206,7 @@ def adam_(
     AdamW paper put eps outside the root, as here.
     """
     beta1, beta2 = _pair(betas, "betas")
-    hyper = _core.AdamHyper(
+    hyper = _hyper(_core.AdamHyper, 
         lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay, step=step,
     )
@@ -267,7 +286,7 @@ def rprop_(
     variants. These are full-batch methods: the sign logic assumes the same
     objective at every step.
     """
-    hyper = _core.RpropHyper(
+    hyper = _hyper(_core.RpropHyper, 
         etaminus=etaminus, etaplus=etaplus, step_size_min=step_size_min,
         step_size_max=step_size_max, weight_decay=weight_decay, maximize=maximize,
         variant=variant, loss=loss, prev_loss=prev_loss,
@@ -309,7 +328,7 @@ def quickprop_(
     decay 1e-4 (Fahlman), ``mode_switch`` 0 (Fahlman; FANN uses 1e-3),
     lr 1e-2. A full-batch method.
     """
-    hyper = _core.QuickpropHyper(
+    hyper = _hyper(_core.QuickpropHyper, 
         lr=lr, mu=mu, decay=decay, mode_switch=mode_switch, momentum=momentum,
         weight_decay=weight_decay, maximize=maximize,
     )

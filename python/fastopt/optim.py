@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from . import _core
-from .functional import RPROP_VARIANTS, _pair
+from .functional import RPROP_VARIANTS, _hyper, _pair
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop"]
 
@@ -348,7 +348,7 @@ class SGD(Optimizer):
         # A momentum buffer that did not exist yet starts as the gradient
         # (torch: buf = clone(grad)); the kernel does that at step == 1.
         step = 1 if "momentum_buffer" in fresh else state["step"]
-        return _core.SgdHyper(lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
+        return _hyper(_core.SgdHyper, lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
                               weight_decay=group["weight_decay"], nesterov=group["nesterov"],
                               maximize=group["maximize"], step=step)
 
@@ -379,7 +379,7 @@ class Adagrad(Optimizer):
         return group["initial_accumulator_value"]
 
     def _hyper(self, group, state, fresh, loss):
-        return _core.AdagradHyper(lr=group["lr"], lr_decay=group["lr_decay"],
+        return _hyper(_core.AdagradHyper, lr=group["lr"], lr_decay=group["lr_decay"],
                                   weight_decay=group["weight_decay"], eps=group["eps"],
                                   maximize=group["maximize"], step=state["step"])
 
@@ -412,7 +412,7 @@ class RMSprop(Optimizer):
                 + (["momentum_buffer"] if group["momentum"] > 0 else []))
 
     def _hyper(self, group, state, fresh, loss):
-        return _core.RmspropHyper(lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
+        return _hyper(_core.RmspropHyper, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
                                   weight_decay=group["weight_decay"], momentum=group["momentum"],
                                   centered=group["centered"], maximize=group["maximize"])
 
@@ -446,7 +446,7 @@ class Adam(Optimizer):
 
     def _hyper(self, group, state, fresh, loss):
         beta1, beta2 = _betas(group["betas"])
-        return _core.AdamHyper(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+        return _hyper(_core.AdamHyper, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
                                weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
                                maximize=group["maximize"],
                                decoupled_weight_decay=group["decoupled_weight_decay"],
@@ -506,7 +506,7 @@ class Rprop(Optimizer):
     def _hyper(self, group, state, fresh, loss):
         etaminus, etaplus = _pair(group["etas"], "etas")
         smin, smax = _pair(group["step_sizes"], "step_sizes")
-        return _core.RpropHyper(etaminus=etaminus, etaplus=etaplus, step_size_min=smin,
+        return _hyper(_core.RpropHyper, etaminus=etaminus, etaplus=etaplus, step_size_min=smin,
                                 step_size_max=smax, weight_decay=group["weight_decay"],
                                 maximize=group["maximize"], variant=group["variant"], loss=loss,
                                 prev_loss=state.get("prev_loss"))
@@ -540,6 +540,6 @@ class Quickprop(Optimizer):
                                       momentum=momentum, weight_decay=weight_decay, maximize=maximize))
 
     def _hyper(self, group, state, fresh, loss):
-        return _core.QuickpropHyper(lr=group["lr"], mu=group["mu"], decay=group["decay"],
+        return _hyper(_core.QuickpropHyper, lr=group["lr"], mu=group["mu"], decay=group["decay"],
                                     mode_switch=group["mode_switch"], momentum=group["momentum"],
                                     weight_decay=group["weight_decay"], maximize=group["maximize"])
