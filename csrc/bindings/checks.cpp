@@ -46,6 +46,8 @@ std::vector<py::handle> as_array_list(const RoleArg& role) {
 
 }  // namespace
 
+std::string CheckedBuffers::Label::text() const { return std::string(role) + "[" + std::to_string(index) + "]"; }
+
 CheckedBuffers::CheckedBuffers(const std::vector<RoleArg>& roles) {
   const RoleArg& first = roles.front();
   const std::vector<py::handle> first_items = as_array_list(first);
@@ -64,35 +66,35 @@ CheckedBuffers::CheckedBuffers(const std::vector<RoleArg>& roles) {
       throw py::value_error(std::string(role.name) + " has " + std::to_string(items.size()) + " arrays but " +
                             first.name + " has " + std::to_string(n_tensors_));
     for (int i = 0; i < n_tensors_; ++i) {
-      const std::string label = std::string(role.name) + "[" + std::to_string(i) + "]";
+      const Label where{role.name, i};
       if (!py::isinstance<py::array>(items[i]))
-        throw py::type_error(label + " must be a numpy.ndarray, got " + type_name(items[i]));
+        throw py::type_error(where.text() + " must be a numpy.ndarray, got " + type_name(items[i]));
       py::array a = py::reinterpret_borrow<py::array>(items[i]);
       const int kind = float_kind(a);
       if (kind < 0)
-        throw py::type_error(label + " has dtype " + std::string(py::str(a.dtype())) +
+        throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) +
                              "; fastopt kernels take float32 or float64 (native byte order)");
       if (r == 0 && i == 0) is_double_ = kind == 1;
       if (kind != static_cast<int>(is_double_))
-        throw py::type_error(label + " has dtype " + std::string(py::str(a.dtype())) + " but " + first.name +
+        throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) + " but " + first.name +
                              "[0] has dtype " + (is_double_ ? "float64" : "float32") +
                              ": one call takes a single dtype");
       if (r == 0) {
         reference.push_back(a);
       } else if (!same_shape(a, reference[i])) {
-        throw py::value_error(label + " has shape " + shape_str(a) + " but " + first.name + "[" +
+        throw py::value_error(where.text() + " has shape " + shape_str(a) + " but " + first.name + "[" +
                               std::to_string(i) + "] has shape " + shape_str(reference[i]));
       }
       if (!(a.flags() & py::array::c_style))
-        throw py::value_error(label + " is not C-contiguous; fastopt updates arrays in place and never copies "
+        throw py::value_error(where.text() + " is not C-contiguous; fastopt updates arrays in place and never copies "
                               "(use np.ascontiguousarray and keep the result)");
       if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-        throw py::value_error(label + " is not aligned to its dtype");
+        throw py::value_error(where.text() + " is not aligned to its dtype");
       if (role.access == Access::kWrite && !a.writeable())
-        throw py::value_error(label + " is read-only but is updated in place");
+        throw py::value_error(where.text() + " is read-only but is updated in place");
       raw_[r * n_tensors_ + i] = const_cast<void*>(a.data());
       keep_alive_.push_back(a);
-      labels_.push_back(label);
+      labels_.push_back(where);
       written_.push_back(role.access == Access::kWrite);
     }
   }
@@ -124,7 +126,7 @@ void CheckedBuffers::check_overlap() const {
     if (written_[s.id] && s.begin < end_any) clash = owner_any;
     else if (s.begin < end_written) clash = owner_written;
     if (clash != SIZE_MAX)
-      throw py::value_error(labels_[clash] + " and " + labels_[s.id] +
+      throw py::value_error(labels_[clash].text() + " and " + labels_[s.id].text() +
                             " share memory; every buffer that is updated in place must be a separate array");
     if (s.end > end_any) { end_any = s.end; owner_any = s.id; }
     if (written_[s.id] && s.end > end_written) { end_written = s.end; owner_written = s.id; }

@@ -48,7 +48,8 @@ class CheckedBuffers {
   void check_overlap() const;
 
   std::vector<py::array> keep_alive_;
-  std::vector<std::string> labels_;   // "params[3]" per buffer, for messages
+  struct Label { const char* role; int index; std::string text() const; };  // "params[3]"
+  std::vector<Label> labels_;         // per buffer, formatted only for an error message
   std::vector<bool> written_;
   std::vector<void*> raw_;            // raw_[role * n + i]
   std::vector<void*> typed_;

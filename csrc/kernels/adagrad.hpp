@@ -42,7 +42,7 @@ struct AdagradScalars {
 };
 
 template <class T>
-void adagrad_span(const AdagradScalars<T>& s, T* __restrict p, const T* __restrict g,
+void adagrad_span(const AdagradScalars<T> s, T* __restrict p, const T* __restrict g,
                   T* __restrict sum, std::int64_t n) {
 #pragma omp simd
   for (std::int64_t i = 0; i < n; ++i) {

@@ -19,8 +19,10 @@ struct AdamHyper {
     require_nonnegative(lr, "lr");
     require_finite(beta1, "beta1");
     require_finite(beta2, "beta2");
-    require(0.0 <= beta1 && beta1 < 1.0, "invalid beta parameter at index 0: " + num(beta1) + " (must be in [0, 1))");
-    require(0.0 <= beta2 && beta2 < 1.0, "invalid beta parameter at index 1: " + num(beta2) + " (must be in [0, 1))");
+    require(0.0 <= beta1 && beta1 < 1.0,
+            [&] { return std::string("invalid beta parameter at index 0: " + num(beta1) + " (must be in [0, 1))"); });
+    require(0.0 <= beta2 && beta2 < 1.0,
+            [&] { return std::string("invalid beta parameter at index 1: " + num(beta2) + " (must be in [0, 1))"); });
     require_nonnegative(eps, "eps");
     require_nonnegative(weight_decay, "weight_decay");
     require_step(step);
@@ -57,7 +59,7 @@ struct AdamScalars {
 };
 
 template <class T, bool kAmsgrad>
-void adam_span(const AdamScalars<T>& s, T* __restrict p, const T* __restrict g, T* __restrict m,
+void adam_span(const AdamScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict m,
                T* __restrict v, T* __restrict vmax, std::int64_t n) {
 #pragma omp simd
   for (std::int64_t i = 0; i < n; ++i) {

@@ -61,18 +61,21 @@ inline std::string num(double x) {
   return shortest;
 }
 
-inline void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument(message);
+// `message` is a callable that builds the text: it runs only on failure, so
+// a valid call (every call, in a training loop) formats nothing.
+template <class Message>
+inline void require(bool ok, Message&& message) {
+  if (!ok) throw std::invalid_argument(std::string(message()));
 }
 inline void require_finite(double x, const char* name) {
-  require(std::isfinite(x), std::string(name) + " must be finite, got " + num(x));
+  require(std::isfinite(x), [&] { return std::string(name) + " must be finite, got " + num(x); });
 }
 inline void require_nonnegative(double x, const char* name) {
   require_finite(x, name);
-  require(x >= 0.0, std::string("invalid ") + name + ": " + num(x) + " (must be >= 0)");
+  require(x >= 0.0, [&] { return std::string("invalid ") + name + ": " + num(x) + " (must be >= 0)"; });
 }
 inline void require_step(std::int64_t step) {
-  require(step >= 1, "invalid step: " + std::to_string(step) + " (the step count is 1-based, must be >= 1)");
+  require(step >= 1, [&] { return "invalid step: " + std::to_string(step) + " (the step count is 1-based, must be >= 1)"; });
 }
 
 }  // namespace fastopt

@@ -26,7 +26,8 @@ struct QuickpropHyper {
   void validate() const {
     require_nonnegative(lr, "lr");
     require_finite(mu, "mu");
-    require(mu > 0.0, "invalid mu: " + num(mu) + " (the maximum growth factor must be > 0)");
+    require(mu > 0.0,
+            [&] { return std::string("invalid mu: " + num(mu) + " (the maximum growth factor must be > 0)"); });
     require_nonnegative(decay, "decay");
     require_nonnegative(mode_switch, "mode_switch");
     require_nonnegative(momentum, "momentum");
@@ -58,30 +59,36 @@ struct QuickpropScalars {
 };
 
 template <class T>
-void quickprop_span(const QuickpropScalars<T>& s, T* __restrict p, const T* __restrict g,
+void quickprop_span(const QuickpropScalars<T> s, T* __restrict p, const T* __restrict g,
                     T* __restrict prev_step, T* __restrict prev_grad, std::int64_t n) {
+  // Scalars in locals, and conditions as comparisons of T values: GCC does not
+  // vectorize selects on bools or on values it re-loads through the struct.
+  const T sign = s.sign, wd = s.wd, decay = s.decay;
+  const T lr = s.lr, mu = s.mu, shrink = s.shrink, theta = s.theta, momentum = s.momentum;
 #pragma omp simd
   for (std::int64_t i = 0; i < n; ++i) {
     const T param = p[i];
-    T grad = g[i] * s.sign;
-    if (s.has_wd) grad = grad + s.wd * param;
-    if (s.has_decay) grad = grad + s.decay * param;
+    T grad = g[i] * sign;
+    if (wd != T(0)) grad = grad + wd * param;
+    if (decay != T(0)) grad = grad + decay * param;
     const T d = prev_step[i];
     const T slope = -grad, prev_slope = -prev_grad[i];
-    const T gradient_step = s.lr * slope;
+    const T gradient_step = lr * slope;
     // dir = sign of the last step in quadratic mode, 0 in gradient mode.
-    const T dir = d > s.theta ? T(1) : (d < -s.theta ? T(-1) : T(0));
+    const T backward = d < -theta ? T(-1) : T(0);
+    const T dir = d > theta ? T(1) : backward;
     const T s_along = dir * slope, sp_along = dir * prev_slope;  // slopes along the last step
     const T denom = sp_along - s_along;
     T factor = s_along / denom;
     factor = factor > T(-1) ? factor : T(-1);
-    factor = factor < s.mu ? factor : s.mu;
-    const bool max_growth = s_along > s.shrink * sp_along || !(denom > T(0));
-    const T quadratic_step = (s_along > T(0) ? gradient_step : T(0)) + (max_growth ? s.mu * d : d * factor);
-    T step;
-    if (dir == T(0)) step = gradient_step + s.momentum * d;
-    else if (!(sp_along > T(0))) step = gradient_step;  // guard: no valid secant
-    else step = quadratic_step;
+    factor = factor < mu ? factor : mu;
+    // Selects only (no if/else, no bool variables, which GCC cannot mix with
+    // double vectors), so the loop vectorizes.
+    const T secant_step = denom > T(0) ? d * factor : mu * d;                 // rounding-safe
+    const T jump = s_along > shrink * sp_along ? mu * d : secant_step;        // max growth or secant
+    const T quadratic_step = (s_along > T(0) ? gradient_step : T(0)) + jump;
+    const T secant_or_guard = sp_along > T(0) ? quadratic_step : gradient_step;  // guard: no valid secant
+    const T step = dir == T(0) ? gradient_step + momentum * d : secant_or_guard;
     p[i] = param + step;
     prev_step[i] = step;
     prev_grad[i] = grad;

@@ -21,7 +21,8 @@ struct RmspropHyper {
   void validate() const {
     require_nonnegative(lr, "lr");
     require_finite(alpha, "alpha");
-    require(0.0 <= alpha && alpha <= 1.0, "invalid alpha value: " + num(alpha) + " (must be in [0, 1])");
+    require(0.0 <= alpha && alpha <= 1.0,
+            [&] { return std::string("invalid alpha value: " + num(alpha) + " (must be in [0, 1])"); });
     require_nonnegative(eps, "eps");
     require_nonnegative(weight_decay, "weight_decay");
     require_nonnegative(momentum, "momentum");
@@ -52,7 +53,7 @@ struct RmspropScalars {
 };
 
 template <class T, bool kCentered, bool kMomentum>
-void rmsprop_span(const RmspropScalars<T>& s, T* __restrict p, const T* __restrict g,
+void rmsprop_span(const RmspropScalars<T> s, T* __restrict p, const T* __restrict g,
                   T* __restrict v, T* __restrict a, T* __restrict b, std::int64_t n) {
 #pragma omp simd
   for (std::int64_t i = 0; i < n; ++i) {

@@ -37,13 +37,13 @@ struct RpropHyper {
     require_finite(eta_minus, "etaminus");
     require_finite(eta_plus, "etaplus");
     require(0.0 < eta_minus && eta_minus < 1.0 && 1.0 < eta_plus,
-            "invalid eta values: (" + num(eta_minus) + ", " + num(eta_plus) +
-                ") (need 0 < etaminus < 1 < etaplus)");
+            [&] { return std::string("invalid eta values: (" + num(eta_minus) + ", " + num(eta_plus) +
+                ") (need 0 < etaminus < 1 < etaplus)"); });
     require_nonnegative(step_size_min, "step_size_min");
     require_finite(step_size_max, "step_size_max");
     require(step_size_min <= step_size_max,
-            "invalid step sizes: step_size_min " + num(step_size_min) +
-                " > step_size_max " + num(step_size_max));
+            [&] { return std::string("invalid step sizes: step_size_min " + num(step_size_min) +
+                " > step_size_max " + num(step_size_max)); });
     require_nonnegative(weight_decay, "weight_decay");
   }
 };
@@ -72,34 +72,37 @@ struct RpropScalars {
         variant(h.variant) {}
 };
 
-template <class T>
-inline T rprop_new_step_size(const RpropScalars<T>& s, T agreement, T step_size) {
-  const T factor = agreement > T(0) ? s.eta_plus : (agreement < T(0) ? s.eta_minus : T(1));
-  T d = step_size * factor;
-  d = d > s.step_min ? d : s.step_min;
-  return d < s.step_max ? d : s.step_max;
-}
-
 template <class T, RpropVariant kVariant>
-void rprop_span(const RpropScalars<T>& s, T* __restrict p, const T* __restrict g,
+void rprop_span(const RpropScalars<T> s, T* __restrict p, const T* __restrict g,
                 T* __restrict prev, T* __restrict step_size, T* __restrict prev_update,
                 std::int64_t n) {
+  // Scalars in locals, and conditions as comparisons of T values: GCC does not
+  // vectorize selects on bools or on values it re-loads through the struct.
+  const T sign = s.sign, wd = s.wd, eta_plus = s.eta_plus, eta_minus = s.eta_minus;
+  const T step_min = s.step_min, step_max = s.step_max;
+  const T restore = s.restore ? T(1) : T(0);
 #pragma omp simd
   for (std::int64_t i = 0; i < n; ++i) {
     const T param = p[i];
-    T grad = g[i] * s.sign;
-    if (s.has_wd) grad = grad + s.wd * param;
+    T grad = g[i] * sign;
+    if (wd != T(0)) grad = grad + wd * param;
     const T agreement = sign_of(prev[i]) * sign_of(grad);
-    const T d = rprop_new_step_size(s, agreement, step_size[i]);
+    const T shrink_or_keep = agreement < T(0) ? eta_minus : T(1);
+    T d = step_size[i] * (agreement > T(0) ? eta_plus : shrink_or_keep);
+    d = d > step_min ? d : step_min;
+    d = d < step_max ? d : step_max;
     step_size[i] = d;
+    // Branch-free (selects, unconditional loads, & instead of &&) so the loop
+    // vectorizes: a short-circuit or a conditional load is control flow.
+    const bool reversed = agreement < T(0);  // used only directly as a select condition
     if constexpr (kVariant == RpropVariant::kIrpropMinus || kVariant == RpropVariant::kRpropMinus) {
-      if (kVariant == RpropVariant::kIrpropMinus && agreement < T(0)) grad = T(0);
+      if constexpr (kVariant == RpropVariant::kIrpropMinus) grad = reversed ? T(0) : grad;
       p[i] = param - sign_of(grad) * d;
       prev[i] = grad;
     } else {
-      const bool reversed = agreement < T(0);
+      const T last_update = prev_update[i];
       const T dw = reversed ? T(0) : -sign_of(grad) * d;
-      const T undo = (reversed && s.restore) ? prev_update[i] : T(0);
+      const T undo = reversed ? last_update * restore : T(0);  // last_update is finite
       p[i] = reversed ? param - undo : param + dw;
       prev[i] = reversed ? T(0) : grad;
       prev_update[i] = dw;

@@ -22,7 +22,7 @@ struct SgdHyper {
     require_finite(dampening, "dampening");
     require_nonnegative(weight_decay, "weight_decay");
     require(!nesterov || (momentum > 0.0 && dampening == 0.0),
-            "nesterov momentum requires a momentum > 0 and zero dampening");
+            [&] { return std::string("nesterov momentum requires a momentum > 0 and zero dampening"); });
     require_step(step);
   }
 };
@@ -51,7 +51,7 @@ struct SgdScalars {
 
 // kMode: 0 plain, 1 momentum (first step: b = g), 2 momentum (later steps).
 template <class T, int kMode>
-void sgd_span(const SgdScalars<T>& s, T* __restrict p, const T* __restrict g, T* __restrict b,
+void sgd_span(const SgdScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict b,
               std::int64_t n) {
 #pragma omp simd
   for (std::int64_t i = 0; i < n; ++i) {

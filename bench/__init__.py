@@ -1,0 +1,1 @@
+"""fastopt benchmarks: ``python -m bench --help``."""
