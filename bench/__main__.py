@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     parser.add_argument("--json", default=os.path.join("bench", "results", "steps.json"),
                         help="where to write the results as JSON ('' to skip)")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
 
     info = fastopt.runtime_info()
@@ -39,6 +40,8 @@ def main(argv=None) -> int:
     print("Median time per step; GB/s = bytes a fused single pass moves / time; "
           "speedup = reference time / fastopt time.\n")
     rows = steps.run([int(n) for n in args.sizes], [np.dtype(d).type for d in args.dtypes])
+    if args.markdown:
+        print("\n" + steps.markdown(rows))
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:

@@ -69,3 +69,17 @@ def run(sizes, dtypes, out=print) -> List[Dict]:
                 out(f"{kernel.label:<17}{row['dtype']:<9}{n:>9}  {format_seconds(t_fast):>10}  "
                     f"{gbps:>6.1f}  {format_seconds(t_ref):>10}  {row['speedup']:>7.1f}x")
     return rows
+
+
+def markdown(rows: List[Dict]) -> str:
+    """A kernel x N table of fastopt time and speedup over the reference."""
+    sizes = sorted({r["n"] for r in rows})
+    lines = ["| kernel | dtype | " + " | ".join(f"N = {n:.0e}".replace("e+0", "e") for n in sizes) + " |",
+             "|---|---|" + "---|" * len(sizes)]
+    keys = list(dict.fromkeys((r["kernel"], r["dtype"]) for r in rows))
+    for kernel, dtype in keys:
+        cells = {r["n"]: r for r in rows if r["kernel"] == kernel and r["dtype"] == dtype}
+        lines.append(f"| {kernel} | {dtype} | " + " | ".join(
+            f"{format_seconds(cells[n]['fastopt_s'])} ({cells[n]['speedup']:.1f}x)" if n in cells else ""
+            for n in sizes) + " |")
+    return "\n".join(lines)
