@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     info = fastopt.runtime_info()
-    print(f"fastopt {info['version']} | kernels: {info['kernel_target']} | OpenMP: {info['openmp']} "
-          f"({info['max_threads']} threads) | numpy {np.__version__} | {platform.machine()} "
+    print(f"fastopt {info['version']} | SIMD: {info['simd_target']} | OpenMP: {info['openmp']} "
+          f"({info['num_threads']} threads) | numpy {np.__version__} | {platform.machine()} "
           f"{os.cpu_count()} CPUs")
     print("Median time per step; GB/s = bytes a fused single pass moves / time; "
           "speedup = reference time / fastopt time.\n")

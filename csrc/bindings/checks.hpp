@@ -37,11 +37,11 @@ class CheckedBuffers {
 
   // Builds the kernel's view; valid while this object lives.
   template <class T>
-  Batch<T> batch(const std::vector<std::int32_t>& hyper_index, int num_threads) {
+  Batch<T> batch(const std::vector<std::int32_t>& hyper_index, int num_threads, int* threads_used) {
     typed_.resize(raw_.size());
     for (std::size_t k = 0; k < raw_.size(); ++k) typed_[k] = raw_[k];
     return Batch<T>{n_tensors_, sizes_.data(), reinterpret_cast<T* const*>(typed_.data()),
-                    hyper_index.data(), total_, num_threads};
+                    hyper_index.data(), total_, num_threads, threads_used};
   }
 
  private:

@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <optional>
 
 #include "bindings/checks.hpp"
@@ -19,6 +20,12 @@ using namespace pybind11::literals;
 namespace fastopt {
 namespace {
 
+// Threads for calls that pass num_threads=0; 0 means the OpenMP default
+// (OMP_NUM_THREADS, or what threadpoolctl set through omp_set_num_threads).
+std::atomic<int> g_num_threads{0};
+// Threads the most recent kernel call ran on (a diagnostic for users and tests).
+std::atomic<int> g_last_call_threads{0};
+
 template <class T>
 const Kernels<T>& kernels_for(const Batch<T>&) {
   return active_kernels().get<T>();
@@ -29,17 +36,20 @@ template <class Fn>
 void run_kernel(CheckedBuffers& buffers, const py::object& hyper_index, std::size_t n_hypers,
                 int num_threads, bool check_only, Fn&& fn) {
   if (num_threads < 0) throw py::value_error("num_threads must be >= 0 (0 means the OpenMP default)");
+  if (num_threads == 0) num_threads = g_num_threads.load(std::memory_order_relaxed);
   const std::vector<std::int32_t> index = check_hyper_index(hyper_index, buffers.n_tensors(), n_hypers);
-  if (check_only || buffers.n_tensors() == 0) return;
+  if (check_only) return;
+  int threads_used = 1;
   if (buffers.is_double()) {
-    const Batch<double> batch = buffers.batch<double>(index, num_threads);
+    const Batch<double> batch = buffers.batch<double>(index, num_threads, &threads_used);
     py::gil_scoped_release release;
     fn(batch);
   } else {
-    const Batch<float> batch = buffers.batch<float>(index, num_threads);
+    const Batch<float> batch = buffers.batch<float>(index, num_threads, &threads_used);
     py::gil_scoped_release release;
     fn(batch);
   }
+  g_last_call_threads.store(threads_used, std::memory_order_relaxed);
 }
 
 template <class Hyper, class Pred>
@@ -243,20 +253,43 @@ void bind_kernels(py::module_& m) {
      "num_threads"_a = 0, "check_only"_a = false);
 }
 
+void bind_runtime(py::module_& m) {
+  m.attr("PARALLEL_GRAIN") = kParallelGrain;
+  m.def("kernel_target", [] { return std::string(active_kernels().target); },
+        "The SIMD target whose kernels are in use.");
+  m.def("compiled_targets", &compiled_targets, "SIMD targets compiled into this build, best last.");
+  m.def("supported_targets", &supported_targets, "Compiled SIMD targets this CPU and OS can run.");
+  m.def("select_target", &select_target, "name"_a,
+        "Use the kernels of one SIMD target (for tests and benchmarks; FASTOPT_TARGET does it at import).");
+  m.def("set_num_threads", [](int n) {
+    if (n < 0) throw py::value_error("set_num_threads: n must be >= 0 (0 restores the OpenMP default)");
+    g_num_threads.store(n, std::memory_order_relaxed);
+  }, "n"_a, "Threads for every later call that does not pass num_threads (0: the OpenMP default).");
+  m.def("get_num_threads", [] {
+    const int n = g_num_threads.load(std::memory_order_relaxed);
+#ifdef FASTOPT_HAVE_OPENMP
+    return n > 0 ? n : omp_get_max_threads();
+#else
+    (void)n;
+    return 1;
+#endif
+  }, "Threads a call without num_threads would use.");
+  m.def("last_call_threads", [] { return g_last_call_threads.load(std::memory_order_relaxed); },
+        "Threads the most recent kernel call ran on (1 below the parallel grain).");
+#ifdef FASTOPT_HAVE_OPENMP
+  m.attr("OPENMP") = true;
+#else
+  m.attr("OPENMP") = false;
+#endif
+}
+
 }  // namespace
 }  // namespace fastopt
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastopt's C++ kernels (private; use fastopt.functional and fastopt.optim)";
+  fastopt::init_dispatch();  // FASTOPT_TARGET naming an unusable target fails the import, clearly
   fastopt::bind_hypers(m);
   fastopt::bind_kernels(m);
-  m.attr("PARALLEL_GRAIN") = fastopt::kParallelGrain;
-  m.def("kernel_target", [] { return std::string(fastopt::active_kernels().target); });
-#ifdef FASTOPT_HAVE_OPENMP
-  m.attr("OPENMP") = true;
-  m.def("max_threads", [] { return omp_get_max_threads(); });
-#else
-  m.attr("OPENMP") = false;
-  m.def("max_threads", [] { return 1; });
-#endif
+  fastopt::bind_runtime(m);
 }

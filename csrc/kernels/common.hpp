@@ -45,6 +45,7 @@ struct Batch {
   const std::int32_t* hyper;   // which hyperparameter set tensor i uses
   std::int64_t total;          // sum of sizes
   int num_threads;             // 0: the OpenMP default
+  int* threads_used;           // out: threads the call ran on (1 below the grain)
 };
 
 // Hyperparameter checks shared by every optimizer. They throw
@@ -100,6 +101,7 @@ inline T* role_ptr(const Batch<T>& batch, int role, int tensor) {
 template <class T, class Body>
 void for_each_span(const Batch<T>& batch, Body&& body) {
   const std::int64_t total = batch.total;
+  *batch.threads_used = 1;
   if (total == 0) return;
 
   auto run_range = [&](std::int64_t lo, std::int64_t hi) {
@@ -120,6 +122,7 @@ void for_each_span(const Batch<T>& batch, Body&& body) {
 #pragma omp parallel num_threads(threads)
     {
       const int k = omp_get_thread_num(), nt = omp_get_num_threads();
+      if (k == 0) *batch.threads_used = nt;
       auto boundary = [&](int j) {
         if (j >= nt) return total;
         const std::int64_t raw = total / nt * j + std::min<std::int64_t>(j, total % nt);

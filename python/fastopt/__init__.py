@@ -16,7 +16,8 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "functional", "optim", "reference", "show_runtime", "runtime_info",
+    "functional", "optim", "reference", "show_runtime", "runtime_info", "set_num_threads",
+    "get_num_threads", "last_call_threads",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop",
 ]
 
@@ -25,11 +26,31 @@ def runtime_info() -> dict:
     """What the extension was built with and what it uses now."""
     return {
         "version": __version__,
-        "kernel_target": _core.kernel_target(),
+        "simd_target": _core.kernel_target(),
+        "compiled_targets": _core.compiled_targets(),
+        "supported_targets": _core.supported_targets(),
         "openmp": bool(_core.OPENMP),
-        "max_threads": _core.max_threads(),
+        "num_threads": _core.get_num_threads(),
         "parallel_grain": int(_core.PARALLEL_GRAIN),
     }
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by every later kernel call that does not pass
+    ``num_threads=``; ``0`` restores the OpenMP default (``OMP_NUM_THREADS``,
+    or a limit set by threadpoolctl). Results do not depend on it."""
+    _core.set_num_threads(n)
+
+
+def last_call_threads() -> int:
+    """Threads the most recent kernel call actually ran on (1 below the
+    parallel grain of ``fastopt._core.PARALLEL_GRAIN`` elements per call)."""
+    return _core.last_call_threads()
+
+
+def get_num_threads() -> int:
+    """Threads a kernel call without ``num_threads=`` uses now."""
+    return _core.get_num_threads()
 
 
 def show_runtime() -> None:

@@ -6,7 +6,7 @@ fastopt's C++ kernels (private; use fastopt.functional and fastopt.optim)
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['AdagradHyper', 'AdamHyper', 'OPENMP', 'PARALLEL_GRAIN', 'QuickpropHyper', 'RmspropHyper', 'RpropHyper', 'SgdHyper', 'adagrad', 'adam', 'kernel_target', 'max_threads', 'quickprop', 'rmsprop', 'rprop', 'sgd']
+__all__: list[str] = ['AdagradHyper', 'AdamHyper', 'OPENMP', 'PARALLEL_GRAIN', 'QuickpropHyper', 'RmspropHyper', 'RpropHyper', 'SgdHyper', 'adagrad', 'adam', 'compiled_targets', 'get_num_threads', 'kernel_target', 'last_call_threads', 'quickprop', 'rmsprop', 'rprop', 'select_target', 'set_num_threads', 'sgd', 'supported_targets']
 class SgdHyper:
     def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
@@ -161,17 +161,41 @@ def adagrad(params: typing.Any, grads: typing.Any, state_sums: typing.Any, hyper
     ...
 def adam(params: typing.Any, grads: typing.Any, exp_avgs: typing.Any, exp_avg_sqs: typing.Any, max_exp_avg_sqs: typing.Any, hypers: collections.abc.Sequence[AdamHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
     ...
+def compiled_targets() -> list[str]:
+    """
+    SIMD targets compiled into this build, best last.
+    """
+def get_num_threads() -> int:
+    """
+    Threads a call without num_threads would use.
+    """
 def kernel_target() -> str:
-    ...
-def max_threads() -> int:
-    ...
+    """
+    The SIMD target whose kernels are in use.
+    """
+def last_call_threads() -> int:
+    """
+    Threads the most recent kernel call ran on (1 below the parallel grain).
+    """
 def quickprop(params: typing.Any, grads: typing.Any, prev_steps: typing.Any, prev_grads: typing.Any, hypers: collections.abc.Sequence[QuickpropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
     ...
 def rmsprop(params: typing.Any, grads: typing.Any, square_avgs: typing.Any, grad_avgs: typing.Any, momentum_buffers: typing.Any, hypers: collections.abc.Sequence[RmspropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
     ...
 def rprop(params: typing.Any, grads: typing.Any, prevs: typing.Any, step_sizes: typing.Any, prev_updates: typing.Any, hypers: collections.abc.Sequence[RpropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
     ...
+def select_target(name: str) -> None:
+    """
+    Use the kernels of one SIMD target (for tests and benchmarks; FASTOPT_TARGET does it at import).
+    """
+def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    Threads for every later call that does not pass num_threads (0: the OpenMP default).
+    """
 def sgd(params: typing.Any, grads: typing.Any, momentum_buffers: typing.Any, hypers: collections.abc.Sequence[SgdHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
     ...
+def supported_targets() -> list[str]:
+    """
+    Compiled SIMD targets this CPU and OS can run.
+    """
 OPENMP: bool = True
 PARALLEL_GRAIN: int = 32768

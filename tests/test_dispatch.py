@@ -1,0 +1,89 @@
+"""Runtime SIMD dispatch: every target this CPU supports computes the same
+bits as the NumPy reference, and no code outside a target's own namespace
+uses instructions the baseline CPU may lack."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt import _core
+from registry import CASE_IDS, CASES, DTYPES, NoisyQuadratic, run
+
+SUPPORTED = _core.supported_targets()
+
+
+@pytest.fixture(params=SUPPORTED)
+def target(request):
+    previous = _core.kernel_target()
+    _core.select_target(request.param)
+    yield request.param
+    _core.select_target(previous)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_every_target_matches_reference_bitwise(target, case, dtype):
+    for size in (1, 17, 1023, fastopt._core.PARALLEL_GRAIN + 77):
+        problem = NoisyQuadratic(size, 20, seed=size)
+        p_fast, state_fast = run(case, case.functional, problem, dtype, 20)
+        p_ref, state_ref = run(case, case.reference, problem, dtype, 20)
+        np.testing.assert_array_equal(p_fast, p_ref)
+        for a, b in zip(state_fast, state_ref):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_best_supported_target_is_default():
+    code = "from fastopt import _core; print(_core.kernel_target())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in __import__("os").environ.items() if k != "FASTOPT_TARGET"})
+    assert out.stdout.strip() == SUPPORTED[-1]
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_environment_variable_forces_a_target(name):
+    code = "import fastopt; print(fastopt.runtime_info()['simd_target'])"
+    env = dict(__import__("os").environ, FASTOPT_TARGET=name)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == name
+
+
+def test_unknown_or_unsupported_target_is_refused():
+    with pytest.raises(ValueError, match="unknown SIMD target"):
+        _core.select_target("avx1024")
+    env = dict(__import__("os").environ, FASTOPT_TARGET="avx1024")
+    out = subprocess.run([sys.executable, "-c", "import fastopt"], capture_output=True, text=True, env=env)
+    assert out.returncode != 0 and "unknown SIMD target 'avx1024'" in out.stderr
+    for name in set(_core.compiled_targets()) - set(SUPPORTED):
+        with pytest.raises(ValueError, match="cannot run"):
+            _core.select_target(name)
+
+
+def test_show_runtime_reports_targets_and_threads(capsys):
+    fastopt.show_runtime()
+    out = capsys.readouterr().out
+    for word in ("simd_target", "compiled_targets", "openmp", "num_threads"):
+        assert word in out
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="needs objdump (binutils)")
+@pytest.mark.skipif(not re.match(r"x86_64|AMD64", __import__("platform").machine()), reason="x86-64 only")
+def test_only_target_code_uses_wide_instructions():
+    """Inline code shared between translation units must not be compiled with
+    a target's flags: the linker could hand that copy to baseline callers."""
+    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", _core.__file__],
+                             capture_output=True, text=True, check=True).stdout
+    allowed = re.compile(r"::(avx2|avx512)::|kernel_table_(avx2|avx512)\(")  # run only after the CPU check
+    vex_or_evex = re.compile(r"^\s*[0-9a-f]+:\s+v[a-z0-9]+\s|%[yz]mm\d")
+    offenders, function = set(), None
+    for line in listing.splitlines():
+        header = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
+        if header:
+            function = header.group(1)
+        elif function and vex_or_evex.search(line) and not allowed.search(function):
+            offenders.add(function)
+    assert not offenders, sorted(offenders)[:10]
