@@ -83,6 +83,18 @@ const char* variant_name(RpropVariant v) {
   return "?";
 }
 
+RpropHyper make_rprop_hyper(double etaminus, double etaplus, double step_size_min, double step_size_max,
+                            double weight_decay, bool maximize, const std::string& variant,
+                            std::optional<double> loss, std::optional<double> prev_loss) {
+  RpropHyper h{etaminus, etaplus, step_size_min, step_size_max, weight_decay, maximize, parse_variant(variant), false};
+  if (h.variant == RpropVariant::kIrpropPlus) {
+    if (!loss) throw py::value_error("loss is required for variant='irprop+' (it backtracks only when the loss rose)");
+    h.loss_increased = prev_loss.has_value() && *loss > *prev_loss;
+  }
+  h.validate();
+  return h;
+}
+
 void bind_hypers(py::module_& m) {
   py::class_<SgdHyper>(m, "SgdHyper")
       .def(py::init([](double lr, double momentum, double dampening, double weight_decay, bool nesterov,
@@ -142,18 +154,7 @@ void bind_hypers(py::module_& m) {
       .def_readonly("step", &AdamHyper::step);
 
   py::class_<RpropHyper>(m, "RpropHyper")
-      .def(py::init([](double etaminus, double etaplus, double step_size_min, double step_size_max,
-                       double weight_decay, bool maximize, const std::string& variant, std::optional<double> loss,
-                       std::optional<double> prev_loss) {
-             RpropHyper h{etaminus, etaplus, step_size_min, step_size_max, weight_decay, maximize,
-                          parse_variant(variant), false};
-             if (h.variant == RpropVariant::kIrpropPlus) {
-               if (!loss) throw py::value_error("loss is required for variant='irprop+' (it backtracks only when the loss rose)");
-               h.loss_increased = prev_loss.has_value() && *loss > *prev_loss;
-             }
-             h.validate();
-             return h;
-           }),
+      .def(py::init(&make_rprop_hyper),
            py::kw_only(), "etaminus"_a = 0.5, "etaplus"_a = 1.2, "step_size_min"_a = 1e-6,
            "step_size_max"_a = 50.0, "weight_decay"_a = 0.0, "maximize"_a = false, "variant"_a = "irprop-",
            "loss"_a = py::none(), "prev_loss"_a = py::none())
@@ -180,77 +181,138 @@ void bind_hypers(py::module_& m) {
       .def_readonly("maximize", &QuickpropHyper::maximize);
 }
 
-void bind_kernels(py::module_& m) {
-  const auto W = Access::kWrite, R = Access::kRead;
-  const char* always = "";
+constexpr Access W = Access::kWrite, R = Access::kRead;
+const char* const always = "";  // a required role: None is rejected
 
-  m.def("sgd", [=](py::object params, py::object grads, py::object momentum_buffers,
+// One function per optimizer: check every buffer, then run the kernel once
+// over all tensors. Bound twice: with a list of hyperparameter sets (the
+// classes) and with the hyperparameters as positional scalars (the fast path
+// of fastopt.functional).
+void run_sgd(py::object params, py::object grads, py::object momentum_buffers,
                    const std::vector<SgdHyper>& hypers, py::object hyper_index, int num_threads, bool check_only) {
-    const auto h = validated(hypers);
-    const char* need_buf = required_if(h, [](const SgdHyper& x) { return x.momentum != 0.0; }, "when momentum != 0");
-    CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
-                        {"momentum_buffers", momentum_buffers, W, need_buf}});
-    run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
-               [&](const auto& b) { kernels_for(b).sgd(b, h.data(), h.size()); });
-  }, "params"_a, "grads"_a, "momentum_buffers"_a, "hypers"_a, "hyper_index"_a = py::none(), "num_threads"_a = 0, "check_only"_a = false);
+  const auto h = validated(hypers);
+  const char* need_buf = required_if(h, [](const SgdHyper& x) { return x.momentum != 0.0; }, "when momentum != 0");
+  CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
+                      {"momentum_buffers", momentum_buffers, W, need_buf}});
+  run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
+             [&](const auto& b) { kernels_for(b).sgd(b, h.data(), h.size()); });
+}
 
-  m.def("adagrad", [=](py::object params, py::object grads, py::object state_sums,
+void run_adagrad(py::object params, py::object grads, py::object state_sums,
                        const std::vector<AdagradHyper>& hypers, py::object hyper_index, int num_threads, bool check_only) {
-    const auto h = validated(hypers);
-    CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always}, {"state_sums", state_sums, W, always}});
-    run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
-               [&](const auto& b) { kernels_for(b).adagrad(b, h.data(), h.size()); });
-  }, "params"_a, "grads"_a, "state_sums"_a, "hypers"_a, "hyper_index"_a = py::none(), "num_threads"_a = 0, "check_only"_a = false);
+  const auto h = validated(hypers);
+  CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always}, {"state_sums", state_sums, W, always}});
+  run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
+             [&](const auto& b) { kernels_for(b).adagrad(b, h.data(), h.size()); });
+}
 
-  m.def("rmsprop", [=](py::object params, py::object grads, py::object square_avgs, py::object grad_avgs,
+void run_rmsprop(py::object params, py::object grads, py::object square_avgs, py::object grad_avgs,
                        py::object momentum_buffers, const std::vector<RmspropHyper>& hypers,
                        py::object hyper_index, int num_threads, bool check_only) {
-    const auto h = validated(hypers);
-    const char* need_avg = required_if(h, [](const RmspropHyper& x) { return x.centered; }, "when centered=True");
-    const char* need_buf = required_if(h, [](const RmspropHyper& x) { return x.momentum > 0.0; }, "when momentum > 0");
-    CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
-                        {"square_avgs", square_avgs, W, always}, {"grad_avgs", grad_avgs, W, need_avg},
-                        {"momentum_buffers", momentum_buffers, W, need_buf}});
-    run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
-               [&](const auto& b) { kernels_for(b).rmsprop(b, h.data(), h.size()); });
-  }, "params"_a, "grads"_a, "square_avgs"_a, "grad_avgs"_a, "momentum_buffers"_a, "hypers"_a,
-     "hyper_index"_a = py::none(), "num_threads"_a = 0, "check_only"_a = false);
+  const auto h = validated(hypers);
+  const char* need_avg = required_if(h, [](const RmspropHyper& x) { return x.centered; }, "when centered=True");
+  const char* need_buf = required_if(h, [](const RmspropHyper& x) { return x.momentum > 0.0; }, "when momentum > 0");
+  CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
+                      {"square_avgs", square_avgs, W, always}, {"grad_avgs", grad_avgs, W, need_avg},
+                      {"momentum_buffers", momentum_buffers, W, need_buf}});
+  run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
+             [&](const auto& b) { kernels_for(b).rmsprop(b, h.data(), h.size()); });
+}
 
-  m.def("adam", [=](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
+void run_adam(py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
                     py::object max_exp_avg_sqs, const std::vector<AdamHyper>& hypers, py::object hyper_index,
                     int num_threads, bool check_only) {
-    const auto h = validated(hypers);
-    const char* need_max = required_if(h, [](const AdamHyper& x) { return x.amsgrad; }, "when amsgrad=True");
-    CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
-                        {"exp_avgs", exp_avgs, W, always}, {"exp_avg_sqs", exp_avg_sqs, W, always},
-                        {"max_exp_avg_sqs", max_exp_avg_sqs, W, need_max}});
-    run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
-               [&](const auto& b) { kernels_for(b).adam(b, h.data(), h.size()); });
-  }, "params"_a, "grads"_a, "exp_avgs"_a, "exp_avg_sqs"_a, "max_exp_avg_sqs"_a, "hypers"_a,
-     "hyper_index"_a = py::none(), "num_threads"_a = 0, "check_only"_a = false);
+  const auto h = validated(hypers);
+  const char* need_max = required_if(h, [](const AdamHyper& x) { return x.amsgrad; }, "when amsgrad=True");
+  CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
+                      {"exp_avgs", exp_avgs, W, always}, {"exp_avg_sqs", exp_avg_sqs, W, always},
+                      {"max_exp_avg_sqs", max_exp_avg_sqs, W, need_max}});
+  run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
+             [&](const auto& b) { kernels_for(b).adam(b, h.data(), h.size()); });
+}
 
-  m.def("rprop", [=](py::object params, py::object grads, py::object prevs, py::object step_sizes,
+void run_rprop(py::object params, py::object grads, py::object prevs, py::object step_sizes,
                      py::object prev_updates, const std::vector<RpropHyper>& hypers, py::object hyper_index,
                      int num_threads, bool check_only) {
-    const auto h = validated(hypers);
-    const char* need_upd = required_if(h, [](const RpropHyper& x) { return x.has_backtracking(); },
-                                       "for variant 'rprop+' and 'irprop+'");
-    CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always}, {"prevs", prevs, W, always},
-                        {"step_sizes", step_sizes, W, always}, {"prev_updates", prev_updates, W, need_upd}});
-    run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
-               [&](const auto& b) { kernels_for(b).rprop(b, h.data(), h.size()); });
-  }, "params"_a, "grads"_a, "prevs"_a, "step_sizes"_a, "prev_updates"_a, "hypers"_a,
-     "hyper_index"_a = py::none(), "num_threads"_a = 0, "check_only"_a = false);
+  const auto h = validated(hypers);
+  const char* need_upd = required_if(h, [](const RpropHyper& x) { return x.has_backtracking(); },
+                                     "for variant 'rprop+' and 'irprop+'");
+  CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always}, {"prevs", prevs, W, always},
+                      {"step_sizes", step_sizes, W, always}, {"prev_updates", prev_updates, W, need_upd}});
+  run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
+             [&](const auto& b) { kernels_for(b).rprop(b, h.data(), h.size()); });
+}
 
-  m.def("quickprop", [=](py::object params, py::object grads, py::object prev_steps, py::object prev_grads,
+void run_quickprop(py::object params, py::object grads, py::object prev_steps, py::object prev_grads,
                          const std::vector<QuickpropHyper>& hypers, py::object hyper_index, int num_threads, bool check_only) {
-    const auto h = validated(hypers);
-    CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
-                        {"prev_steps", prev_steps, W, always}, {"prev_grads", prev_grads, W, always}});
-    run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
-               [&](const auto& b) { kernels_for(b).quickprop(b, h.data(), h.size()); });
-  }, "params"_a, "grads"_a, "prev_steps"_a, "prev_grads"_a, "hypers"_a, "hyper_index"_a = py::none(),
+  const auto h = validated(hypers);
+  CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
+                      {"prev_steps", prev_steps, W, always}, {"prev_grads", prev_grads, W, always}});
+  run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
+             [&](const auto& b) { kernels_for(b).quickprop(b, h.data(), h.size()); });
+}
+
+void bind_kernels(py::module_& m) {
+  m.def("sgd", &run_sgd, "params"_a, "grads"_a, "momentum_buffers"_a, "hypers"_a, "hyper_index"_a = py::none(), "num_threads"_a = 0, "check_only"_a = false);
+  m.def("adagrad", &run_adagrad, "params"_a, "grads"_a, "state_sums"_a, "hypers"_a, "hyper_index"_a = py::none(), "num_threads"_a = 0, "check_only"_a = false);
+  m.def("rmsprop", &run_rmsprop, "params"_a, "grads"_a, "square_avgs"_a, "grad_avgs"_a, "momentum_buffers"_a, "hypers"_a,
+     "hyper_index"_a = py::none(), "num_threads"_a = 0, "check_only"_a = false);
+  m.def("adam", &run_adam, "params"_a, "grads"_a, "exp_avgs"_a, "exp_avg_sqs"_a, "max_exp_avg_sqs"_a, "hypers"_a,
+     "hyper_index"_a = py::none(), "num_threads"_a = 0, "check_only"_a = false);
+  m.def("rprop", &run_rprop, "params"_a, "grads"_a, "prevs"_a, "step_sizes"_a, "prev_updates"_a, "hypers"_a,
+     "hyper_index"_a = py::none(), "num_threads"_a = 0, "check_only"_a = false);
+  m.def("quickprop", &run_quickprop, "params"_a, "grads"_a, "prev_steps"_a, "prev_grads"_a, "hypers"_a, "hyper_index"_a = py::none(),
      "num_threads"_a = 0, "check_only"_a = false);
+}
+
+// The fast path of fastopt.functional: one hyperparameter set, passed as
+// positional scalars (building a Hyper object through keyword arguments
+// costs more than a whole step on 1,000 elements).
+void bind_fast_steps(py::module_& m) {
+  const auto none = py::none();
+  m.def("sgd_step", [none](py::object params, py::object grads, py::object momentum_buffers, double lr,
+                           double momentum, double dampening, double weight_decay, bool nesterov,
+                           bool maximize, std::int64_t step, int num_threads) {
+    run_sgd(params, grads, momentum_buffers, {SgdHyper{lr, momentum, dampening, weight_decay, nesterov, maximize, step}},
+            none, num_threads, false);
+  });
+  m.def("adagrad_step", [none](py::object params, py::object grads, py::object state_sums, double lr,
+                               double lr_decay, double weight_decay, double eps, bool maximize,
+                               std::int64_t step, int num_threads) {
+    run_adagrad(params, grads, state_sums, {AdagradHyper{lr, lr_decay, weight_decay, eps, maximize, step}}, none,
+                num_threads, false);
+  });
+  m.def("rmsprop_step", [none](py::object params, py::object grads, py::object square_avgs, py::object grad_avgs,
+                               py::object momentum_buffers, double lr, double alpha, double eps,
+                               double weight_decay, double momentum, bool centered, bool maximize,
+                               int num_threads) {
+    run_rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffers,
+                {RmspropHyper{lr, alpha, eps, weight_decay, momentum, centered, maximize}}, none, num_threads, false);
+  });
+  m.def("adam_step", [none](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
+                            py::object max_exp_avg_sqs, double lr, double beta1, double beta2, double eps,
+                            double weight_decay, bool amsgrad, bool maximize, bool decoupled_weight_decay,
+                            std::int64_t step, int num_threads) {
+    run_adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+             {AdamHyper{lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay, step}}, none,
+             num_threads, false);
+  });
+  m.def("rprop_step", [none](py::object params, py::object grads, py::object prevs, py::object step_sizes,
+                             py::object prev_updates, double etaminus, double etaplus, double step_size_min,
+                             double step_size_max, double weight_decay, bool maximize, const std::string& variant,
+                             std::optional<double> loss, std::optional<double> prev_loss, int num_threads) {
+    run_rprop(params, grads, prevs, step_sizes, prev_updates,
+              {make_rprop_hyper(etaminus, etaplus, step_size_min, step_size_max, weight_decay, maximize, variant,
+                                loss, prev_loss)},
+              none, num_threads, false);
+  });
+  m.def("quickprop_step", [none](py::object params, py::object grads, py::object prev_steps, py::object prev_grads,
+                                 double lr, double mu, double decay, double mode_switch, double momentum,
+                                 double weight_decay, bool maximize, int num_threads) {
+    run_quickprop(params, grads, prev_steps, prev_grads,
+                  {QuickpropHyper{lr, mu, decay, mode_switch, momentum, weight_decay, maximize}}, none, num_threads,
+                  false);
+  });
 }
 
 void bind_runtime(py::module_& m) {
@@ -291,5 +353,6 @@ PYBIND11_MODULE(_core, m) {
   fastopt::init_dispatch();  // FASTOPT_TARGET naming an unusable target fails the import, clearly
   fastopt::bind_hypers(m);
   fastopt::bind_kernels(m);
+  fastopt::bind_fast_steps(m);
   fastopt::bind_runtime(m);
 }

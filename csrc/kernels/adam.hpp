@@ -4,6 +4,11 @@
 //   g = -g if maximize;  g = g + wd*p (coupled, Adam)  |  p = p*(1 - lr*wd) (decoupled, AdamW)
 //   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;  vhat = amsgrad ? (vmax = max(vmax, v)) : v
 //   p = p - (lr/bc1) * m / (sqrt(vhat)/sqrt(bc2) + eps),  bc_k = 1 - b_k^t
+//
+// Divides and square roots bound this loop (they are not faster per element
+// with wider vectors on current x86 cores), so the division by sqrt(bc2) is a
+// multiplication by its reciprocal, computed once in double: one division and
+// one square root per element. torch divides; the two differ by one rounding.
 #pragma once
 
 #include "kernels/common.hpp"
@@ -37,7 +42,7 @@ namespace detail {
 // Per-call scalars, computed once in double and rounded to T once.
 template <class T>
 struct AdamScalars {
-  T sign, wd, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bc2_sqrt, eps;
+  T sign, wd, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, inv_bc2_sqrt, eps;
   bool coupled_wd, amsgrad;
 
   explicit AdamScalars(const AdamHyper& h) {
@@ -52,7 +57,7 @@ struct AdamScalars {
     beta2 = static_cast<T>(h.beta2);
     one_minus_beta2 = static_cast<T>(1.0 - h.beta2);
     step_size = static_cast<T>(h.lr / bc1);
-    bc2_sqrt = static_cast<T>(std::sqrt(bc2));
+    inv_bc2_sqrt = static_cast<T>(1.0 / std::sqrt(bc2));
     eps = static_cast<T>(h.eps);
     amsgrad = h.amsgrad;
   }
@@ -76,7 +81,7 @@ void adam_span(const AdamScalars<T> s, T* __restrict p, const T* __restrict g, T
     }
     m[i] = mi;
     v[i] = vi;
-    p[i] = param - s.step_size * (mi / (std::sqrt(vhat) / s.bc2_sqrt + s.eps));
+    p[i] = param - s.step_size * (mi / (std::sqrt(vhat) * s.inv_bc2_sqrt + s.eps));
   }
 }
 

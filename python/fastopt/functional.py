@@ -41,11 +41,18 @@ RPROP_VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+")
 
 def _hyper(kind, **values):
     """Build a C++ hyperparameter set (validated in C++: ValueError names the
-    argument). pybind11's own TypeError for a non-number does not say which
-    argument was wrong, so name it here, on the error path only."""
+    argument), naming the argument of a pybind11 TypeError."""
     try:
         return kind(**values)
-    except TypeError:
+    except TypeError as error:
+        _name_bad_scalar(error, values)
+
+
+def _name_bad_scalar(error: TypeError, values) -> None:
+    """Re-raise ``error``; if it is pybind11's generic "incompatible
+    arguments" error for a non-numeric hyperparameter, say which one instead.
+    Runs on the error path only, so valid calls pay nothing for it."""
+    if "incompatible" in str(error):
         for name, value in values.items():
             if name == "step" and not isinstance(value, (int, np.integer)):
                 raise TypeError(f"step must be an integer, got {type(value).__name__}") from None
@@ -55,7 +62,7 @@ def _hyper(kind, **values):
                 raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
             if isinstance(value, str) and name != "variant":
                 raise TypeError(f"{name} must be a number, got str") from None
-        raise
+    raise error
 
 
 def _pair(value, name: str) -> Tuple[float, float]:
@@ -97,11 +104,13 @@ def sgd_(
     "look-ahead" gradient is the same algorithm after the change of variables
     ``p' = p - lr*momentum*b`` (Sutskever et al. 2013).
     """
-    hyper = _hyper(_core.SgdHyper, 
-        lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-        nesterov=nesterov, maximize=maximize, step=step,
-    )
-    _core.sgd(params, grads, momentum_buffers, [hyper], None, num_threads)
+    try:
+        _core.sgd_step(params, grads, momentum_buffers, lr, momentum, dampening, weight_decay,
+            nesterov, maximize, step, num_threads)
+    except TypeError as error:
+        _name_bad_scalar(error, dict(lr=lr, momentum=momentum, dampening=dampening,
+            weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, step=step,
+            num_threads=num_threads))
 
 
 def adagrad_(
@@ -128,10 +137,12 @@ def adagrad_(
     Defaults: lr 1e-2, eps 1e-10 (torch.optim.Adagrad). The lectures put eps
     inside the square root, ``sqrt(s + eps)``; this follows torch.
     """
-    hyper = _hyper(_core.AdagradHyper, 
-        lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize, step=step
-    )
-    _core.adagrad(params, grads, state_sums, [hyper], None, num_threads)
+    try:
+        _core.adagrad_step(params, grads, state_sums, lr, lr_decay, weight_decay, eps, maximize,
+            step, num_threads)
+    except TypeError as error:
+        _name_bad_scalar(error, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+            eps=eps, maximize=maximize, step=step, num_threads=num_threads))
 
 
 def rmsprop_(
@@ -165,11 +176,12 @@ def rmsprop_(
     ``max(., 0)`` only guards a variance that rounding made negative, where
     torch would return NaN.
     """
-    hyper = _hyper(_core.RmspropHyper, 
-        lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-        centered=centered, maximize=maximize,
-    )
-    _core.rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffers, [hyper], None, num_threads)
+    try:
+        _core.rmsprop_step(params, grads, square_avgs, grad_avgs, momentum_buffers, lr, alpha,
+            eps, weight_decay, momentum, centered, maximize, num_threads)
+    except TypeError as error:
+        _name_bad_scalar(error, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+            momentum=momentum, centered=centered, maximize=maximize, num_threads=num_threads))
 
 
 def adam_(
@@ -203,14 +215,18 @@ def adam_(
     ``p <- p*(1 - lr*weight_decay)`` before the update instead of the coupled
     ``g + weight_decay*p``. Defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8.
     Two of the lectures write ``sqrt(vhat + eps)``; torch, Kingma & Ba and the
-    AdamW paper put eps outside the root, as here.
+    AdamW paper put eps outside the root, as here. ``sqrt(vhat)/sqrt(1-beta2**t)``
+    is computed as ``sqrt(vhat) * (1/sqrt(1-beta2**t))`` with the reciprocal in
+    double (one division per element fewer than torch, at most one rounding apart).
     """
     beta1, beta2 = _pair(betas, "betas")
-    hyper = _hyper(_core.AdamHyper, 
-        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-        maximize=maximize, decoupled_weight_decay=decoupled_weight_decay, step=step,
-    )
-    _core.adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, [hyper], None, num_threads)
+    try:
+        _core.adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2,
+            eps, weight_decay, amsgrad, maximize, decoupled_weight_decay, step, num_threads)
+    except TypeError as error:
+        _name_bad_scalar(error, dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+            weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+            decoupled_weight_decay=decoupled_weight_decay, step=step, num_threads=num_threads))
 
 
 def adamw_(
@@ -286,12 +302,15 @@ def rprop_(
     variants. These are full-batch methods: the sign logic assumes the same
     objective at every step.
     """
-    hyper = _hyper(_core.RpropHyper, 
-        etaminus=etaminus, etaplus=etaplus, step_size_min=step_size_min,
-        step_size_max=step_size_max, weight_decay=weight_decay, maximize=maximize,
-        variant=variant, loss=loss, prev_loss=prev_loss,
-    )
-    _core.rprop(params, grads, prevs, step_sizes, prev_updates, [hyper], None, num_threads)
+    try:
+        _core.rprop_step(params, grads, prevs, step_sizes, prev_updates, etaminus, etaplus,
+            step_size_min, step_size_max, weight_decay, maximize, variant, loss, prev_loss,
+            num_threads)
+    except TypeError as error:
+        _name_bad_scalar(error, dict(etaminus=etaminus, etaplus=etaplus,
+            step_size_min=step_size_min, step_size_max=step_size_max, weight_decay=weight_decay,
+            maximize=maximize, variant=variant, loss=loss, prev_loss=prev_loss,
+            num_threads=num_threads))
 
 
 def quickprop_(
@@ -328,8 +347,10 @@ def quickprop_(
     decay 1e-4 (Fahlman), ``mode_switch`` 0 (Fahlman; FANN uses 1e-3),
     lr 1e-2. A full-batch method.
     """
-    hyper = _hyper(_core.QuickpropHyper, 
-        lr=lr, mu=mu, decay=decay, mode_switch=mode_switch, momentum=momentum,
-        weight_decay=weight_decay, maximize=maximize,
-    )
-    _core.quickprop(params, grads, prev_steps, prev_grads, [hyper], None, num_threads)
+    try:
+        _core.quickprop_step(params, grads, prev_steps, prev_grads, lr, mu, decay, mode_switch,
+            momentum, weight_decay, maximize, num_threads)
+    except TypeError as error:
+        _name_bad_scalar(error, dict(lr=lr, mu=mu, decay=decay, mode_switch=mode_switch,
+            momentum=momentum, weight_decay=weight_decay, maximize=maximize,
+            num_threads=num_threads))

@@ -87,7 +87,9 @@ def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, l
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
     step_size = lr / bias_correction1
-    bias_correction2_sqrt = math.sqrt(bias_correction2)
+    # sqrt(vhat)/sqrt(bc2) is computed as sqrt(vhat) * (1/sqrt(bc2)), with the
+    # reciprocal in double: one division per element instead of two.
+    inv_bias_correction2_sqrt = 1 / math.sqrt(bias_correction2)
     vmaxes = _as_list(max_exp_avg_sqs)
     for i, (p, g, m, v) in enumerate(
         zip(_as_list(params), _as_list(grads), _as_list(exp_avgs), _as_list(exp_avg_sqs))
@@ -101,7 +103,7 @@ def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, l
         if amsgrad:
             vmaxes[i][...] = np.maximum(vmaxes[i], v)
             vhat = vmaxes[i]
-        p[...] = p - step_size * (m / (np.sqrt(vhat) / bias_correction2_sqrt + eps))
+        p[...] = p - step_size * (m / (np.sqrt(vhat) * inv_bias_correction2_sqrt + eps))
 
 
 def adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr=1e-3,
