@@ -60,7 +60,7 @@ const char* required_if(const std::vector<Hyper>& hypers, Pred pred, const char*
 }
 
 template <class Hyper>
-std::vector<Hyper> validated(const std::vector<Hyper>& hypers) {
+const std::vector<Hyper>& validated(const std::vector<Hyper>& hypers) {
   for (const Hyper& h : hypers) h.validate();
   return hypers;
 }
@@ -190,7 +190,7 @@ const char* const always = "";  // a required role: None is rejected
 // of fastopt.functional).
 void run_sgd(py::object params, py::object grads, py::object momentum_buffers,
                    const std::vector<SgdHyper>& hypers, py::object hyper_index, int num_threads, bool check_only) {
-  const auto h = validated(hypers);
+  const auto& h = validated(hypers);
   const char* need_buf = required_if(h, [](const SgdHyper& x) { return x.momentum != 0.0; }, "when momentum != 0");
   CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
                       {"momentum_buffers", momentum_buffers, W, need_buf}});
@@ -200,7 +200,7 @@ void run_sgd(py::object params, py::object grads, py::object momentum_buffers,
 
 void run_adagrad(py::object params, py::object grads, py::object state_sums,
                        const std::vector<AdagradHyper>& hypers, py::object hyper_index, int num_threads, bool check_only) {
-  const auto h = validated(hypers);
+  const auto& h = validated(hypers);
   CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always}, {"state_sums", state_sums, W, always}});
   run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
              [&](const auto& b) { kernels_for(b).adagrad(b, h.data(), h.size()); });
@@ -209,7 +209,7 @@ void run_adagrad(py::object params, py::object grads, py::object state_sums,
 void run_rmsprop(py::object params, py::object grads, py::object square_avgs, py::object grad_avgs,
                        py::object momentum_buffers, const std::vector<RmspropHyper>& hypers,
                        py::object hyper_index, int num_threads, bool check_only) {
-  const auto h = validated(hypers);
+  const auto& h = validated(hypers);
   const char* need_avg = required_if(h, [](const RmspropHyper& x) { return x.centered; }, "when centered=True");
   const char* need_buf = required_if(h, [](const RmspropHyper& x) { return x.momentum > 0.0; }, "when momentum > 0");
   CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
@@ -222,7 +222,7 @@ void run_rmsprop(py::object params, py::object grads, py::object square_avgs, py
 void run_adam(py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
                     py::object max_exp_avg_sqs, const std::vector<AdamHyper>& hypers, py::object hyper_index,
                     int num_threads, bool check_only) {
-  const auto h = validated(hypers);
+  const auto& h = validated(hypers);
   const char* need_max = required_if(h, [](const AdamHyper& x) { return x.amsgrad; }, "when amsgrad=True");
   CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
                       {"exp_avgs", exp_avgs, W, always}, {"exp_avg_sqs", exp_avg_sqs, W, always},
@@ -234,7 +234,7 @@ void run_adam(py::object params, py::object grads, py::object exp_avgs, py::obje
 void run_rprop(py::object params, py::object grads, py::object prevs, py::object step_sizes,
                      py::object prev_updates, const std::vector<RpropHyper>& hypers, py::object hyper_index,
                      int num_threads, bool check_only) {
-  const auto h = validated(hypers);
+  const auto& h = validated(hypers);
   const char* need_upd = required_if(h, [](const RpropHyper& x) { return x.has_backtracking(); },
                                      "for variant 'rprop+' and 'irprop+'");
   CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always}, {"prevs", prevs, W, always},
@@ -245,7 +245,7 @@ void run_rprop(py::object params, py::object grads, py::object prevs, py::object
 
 void run_quickprop(py::object params, py::object grads, py::object prev_steps, py::object prev_grads,
                          const std::vector<QuickpropHyper>& hypers, py::object hyper_index, int num_threads, bool check_only) {
-  const auto h = validated(hypers);
+  const auto& h = validated(hypers);
   CheckedBuffers buf({{"params", params, W, always}, {"grads", grads, R, always},
                       {"prev_steps", prev_steps, W, always}, {"prev_grads", prev_grads, W, always}});
   run_kernel(buf, hyper_index, h.size(), num_threads, check_only,
@@ -315,6 +315,25 @@ void bind_fast_steps(py::module_& m) {
   });
 }
 
+void bind_roofline(py::module_& m) {
+  m.def("roofline", [](py::list written, py::list read, int num_threads) {
+    const int n_written = static_cast<int>(written.size()), n_read = static_cast<int>(read.size());
+    if (n_written < 1 || n_read > 2 || n_written + n_read > kRooflineMaxArrays)
+      throw py::value_error("roofline takes 1 to 5 written arrays and 0 to 2 read-only arrays");
+    std::vector<std::string> names;
+    for (int k = 0; k < n_written + n_read; ++k) names.push_back("arrays[" + std::to_string(k) + "]");
+    std::vector<RoleArg> roles;
+    for (int k = 0; k < n_written + n_read; ++k)
+      roles.push_back({names[k].c_str(), k < n_written ? written[k] : read[k - n_written],
+                       k < n_written ? Access::kWrite : Access::kRead, always});
+    CheckedBuffers buf(roles.data(), roles.size());
+    run_kernel(buf, py::none(), 1, num_threads, false,
+               [&](const auto& b) { kernels_for(b).roofline(b, n_written, n_read); });
+  }, "written"_a, "read"_a, "num_threads"_a = 0,
+     "Benchmark yardstick: one pass reading every array and writing `written` with trivial math\n"
+     "(each element becomes the mean of all arrays), so it moves the bytes of an optimizer step.");
+}
+
 void bind_runtime(py::module_& m) {
   m.attr("PARALLEL_GRAIN") = kParallelGrain;
   m.def("kernel_target", [] { return std::string(active_kernels().target); },
@@ -354,5 +373,6 @@ PYBIND11_MODULE(_core, m) {
   fastopt::bind_hypers(m);
   fastopt::bind_kernels(m);
   fastopt::bind_fast_steps(m);
+  fastopt::bind_roofline(m);
   fastopt::bind_runtime(m);
 }

@@ -61,7 +61,7 @@ template <class T>
 void adagrad(const Batch<T>& batch, const AdagradHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::AdagradScalars<T>> scalars(hypers, hypers + n_hypers);
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
-    detail::adagrad_span(scalars[batch.hyper[t]], role_ptr(batch, kAdagradParam, t) + b,
+    detail::adagrad_span(scalars[hyper_of(batch, t)], role_ptr(batch, kAdagradParam, t) + b,
                          role_ptr(batch, kAdagradGrad, t) + b, role_ptr(batch, kAdagradSum, t) + b, e - b);
   });
 }

@@ -91,7 +91,7 @@ template <class T>
 void adam(const Batch<T>& batch, const AdamHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::AdamScalars<T>> scalars(hypers, hypers + n_hypers);
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
-    const auto& s = scalars[batch.hyper[t]];
+    const auto& s = scalars[hyper_of(batch, t)];
     T* vmax = role_ptr(batch, kAdamMaxExpAvgSq, t);
     auto span = s.amsgrad ? &detail::adam_span<T, true> : &detail::adam_span<T, false>;
     span(s, role_ptr(batch, kAdamParam, t) + b, role_ptr(batch, kAdamGrad, t) + b, role_ptr(batch, kAdamExpAvg, t) + b,

@@ -42,7 +42,7 @@ struct Batch {
   int n_tensors;
   const std::int64_t* sizes;   // elements of tensor i (same in every role)
   T* const* ptrs;              // ptrs[role * n_tensors + i]; nullptr if the role is absent
-  const std::int32_t* hyper;   // which hyperparameter set tensor i uses
+  const std::int32_t* hyper;   // which hyperparameter set tensor i uses; nullptr: set 0 for all
   std::int64_t total;          // sum of sizes
   int num_threads;             // 0: the OpenMP default
   int* threads_used;           // out: threads the call ran on (1 below the grain)
@@ -94,6 +94,11 @@ namespace FASTOPT_TARGET_NAME {
 template <class T>
 inline T* role_ptr(const Batch<T>& batch, int role, int tensor) {
   return batch.ptrs[static_cast<std::size_t>(role) * batch.n_tensors + tensor];
+}
+
+template <class T>
+inline std::int32_t hyper_of(const Batch<T>& batch, int tensor) {
+  return batch.hyper ? batch.hyper[tensor] : 0;
 }
 
 // Calls body(tensor, begin, end) over disjoint spans covering every element of

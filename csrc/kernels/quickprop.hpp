@@ -101,7 +101,7 @@ template <class T>
 void quickprop(const Batch<T>& batch, const QuickpropHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::QuickpropScalars<T>> scalars(hypers, hypers + n_hypers);
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
-    detail::quickprop_span(scalars[batch.hyper[t]], role_ptr(batch, kQuickpropParam, t) + b,
+    detail::quickprop_span(scalars[hyper_of(batch, t)], role_ptr(batch, kQuickpropParam, t) + b,
                            role_ptr(batch, kQuickpropGrad, t) + b, role_ptr(batch, kQuickpropPrevStep, t) + b,
                            role_ptr(batch, kQuickpropPrevGrad, t) + b, e - b);
   });

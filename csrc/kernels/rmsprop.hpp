@@ -86,7 +86,7 @@ template <class T>
 void rmsprop(const Batch<T>& batch, const RmspropHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::RmspropScalars<T>> scalars(hypers, hypers + n_hypers);
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
-    const auto& s = scalars[batch.hyper[t]];
+    const auto& s = scalars[hyper_of(batch, t)];
     auto offset = [&](int role) { T* q = role_ptr(batch, role, t); return q ? q + b : nullptr; };
     auto span = s.centered ? (s.has_momentum ? &detail::rmsprop_span<T, true, true> : &detail::rmsprop_span<T, true, false>)
                            : (s.has_momentum ? &detail::rmsprop_span<T, false, true> : &detail::rmsprop_span<T, false, false>);

@@ -116,7 +116,7 @@ template <class T>
 void rprop(const Batch<T>& batch, const RpropHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::RpropScalars<T>> scalars(hypers, hypers + n_hypers);
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
-    const auto& s = scalars[batch.hyper[t]];
+    const auto& s = scalars[hyper_of(batch, t)];
     auto offset = [&](int role) { T* q = role_ptr(batch, role, t); return q ? q + b : nullptr; };
     using V = RpropVariant;
     auto span = s.variant == V::kIrpropMinus ? &detail::rprop_span<T, V::kIrpropMinus>

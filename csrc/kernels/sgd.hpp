@@ -74,7 +74,7 @@ template <class T>
 void sgd(const Batch<T>& batch, const SgdHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::SgdScalars<T>> scalars(hypers, hypers + n_hypers);
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
-    const auto& s = scalars[batch.hyper[t]];
+    const auto& s = scalars[hyper_of(batch, t)];
     T* buf = role_ptr(batch, kSgdMomentumBuffer, t);
     auto span = !s.has_momentum ? &detail::sgd_span<T, 0>
                 : s.first_step  ? &detail::sgd_span<T, 1>

@@ -6,6 +6,7 @@
 #include "kernels/adagrad.hpp"
 #include "kernels/adam.hpp"
 #include "kernels/quickprop.hpp"
+#include "kernels/roofline.hpp"
 #include "kernels/rmsprop.hpp"
 #include "kernels/rprop.hpp"
 #include "kernels/sgd.hpp"
@@ -20,6 +21,7 @@ struct Kernels {
   void (*adam)(const Batch<T>&, const AdamHyper*, std::size_t);
   void (*rprop)(const Batch<T>&, const RpropHyper*, std::size_t);
   void (*quickprop)(const Batch<T>&, const QuickpropHyper*, std::size_t);
+  void (*roofline)(const Batch<T>&, int n_written, int n_read);
 };
 
 struct KernelTable {

@@ -6,7 +6,7 @@ fastopt's C++ kernels (private; use fastopt.functional and fastopt.optim)
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['AdagradHyper', 'AdamHyper', 'OPENMP', 'PARALLEL_GRAIN', 'QuickpropHyper', 'RmspropHyper', 'RpropHyper', 'SgdHyper', 'adagrad', 'adagrad_step', 'adam', 'adam_step', 'compiled_targets', 'get_num_threads', 'kernel_target', 'last_call_threads', 'quickprop', 'quickprop_step', 'rmsprop', 'rmsprop_step', 'rprop', 'rprop_step', 'select_target', 'set_num_threads', 'sgd', 'sgd_step', 'supported_targets']
+__all__: list[str] = ['AdagradHyper', 'AdamHyper', 'OPENMP', 'PARALLEL_GRAIN', 'QuickpropHyper', 'RmspropHyper', 'RpropHyper', 'SgdHyper', 'adagrad', 'adagrad_step', 'adam', 'adam_step', 'compiled_targets', 'get_num_threads', 'kernel_target', 'last_call_threads', 'quickprop', 'quickprop_step', 'rmsprop', 'rmsprop_step', 'roofline', 'rprop', 'rprop_step', 'select_target', 'set_num_threads', 'sgd', 'sgd_step', 'supported_targets']
 class SgdHyper:
     def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
@@ -189,6 +189,11 @@ def rmsprop(params: typing.Any, grads: typing.Any, square_avgs: typing.Any, grad
     ...
 def rmsprop_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.Any, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: bool, arg12: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
+def roofline(written: list, read: list, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+    """
+    Benchmark yardstick: one pass reading every array and writing `written` with trivial math
+    (each element becomes the mean of all arrays), so it moves the bytes of an optimizer step.
+    """
 def rprop(params: typing.Any, grads: typing.Any, prevs: typing.Any, step_sizes: typing.Any, prev_updates: typing.Any, hypers: collections.abc.Sequence[RpropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
     ...
 def rprop_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.Any, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: str, arg12: typing.SupportsFloat | typing.SupportsIndex | None, arg13: typing.SupportsFloat | typing.SupportsIndex | None, arg14: typing.SupportsInt | typing.SupportsIndex) -> None:
