@@ -1,8 +1,12 @@
-"""python -m bench [steps] [--sizes ...] [--json PATH]
+"""python -m bench [steps|lbfgs] [options]
 
-Times every fused optimizer step against the plain-NumPy reference, float32
-and float64, and prints a table of medians and ratios (one run: ratios are
-meaningful, absolute times only on this machine at this moment).
+steps (default): times every fused optimizer step, float32 and float64, at
+N = 1e3 .. 1e7, against plain NumPy (fastopt.reference), careful in-place
+NumPy (out=), torch.optim fused and foreach (when torch is installed) and the
+roofline kernel that moves the same bytes with trivial math. Then the
+many-tensors case (a small CNN's ~200 arrays vs one flat array) and the peak
+memory a step allocates. Prints medians and ratios (from one run: the ratios
+are what means something), writes JSON and a PNG (with matplotlib).
 """
 
 from __future__ import annotations
@@ -17,37 +21,87 @@ import numpy as np
 
 import fastopt
 
-from . import steps
+from . import many_tensors, plot, steps
+from .timing import format_seconds
+
+
+def run_steps(args) -> int:
+    info = fastopt.runtime_info()
+    print(f"fastopt {info['version']} | SIMD: {info['simd_target']} (compiled: {', '.join(info['compiled_targets'])})"
+          f" | OpenMP: {info['openmp']} ({info['num_threads']} threads) | numpy {np.__version__}"
+          f" | {platform.machine()}, {os.cpu_count()} CPUs")
+    try:
+        import torch
+        print(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    except ImportError:
+        print("torch not installed: torch columns are empty")
+    print(steps.LEGEND + "\n")
+    print(steps.HEADER)
+    kernels = [steps.KERNEL_BY_LABEL[k] for k in args.kernels] if args.kernels else steps.KERNELS
+    rows = []
+    for kernel in kernels:
+        for dtype in args.dtypes:
+            for n in args.sizes:
+                row = steps.measure(kernel, int(n), np.dtype(dtype).type)
+                rows.append(row)
+                print(steps.format_row(row), flush=True)
+
+    print()
+    many = [many_tensors.run(np.float32)]
+    print(many_tensors.report(many[0]))
+
+    print("\nPeak memory allocated during one fastopt step (tracemalloc):")
+    peaks = {}
+    for row in rows:
+        peaks.setdefault(row["n"], []).append(row["fastopt_peak_bytes"])
+    for n, values in sorted(peaks.items()):
+        print(f"  N = {n:>9}: at most {max(values)} bytes (the step's arrays alone are >= {5 * n * 4:,} bytes)")
+
+    if args.markdown:
+        print("\n" + markdown(rows))
+    if args.json:
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"runtime": info, "numpy": np.__version__, "rows": rows, "many_tensors": many}, f, indent=1)
+        print(f"\nwrote {args.json}")
+        png = os.path.splitext(args.json)[0] + ".png"
+        if plot.throughput_png(rows, png):
+            print(f"wrote {png}")
+        else:
+            print("matplotlib not installed: no figure (pip install matplotlib)")
+    return 0
+
+
+def markdown(rows) -> str:
+    """Markdown table: fastopt time, fraction of the roofline, speedups."""
+    out = ["| kernel | dtype | N | fastopt | x roofline | vs NumPy | vs NumPy out= | vs torch fused | vs torch foreach |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        r = steps.ratios(row)
+        cell = lambda x: f"{x:.2f}" if x else "-"  # noqa: E731
+        out.append(f"| {row['kernel']} | {row['dtype']} | {row['n']:.0e} | {format_seconds(row['seconds']['fastopt'])} | "
+                   f"{cell(r['roofline'])} | {cell(r['reference'])} | {cell(r['numpy_out'])} | "
+                   f"{cell(r['torch_fused'])} | {cell(r['torch_foreach'])} |")
+    return "\n".join(out)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="steps", choices=["steps"],
-                        help="which benchmark (default: steps)")
-    parser.add_argument("--sizes", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6],
-                        help="element counts N (default: 1e3 1e4 1e5 1e6)")
+    parser.add_argument("what", nargs="?", default="steps", choices=["steps"], help="which benchmark")
+    parser.add_argument("--sizes", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6, 1e7],
+                        help="element counts N (default: 1e3 1e4 1e5 1e6 1e7)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--kernels", nargs="+", choices=[k.label for k in steps.KERNELS],
+                        help="a subset of kernels (default: all)")
+    parser.add_argument("--quick", action="store_true", help="N = 1e3 1e5 only, float32: a smoke run")
     parser.add_argument("--json", default=os.path.join("bench", "results", "steps.json"),
-                        help="where to write the results as JSON ('' to skip)")
+                        help="results as JSON, and a PNG beside it ('' to skip both)")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
-
-    info = fastopt.runtime_info()
-    print(f"fastopt {info['version']} | SIMD: {info['simd_target']} | OpenMP: {info['openmp']} "
-          f"({info['num_threads']} threads) | numpy {np.__version__} | {platform.machine()} "
-          f"{os.cpu_count()} CPUs")
-    print("Median time per step; GB/s = bytes a fused single pass moves / time; "
-          "speedup = reference time / fastopt time.\n")
-    rows = steps.run([int(n) for n in args.sizes], [np.dtype(d).type for d in args.dtypes])
-    if args.markdown:
-        print("\n" + steps.markdown(rows))
-    if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"runtime": info, "numpy": np.__version__, "rows": rows}, f, indent=1)
-        print(f"\nwrote {args.json}")
-    return 0
+    if args.quick:
+        args.sizes, args.dtypes = [1e3, 1e5], ["float32"]
+    return run_steps(args)
 
 
 if __name__ == "__main__":

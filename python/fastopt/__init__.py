@@ -8,6 +8,7 @@
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import _core, functional, optim, reference
+from .flat import FlatBuffer
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, Quickprop, RMSprop, Rprop
 
 try:
@@ -16,7 +17,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "functional", "optim", "reference", "show_runtime", "runtime_info", "set_num_threads",
+    "functional", "optim", "reference", "FlatBuffer", "show_runtime", "runtime_info", "set_num_threads",
     "get_num_threads", "last_call_threads",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop",
 ]

@@ -1,0 +1,45 @@
+"""Throughput vs N per implementation, one panel per kernel (float32)."""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+
+def throughput_png(rows: List[Dict], path: str, dtype: str = "float32") -> bool:
+    """Writes the figure; returns False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [r for r in rows if r["dtype"] == dtype]
+    kernels = list(dict.fromkeys(r["kernel"] for r in rows))
+    cols = 4
+    fig, axes = plt.subplots((len(kernels) + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.4 * 2),
+                             squeeze=False, sharey=True)
+    styles = {"fastopt": "-o", "roofline": "--k", "reference": "-s", "numpy_out": "-^",
+              "torch_fused": "-D", "torch_foreach": "-v"}
+    for ax, kernel in zip(axes.flat, kernels):
+        krows = sorted((r for r in rows if r["kernel"] == kernel), key=lambda r: r["n"])
+        for impl, style in styles.items():
+            pts = [(r["n"], r["bytes"] / r["seconds"][impl] / 1e9) for r in krows if r["seconds"].get(impl)]
+            if pts:
+                ax.plot(*zip(*pts), style, label=impl, markersize=4)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(kernel)
+        ax.set_xlabel("N (elements)")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("GB/s of step traffic")
+    for ax in list(axes.flat)[len(kernels):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", ncol=2, frameon=False)
+    fig.suptitle(f"Optimizer step throughput ({dtype}; bytes a fused pass moves / median step time)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
