@@ -196,3 +196,54 @@ def test_runtime_info():
     info = fastopt.runtime_info()
     assert info["simd_target"] in info["supported_targets"]
     assert info["parallel_grain"] == fastopt._core.PARALLEL_GRAIN
+
+
+# ------------------------------------------------- the cached step plan
+def _pair_of_runs(mutate, steps_before=3, steps_after=3):
+    """Runs an optimizer with a cached plan and a fresh optimizer rebuilt from
+    its state_dict after `mutate`; both must take identical steps."""
+    rng = np.random.default_rng(5)
+    params = [rng.standard_normal(n) for n in (3, 40, 7)]
+    opt = optim.Adam(params, lr=0.05)
+    grads = lambda: [np.cos(p) for p in params]  # noqa: E731
+    for _ in range(steps_before):
+        opt.step(grads())
+    mutate(opt, params)
+    twin_params = [p.copy() for p in params]
+    twin = optim.Adam(twin_params, lr=0.05)
+    twin.load_state_dict(opt.state_dict())
+    for _ in range(steps_after):
+        opt.step(grads())
+        twin.step([np.cos(p) for p in twin_params])
+    for a, b in zip(params, twin_params):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_plan_sees_a_state_array_replaced_by_hand():
+    _pair_of_runs(lambda opt, ps: opt.state[1].__setitem__("exp_avg", np.full(40, 0.5)))
+
+
+def test_plan_sees_a_step_counter_set_by_hand():
+    _pair_of_runs(lambda opt, ps: opt.state[0].__setitem__("step", 1))
+
+
+def test_plan_sees_a_whole_state_replaced_or_deleted():
+    def mutate(opt, ps):
+        opt.state[2] = {"step": 1, "exp_avg": np.zeros(7), "exp_avg_sq": np.ones(7)}
+        del opt.state[0]
+    _pair_of_runs(mutate)
+
+
+def test_plan_sees_amsgrad_switched_on_mid_run():
+    _pair_of_runs(lambda opt, ps: opt.param_groups[0].__setitem__("amsgrad", True))
+
+
+def test_plan_follows_the_none_pattern_and_lr_changes():
+    p, q = np.ones(4), np.ones(4)
+    opt = optim.SGD([p, q], lr=0.1, momentum=0.5)
+    opt.step([np.ones(4), np.ones(4)])
+    opt.step([np.ones(4), None])          # q skipped: new plan
+    opt.param_groups[0]["lr"] = 0.0       # lr is read every step, even from a cached plan
+    opt.step([np.ones(4), None])
+    assert opt.state[0]["step"] == 3 and opt.state[1]["step"] == 1
+    np.testing.assert_allclose(p, 1 - 0.1 - 0.1 * 1.5)

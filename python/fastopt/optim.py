@@ -50,11 +50,17 @@ def _check_param(p: Any, where: str) -> np.ndarray:
 class ParamState(dict):
     """Per-parameter state, keyed by the parameter's index in ``param_groups``
     order (as in torch's ``state_dict``); a parameter array itself is also
-    accepted as a key, like ``torch_opt.state[p]``."""
+    accepted as a key, like ``torch_opt.state[p]``.
+
+    Every change made through this mapping or through a parameter's state
+    dict bumps ``version``, which tells the optimizer to rebuild its cached
+    step plan (see ``_StepPlan``).
+    """
 
     def __init__(self, index_of: Dict[int, int]):
         super().__init__()
         self._index_of = index_of
+        self.version = 0
 
     def _key(self, key):
         if isinstance(key, np.ndarray):
@@ -75,6 +81,57 @@ class ParamState(dict):
 
     def get(self, key, default=None):
         return self[key] if key in self else default
+
+    def __setitem__(self, key, value):
+        self.version += 1
+        super().__setitem__(self._key(key), _TrackedState(self, value))
+
+    def __delitem__(self, key):
+        self.version += 1
+        super().__delitem__(self._key(key))
+
+    def clear(self):
+        self.version += 1
+        super().clear()
+
+
+class _TrackedState(dict):
+    """One parameter's state dict; any change bumps the owner's version."""
+
+    def __init__(self, owner: ParamState, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._owner = owner
+
+    def _changed(self):
+        self._owner.version += 1
+
+    def __setitem__(self, key, value):
+        self._changed()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key):
+        self._changed()
+        super().__delitem__(key)
+
+    def update(self, *args, **kwargs):
+        self._changed()
+        super().update(*args, **kwargs)
+
+    def pop(self, *args):
+        self._changed()
+        return super().pop(*args)
+
+    def popitem(self):
+        self._changed()
+        return super().popitem()
+
+    def setdefault(self, key, default=None):
+        self._changed()
+        return super().setdefault(key, default)
+
+    def clear(self):
+        self._changed()
+        super().clear()
 
 
 class Optimizer:
@@ -98,6 +155,8 @@ class Optimizer:
         self.param_groups: List[Dict[str, Any]] = []
         self._index_of: Dict[int, int] = {}
         self.state = ParamState(self._index_of)
+        self._n_params = 0
+        self._plan: Optional[_StepPlan] = None  # the last step's plan, reused while nothing changed
         if isinstance(params, np.ndarray):
             params = [params]
         params = list(params)
@@ -138,6 +197,8 @@ class Optimizer:
             self._index_of[id(p)] = start + k
         self._check_distinct(self.params + params)
         self.param_groups.append(group)
+        self._n_params += len(params)
+        self._plan = None
 
     @staticmethod
     def _check_distinct(params: List[np.ndarray]) -> None:
@@ -157,73 +218,28 @@ class Optimizer:
     def step(self, grads, loss: Optional[float] = None):
         """Update every parameter in place from ``grads`` (aligned with
         :attr:`params`; ``None`` skips a parameter). Returns ``loss``."""
-        params = self.params
         if isinstance(grads, np.ndarray):
             grads = [grads]
         grads = list(grads)
-        if len(grads) != len(params):
-            raise ValueError(f"grads has {len(grads)} entries but the optimizer has {len(params)} parameters")
-
-        calls: Dict[Any, Dict[str, Any]] = {}  # one kernel call per (dtype, roles in use)
-        pending = []                            # (index, new state, group), committed after success
-        index = 0
-        for group in self.param_groups:
-            needed = self._roles_needed(group)
-            for p in group["params"]:
-                g = grads[index]
-                if g is not None:
-                    new_state, fresh = self._next_state(index, p, group, needed)
-                    hyper = self._hyper(group, new_state, fresh, loss)
-                    call = calls.setdefault((p.dtype, tuple(needed)), {
-                        "params": [], "grads": [], "roles": {r: [] for r in needed},
-                        "hypers": [], "hyper_ids": {}, "hyper_index": [],
-                    })
-                    call["params"].append(p)
-                    call["grads"].append(g)
-                    for r in needed:
-                        call["roles"][r].append(new_state[r])
-                    key = self._hyper_key(group, new_state, fresh)
-                    if key not in call["hyper_ids"]:
-                        call["hyper_ids"][key] = len(call["hypers"])
-                        call["hypers"].append(hyper)
-                    call["hyper_index"].append(call["hyper_ids"][key])
-                    pending.append((index, new_state, group))
-                index += 1
-
-        # Validate every call before running any, so a bad gradient in the
-        # second dtype cannot leave the first one updated.
-        if len(calls) > 1:
-            for call in calls.values():
-                self._run(call, check_only=True)
-        for call in calls.values():
-            self._run(call, check_only=False)
-        for i, new_state, group in pending:
-            self._commit_state(i, new_state, group, loss)
+        if len(grads) != self._n_params:
+            raise ValueError(f"grads has {len(grads)} entries but the optimizer has {self._n_params} parameters")
+        plan = self._plan
+        if plan is None or not plan.still_valid(self, grads):
+            plan = _StepPlan(self, grads)
+        plan.run(self, grads, loss)
+        self._plan = plan
         return loss
 
-    def _run(self, call: Dict[str, Any], check_only: bool) -> None:
-        roles = [call["roles"].get(r) for r in self._roles]
-        type(self)._kernel(call["params"], call["grads"], *roles, call["hypers"], call["hyper_index"],
-                           0, check_only)
-
-    def _next_state(self, index: int, p: np.ndarray, group, needed):
-        """The state this step will use: existing buffers, plus fresh ones for
-        roles not created yet, and the incremented step. Nothing is stored."""
-        old = dict.get(self.state, index, {})
-        new = dict(old)
-        new["step"] = old.get("step", 0) + 1
-        fresh = set()
-        for role in needed:
-            if role not in old:
-                new[role] = np.full_like(p, self._initial_value(role, group), order="C")
-                fresh.add(role)
-        return new, fresh
-
-    def _commit_state(self, index: int, new_state: Dict[str, Any], group, loss) -> None:
-        dict.__setitem__(self.state, index, new_state)
+    def _roles_needed_tuple(self, group) -> tuple:
+        return tuple(self._roles_needed(group))
 
     def _hyper_key(self, group, state, fresh):
-        return (id(group), state["step"], frozenset(fresh))
+        """Tensors whose keys are equal share one C++ hyperparameter set."""
+        return (state["step"], frozenset(fresh))
+
+    def _scalar_state_after_step(self, group, loss) -> Dict[str, Any]:
+        """Scalar state stored with each stepped parameter (e.g. irprop+'s loss)."""
+        return {}
 
     def _roles_needed(self, group) -> List[str]:
         return list(self._roles)
@@ -278,7 +294,8 @@ class Optimizer:
             group.clear()
             group.update(new_group)
         dict.clear(self.state)
-        dict.update(self.state, new_state)
+        dict.update(self.state, {i: _TrackedState(self.state, st) for i, st in new_state.items()})
+        self.state.version += 1
 
     def _load_param_state(self, i: int, p: np.ndarray, saved: Dict[str, Any]) -> Dict[str, Any]:
         out = {}
@@ -310,6 +327,109 @@ class Optimizer:
             lines.append(f"Parameter Group {k}")
             lines += [f"    {n}: {v}" for n, v in sorted(group.items()) if n != "params"]
         return "\n".join(lines + [")"])
+
+
+class _StepPlan:
+    """Everything a step does that does not change from step to step.
+
+    Built from the current state (creating the state arrays a parameter does
+    not have yet, which are stored only once the step has succeeded), then run:
+    one kernel call per (dtype, state roles) partition, every call validated
+    before any runs, then the step counters committed. The optimizer keeps the
+    plan and runs it again at the next step while ``still_valid``: the same
+    parameters get gradients, the groups need the same state roles, and every
+    state dict, state array and step counter is the one the plan expects. So
+    a step over many arrays costs one pass over Python lists, not a rebuild.
+    """
+
+    def __init__(self, opt: "Optimizer", grads: List[Any]):
+        self.signature = self._signature(opt, grads)
+        self.state_version = opt.state.version
+        self.calls: Dict[Any, Dict[str, Any]] = {}
+        self.entries: List[list] = []  # [index, group, state dict or None, new arrays, step, expected arrays]
+        self.slots: List[list] = []    # per hyperparameter set: [group, state-like dict, fresh roles]
+        index = 0
+        for group_number, group in enumerate(opt.param_groups):
+            needed = opt._roles_needed_tuple(group)
+            for p in group["params"]:
+                if grads[index] is not None:
+                    state = dict.get(opt.state, index)
+                    old = state or {}
+                    fresh = {r: np.full_like(p, opt._initial_value(r, group), order="C")
+                             for r in needed if r not in old}
+                    arrays = {**{r: old[r] for r in needed if r in old}, **fresh}
+                    step = old.get("step", 0) + 1
+                    like_state = {**old, "step": step}
+                    call = self.calls.setdefault((p.dtype, needed), {
+                        "params": [], "grad_index": [], "roles": {r: [] for r in needed}, "hyper_index": [],
+                        "slots": [], "slot_of": {}})
+                    # Each call has its own hyperparameter sets: the kernel checks
+                    # the state roles a call needs against every set it is given.
+                    key = (group_number,) + opt._hyper_key(group, like_state, fresh)
+                    if key not in call["slot_of"]:
+                        call["slot_of"][key] = len(call["slots"])
+                        slot = [group, like_state, set(fresh)]
+                        call["slots"].append(slot)
+                        self.slots.append(slot)
+                    call["params"].append(p)
+                    call["grad_index"].append(index)
+                    for r in needed:
+                        call["roles"][r].append(arrays[r])
+                    call["hyper_index"].append(call["slot_of"][key])
+                    self.entries.append([index, group, state, fresh, step, arrays])
+                index += 1
+
+    @staticmethod
+    def _signature(opt: "Optimizer", grads: List[Any]) -> tuple:
+        return (tuple(g is None for g in grads),
+                tuple((id(g), len(g["params"]), opt._roles_needed_tuple(g)) for g in opt.param_groups))
+
+    def still_valid(self, opt: "Optimizer", grads: List[Any]) -> bool:
+        # Our own commits bypass the version counter; any other change to the
+        # state (a new array, a step counter set by hand, load_state_dict)
+        # bumps it.
+        return opt.state.version == self.state_version and self._signature(opt, grads) == self.signature
+
+    def run(self, opt: "Optimizer", grads: List[Any], loss) -> None:
+        calls = list(self.calls.values())
+        hypers = [[opt._hyper(group, like_state, fresh, loss) for group, like_state, fresh in call["slots"]]
+                  for call in calls]
+        # Validate every call before running any, so a bad gradient in the
+        # second dtype cannot leave the first one updated.
+        if len(calls) > 1:
+            for call, call_hypers in zip(calls, hypers):
+                self._call(opt, call, grads, call_hypers, check_only=True)
+        for call, call_hypers in zip(calls, hypers):
+            self._call(opt, call, grads, call_hypers, check_only=False)
+        self._commit(opt, loss)
+
+    def _call(self, opt, call, grads, hypers, check_only: bool) -> None:
+        roles = [call["roles"].get(r) for r in opt._roles]
+        call_grads = [grads[i] for i in call["grad_index"]]
+        type(opt)._kernel(call["params"], call_grads, *roles, hypers, call["hyper_index"], 0, check_only)
+
+    def _commit(self, opt: "Optimizer", loss) -> None:
+        """Store new state and counters; ready the plan for the next step.
+        Writes go through dict's own methods, so they do not bump the
+        state version (they are what the plan expects)."""
+        extras = {id(g): opt._scalar_state_after_step(g, loss) for g in opt.param_groups}
+        for entry in self.entries:
+            index, group, state, fresh, step, _ = entry
+            if state is None:
+                state = _TrackedState(opt.state)
+                dict.__setitem__(opt.state, index, state)
+            if fresh:
+                dict.update(state, fresh)
+                entry[3] = {}
+            dict.__setitem__(state, "step", step)
+            extra = extras[id(group)]
+            if extra:
+                dict.update(state, extra)
+            entry[2], entry[4] = state, step + 1
+        for slot in self.slots:
+            group, like_state, _ = slot
+            slot[1] = {**like_state, "step": like_state["step"] + 1, **extras[id(group)]}
+            slot[2] = set()
 
 
 def _betas(betas):
@@ -512,12 +632,10 @@ class Rprop(Optimizer):
                                 prev_loss=state.get("prev_loss"))
 
     def _hyper_key(self, group, state, fresh):
-        return (id(group), state.get("prev_loss"))
+        return (state.get("prev_loss"),)
 
-    def _commit_state(self, index, new_state, group, loss):
-        if group["variant"] == "irprop+":
-            new_state["prev_loss"] = float(loss)
-        super()._commit_state(index, new_state, group, loss)
+    def _scalar_state_after_step(self, group, loss):
+        return {"prev_loss": float(loss)} if group["variant"] == "irprop+" else {}
 
 
 class Quickprop(Optimizer):
