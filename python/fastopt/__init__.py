@@ -3,11 +3,12 @@
 * :mod:`fastopt.functional` -- stateless in-place kernels (``adam_``, ``sgd_``, ...)
 * :mod:`fastopt.optim` -- torch.optim-style classes (``Adam``, ``SGD``, ``Rprop``, ...)
 * :mod:`fastopt.reference` -- the same rules in plain NumPy (test oracle, baseline)
+* :mod:`fastopt.schedules` -- learning-rate schedules (``StepLR``, ``CosineAnnealingLR``, ...)
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import _core, functional, optim, reference
+from . import _core, functional, optim, reference, schedules
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, Quickprop, RMSprop, Rprop
 
 try:
@@ -16,7 +17,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "functional", "optim", "reference", "show_runtime", "runtime_info",
+    "functional", "optim", "reference", "schedules", "show_runtime", "runtime_info",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop",
 ]
 
