@@ -4,11 +4,13 @@
 * :mod:`fastopt.optim` -- torch.optim-style classes (``Adam``, ``SGD``, ``Rprop``, ...)
 * :mod:`fastopt.reference` -- the same rules in plain NumPy (test oracle, baseline)
 * :mod:`fastopt.schedules` -- learning-rate schedules (``StepLR``, ``CosineAnnealingLR``, ...)
+* :func:`fastopt.save` / :func:`fastopt.load` -- atomic, pickle-free ``.npz`` checkpoints
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import _core, functional, optim, reference, schedules
+from .checkpoint import load, save
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, Quickprop, RMSprop, Rprop
 
 try:
@@ -17,7 +19,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "functional", "optim", "reference", "schedules", "show_runtime", "runtime_info",
+    "functional", "optim", "reference", "schedules", "save", "load", "show_runtime", "runtime_info",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop",
 ]
 
