@@ -15,7 +15,8 @@ from fastopt import schedules as S
 # Every optimizer class, in configurations that use all of its state.
 OPTIMIZERS = {
     "SGD": lambda ps: optim.SGD(ps, lr=0.05),
-    "SGD-nesterov": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "SGD-nesterov": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True,
+                                         weight_decay=1e-3),
     "Adagrad": lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1),
     "RMSprop": lambda ps: optim.RMSprop(ps, lr=0.01, centered=True, momentum=0.5),
     "Adam": lambda ps: optim.Adam(ps, lr=0.02, amsgrad=True),
@@ -61,7 +62,8 @@ def train(problem, params, opt, sched, steps):
 
 
 def snapshot(params, opt, sched=None):
-    return ([p.copy() for p in params], opt.state_dict(), None if sched is None else sched.state_dict())
+    sched_state = None if sched is None else sched.state_dict()
+    return [p.copy() for p in params], opt.state_dict(), sched_state
 
 
 def assert_same_snapshot(a, b):
@@ -109,7 +111,8 @@ def test_round_trip_keeps_types_and_values(tmp_path):
     for _ in range(train_steps):
         loss, grads = problem.loss_and_grads(params)
         opt.step(grads, loss=loss)
-    fastopt.save(tmp_path / "c.npz", opt, sched, extra={"note": "x", "history": [1.5, None], "k": (1, 2)})
+    extra = {"note": "x", "history": [1.5, None], "k": (1, 2)}
+    fastopt.save(tmp_path / "c.npz", opt, sched, extra=extra)
     before = snapshot(params, opt, sched)
     assert before[2]["best"] == float("inf")
 
@@ -117,8 +120,7 @@ def test_round_trip_keeps_types_and_values(tmp_path):
     opt2 = optim.Rprop([{"params": [fresh[0]]}, {"params": [fresh[1]], "lr": 0.01}], lr=0.02,
                        variant="irprop+")
     sched2 = S.ReduceLROnPlateau(opt2, patience=1)
-    extra = fastopt.load(tmp_path / "c.npz", opt2, sched2)
-    assert extra == {"note": "x", "history": [1.5, None], "k": (1, 2)}
+    assert fastopt.load(tmp_path / "c.npz", opt2, sched2) == extra
     assert_same_snapshot(before, snapshot(fresh, opt2, sched2))
     # State keys stay ints, tuples stay tuples, step counts stay ints.
     state = opt2.state_dict()
@@ -132,8 +134,8 @@ def test_file_is_plain_npz_without_pickle(tmp_path):
     fastopt.save(tmp_path / "c.npz", opt, sched)
     with np.load(tmp_path / "c.npz", allow_pickle=False) as npz:
         names = set(npz.files)
-        assert {"params/0", "params/1", "optimizer/state/0/exp_avg", "optimizer/state/1/max_exp_avg_sq",
-                "__meta__"} <= names
+        assert {"params/0", "params/1", "optimizer/state/0/exp_avg",
+                "optimizer/state/1/max_exp_avg_sq", "__meta__"} <= names
         assert np.array_equal(npz["params/1"], params[1]) and npz["params/1"].dtype == np.float32
         meta = json.loads(str(npz["__meta__"]))
     assert meta["format"] == "fastopt-checkpoint" and meta["optimizer"]["class"] == "Adam"
@@ -158,7 +160,8 @@ def test_explicit_params_and_no_params(tmp_path):
 
 def test_unstorable_values_are_refused_before_writing(tmp_path):
     params, opt, _ = make_run("SGD", LeastSquares())
-    with pytest.raises(TypeError, match="extra/f is a builtin_function_or_method, which a checkpoint cannot store"):
+    with pytest.raises(TypeError, match="extra/f is a builtin_function_or_method, "
+                                        "which a checkpoint cannot store"):
         fastopt.save(tmp_path / "c.npz", opt, extra={"f": len})
     with pytest.raises(TypeError, match="object array"):
         fastopt.save(tmp_path / "c.npz", opt, params=[np.array([None])])
@@ -250,7 +253,8 @@ fastopt.save({str(path)!r}, fastopt.SGD([w], lr=0.1))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert result.returncode == 3, result.stderr.decode()
     leftovers = [n for n in os.listdir(path.parent) if n != path.name]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".ckpt.npz.") and leftovers[0].endswith(".tmp")
+    assert len(leftovers) == 1
+    assert leftovers[0].startswith(".ckpt.npz.") and leftovers[0].endswith(".tmp")
     os.unlink(path.parent / leftovers[0])   # documented: a killed process cannot clean up
     assert_previous_checkpoint_intact(path, problem, on_disk)
 
@@ -359,10 +363,14 @@ def mismatches(problem):
         return [frozen, params[1]], opt, sched
 
     return {
-        "shape": (other_shape, ValueError, r"params\[0\] has shape \(5, 4\) but the checkpoint's has shape \(5, 3\)"),
-        "dtype": (other_dtype, TypeError, r"params\[1\] has dtype float64 but the checkpoint's has dtype float32"),
-        "optimizer-class": (other_optimizer, ValueError, "state of optimizer class Adam, not AdamW"),
-        "scheduler-class": (other_scheduler, ValueError, "state of scheduler class SequentialLR, not StepLR"),
+        "shape": (other_shape, ValueError,
+                  r"params\[0\] has shape \(5, 4\) but the checkpoint's has shape \(5, 3\)"),
+        "dtype": (other_dtype, TypeError,
+                  r"params\[1\] has dtype float64 but the checkpoint's has dtype float32"),
+        "optimizer-class": (other_optimizer, ValueError,
+                            "state of optimizer class Adam, not AdamW"),
+        "scheduler-class": (other_scheduler, ValueError,
+                            "state of scheduler class SequentialLR, not StepLR"),
         "param-count": (other_param_count, ValueError, "holds 2 parameter arrays but 1 were given"),
         "read-only": (read_only, ValueError, "read-only"),
     }
@@ -400,7 +408,8 @@ def test_late_failure_rolls_the_optimizer_back(saved_run):
 
 def test_bad_optimizer_state_in_file_changes_nothing(saved_run):
     path, problem, (params, opt, sched), _ = saved_run
-    rewrite_meta(path, lambda meta: meta["optimizer"]["state_dict"]["param_groups"][0].update(lr=-1.0))
+    rewrite_meta(path, lambda meta: meta["optimizer"]["state_dict"]["param_groups"][0]
+                 .update(lr=-1.0))
     before = snapshot(params, opt, sched)
     with pytest.raises(ValueError, match="lr"):
         fastopt.load(path, opt, sched)

@@ -33,14 +33,18 @@ def finite_difference_grads(model, params, X, T, h=1e-6):
 
 @pytest.mark.parametrize("hidden", ["tanh", "sigmoid"])
 @pytest.mark.parametrize("output", ["softmax", "sigmoid", "linear"])
-@pytest.mark.parametrize("sizes", [[3, 5, 4, 3], [4, 2]], ids=["two-hidden-layers", "no-hidden-layer"])
+@pytest.mark.parametrize("sizes", [[3, 5, 4, 3], [4, 2]],
+                         ids=["two-hidden-layers", "no-hidden-layer"])
 def test_gradients_match_finite_differences(hidden, output, sizes):
     rng = np.random.default_rng(3)
     model = MLP(sizes, hidden=hidden, output=output)
     params = model.init_params(rng)
     params = [p + 0.3 * rng.standard_normal(p.shape) for p in params]   # nonzero biases too
     X = rng.standard_normal((7, sizes[0]))
-    T = np.eye(sizes[-1])[rng.integers(0, sizes[-1], 7)] if output == "softmax" else rng.random((7, sizes[-1]))
+    if output == "softmax":
+        T = np.eye(sizes[-1])[rng.integers(0, sizes[-1], 7)]
+    else:
+        T = rng.random((7, sizes[-1]))
     loss, grads = model.loss_and_grads(params, X, T)
     assert loss == pytest.approx(model.loss(params, X, T), rel=1e-15)
     numeric = finite_difference_grads(model, params, X, T)
@@ -73,7 +77,8 @@ def test_mlp_rejects_bad_configuration():
     with pytest.raises(ValueError, match="at least an input and an output"):
         MLP([2])
     model = MLP([2, 3, 2])
-    with pytest.raises(ValueError, match=r"expects parameter shapes \[\(2, 3\), \(3,\), \(3, 2\), \(2,\)\]"):
+    with pytest.raises(ValueError,
+                       match=r"expects parameter shapes \[\(2, 3\), \(3,\), \(3, 2\), \(2,\)\]"):
         model.loss([np.zeros((2, 3)), np.zeros(3)], np.zeros((1, 2)), np.zeros((1, 2)))
 
 
@@ -86,7 +91,8 @@ def test_two_spirals_follows_its_definition():
     assert tuple(first[0]) == (0.0, 6.5)                          # angle 0, radius 6.5
     i = 96
     angle, radius = i * np.pi / 16, 6.5 * (104 - i) / 104
-    np.testing.assert_allclose(first[i], [radius * np.sin(angle), radius * np.cos(angle)], rtol=1e-15)
+    np.testing.assert_allclose(first[i], [radius * np.sin(angle), radius * np.cos(angle)],
+                               rtol=1e-15)
     assert np.all(np.diff(np.hypot(*first.T)) < 0)                # radius shrinks inward
     assert two_spirals(density=2).X.shape == (386, 2)
     assert np.abs(two_spirals(scale=True).X).max() == pytest.approx(1.0)
@@ -129,17 +135,19 @@ def test_kernel_stepper_reproduces_each_optimizer():
         initial = problem.model.init_params(np.random.default_rng(1))
         by_class = [p.copy() for p in initial]
         opt = spec.make(by_class)
-        by_kernels = {m: [p.copy() for p in initial] for m in (fastopt.functional, fastopt.reference)}
+        by_kernels = {m: [p.copy() for p in initial]
+                      for m in (fastopt.functional, fastopt.reference)}
         steppers = {m: training.kernel_stepper(spec.make([p.copy() for p in initial]), ps, m)
                     for m, ps in by_kernels.items()}
         for _ in range(8):
             loss, grads = problem.model.loss_and_grads(by_class, X, T)
             opt.step(grads, loss=loss)
-            for m, step in steppers.items():
+            for step in steppers.values():
                 step(grads, loss)
         for m, ps in by_kernels.items():
             for a, b in zip(by_class, ps):
-                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15, err_msg=f"{spec.label} {m.__name__}")
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15,
+                                           err_msg=f"{spec.label} {m.__name__}")
 
 
 def test_gradient_descent_zigzags_on_the_quadratic():
@@ -199,7 +207,8 @@ def test_demo_runs_end_to_end(tmp_path):
     text = run_demo(["--quick", "--out", str(tmp_path / "figs"), "--seed", "1", "--no-progress"])
     names = [spec.label for spec in problems.lineup(*[0.1] * 7)]
     assert len(names) == 12
-    for section in ("== encoder 8-3-8", "== two-spirals", "trajectories on the ill-conditioned quadratic",
+    for section in ("== encoder 8-3-8", "== two-spirals",
+                    "trajectories on the ill-conditioned quadratic",
                     "trajectories on the Rosenbrock function"):
         assert section in text
     tables = text.split("optimizer-step time, the same steps replayed three ways:")
@@ -209,7 +218,8 @@ def test_demo_runs_end_to_end(tmp_path):
         assert all(row.split()[-1] == "bitwise" or float(row.split()[-1]) < 1e-10 for row in rows)
     pngs = sorted(p.name for p in (tmp_path / "figs").iterdir())
     expected = {"loss_encoder_8_3_8.png", "loss_two_spirals.png", "regions_two_spirals.png",
-                "trajectories_ill_conditioned_quadratic.png", "trajectories_rosenbrock_function.png"}
+                "trajectories_ill_conditioned_quadratic.png",
+                "trajectories_rosenbrock_function.png"}
     assert expected <= set(pngs)
     for name in pngs:
         assert name in text
@@ -244,3 +254,13 @@ def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "fastopt.demo", "--help"], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and "--quick" in result.stdout and "--out DIR" in result.stdout
+
+
+def test_held_out_split_is_fixed_and_disjoint():
+    data = two_spirals()
+    train_part, test_part = problems.split(data, test_fraction=0.25)
+    again, _ = problems.split(data, test_fraction=0.25)
+    assert len(train_part) == 146 and len(test_part) == 48
+    np.testing.assert_array_equal(train_part.X, again.X)
+    rows = {tuple(x) for x in np.concatenate([train_part.X, test_part.X])}
+    assert rows == {tuple(x) for x in data.X}

@@ -75,7 +75,8 @@ def run_side_by_side(torch, make_ours, make_theirs, steps=STEPS, metrics=None):
             theirs.step(*args)
             ours.step(*args)
             assert_lrs_match(ours.get_last_lr(), theirs.get_last_lr(), f"get_last_lr, step {k}")
-            assert_lrs_match(group_lrs(ours_opt), group_lrs(theirs_opt), f"param_groups lr, step {k}")
+            assert_lrs_match(group_lrs(ours_opt), group_lrs(theirs_opt),
+                             f"param_groups lr, step {k}")
             assert ours.last_epoch == theirs.last_epoch
     return ours, theirs
 
@@ -94,7 +95,8 @@ def test_cosine_warm_restarts_fractional_epochs_match_torch():
     torch = pytest.importorskip("torch")
     ours_opt, theirs_opt = fastopt_optimizer(), torch_optimizer(torch)
     ours = S.CosineAnnealingWarmRestarts(ours_opt, T_0=3, T_mult=2, eta_min=1e-3)
-    theirs = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(theirs_opt, T_0=3, T_mult=2, eta_min=1e-3)
+    theirs = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(theirs_opt, T_0=3, T_mult=2,
+                                                                  eta_min=1e-3)
     for epoch in range(30):
         for i in range(4):   # torch's documented use: step(epoch + i / iters) within an epoch
             ours.step(epoch + i / 4)
@@ -144,7 +146,11 @@ PLATEAU_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kwargs", PLATEAU_CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()) or "defaults")
+def kwargs_id(kwargs):
+    return "-".join(f"{k}={v}" for k, v in kwargs.items()) or "defaults"
+
+
+@pytest.mark.parametrize("kwargs", PLATEAU_CASES, ids=kwargs_id)
 def test_reduce_on_plateau_matches_torch(kwargs):
     torch = pytest.importorskip("torch")
     metrics = plateau_metrics()
@@ -248,8 +254,9 @@ def all_schedulers(opt):
         "CosineAnnealingWarmRestarts": lambda: S.CosineAnnealingWarmRestarts(opt, T_0=11, T_mult=2),
         "LinearLR": lambda: S.LinearLR(opt, start_factor=0.25, total_iters=80),
         "PolynomialLR": lambda: S.PolynomialLR(opt, total_iters=120, power=1.7),
-        "SequentialLR": lambda: S.SequentialLR(opt, [S.LinearLR(opt, 0.1, total_iters=10),
-                                                     S.CosineAnnealingWarmRestarts(opt, T_0=20)], [10]),
+        "SequentialLR": lambda: S.SequentialLR(
+            opt, [S.LinearLR(opt, 0.1, total_iters=10), S.CosineAnnealingWarmRestarts(opt, T_0=20)],
+            [10]),
         "ReduceLROnPlateau": lambda: S.ReduceLROnPlateau(opt, patience=2, factor=0.5, cooldown=1),
     }
 
@@ -276,7 +283,8 @@ def test_state_dict_resume_gives_identical_lrs(name):
     first = all_schedulers(opt)[name]()
     advance(first, 73, metrics, 0)
     # Through JSON, as fastopt.save stores it: the state must be plain data.
-    saved = json.loads(json.dumps({"sched": first.state_dict(), "groups": opt.state_dict()["param_groups"]}))
+    saved = json.loads(json.dumps({"sched": first.state_dict(),
+                                   "groups": opt.state_dict()["param_groups"]}))
 
     fresh_opt = fastopt_optimizer()
     resumed = all_schedulers(fresh_opt)[name]()
@@ -310,7 +318,8 @@ def test_load_state_dict_rejects_a_mismatch_and_changes_nothing():
         sched.load_state_dict([("last_epoch", 1)])
     seq = S.SequentialLR(opt, [S.LinearLR(opt), S.StepLR(opt, 2)], [3])
     other = fastopt_optimizer()
-    wrong_part = S.SequentialLR(other, [S.LinearLR(other), S.ExponentialLR(other, 0.5)], [3]).state_dict()
+    wrong_part = S.SequentialLR(other, [S.LinearLR(other), S.ExponentialLR(other, 0.5)],
+                                [3]).state_dict()
     seq_before = seq.state_dict()
     with pytest.raises(ValueError, match="does not fit StepLR"):
         seq.load_state_dict(wrong_part)
@@ -330,7 +339,8 @@ def test_load_state_dict_rejects_a_mismatch_and_changes_nothing():
     (lambda opt: S.ReduceLROnPlateau(opt, mode="lowest"), "mode must be 'min' or 'max'"),
     (lambda opt: S.ReduceLROnPlateau(opt, threshold_mode="pct"), "threshold_mode must be"),
     (lambda opt: S.ReduceLROnPlateau(opt, min_lr=[0.0]), "expected 2 min_lrs"),
-    (lambda opt: S.SequentialLR(opt, [S.StepLR(opt, 2), S.StepLR(opt, 3)], []), "one milestone fewer"),
+    (lambda opt: S.SequentialLR(opt, [S.StepLR(opt, 2), S.StepLR(opt, 3)], []),
+     "one milestone fewer"),
     (lambda opt: S.SequentialLR(opt, [S.ReduceLROnPlateau(opt)], []), "needs a metric"),
     (lambda opt: S.SequentialLR(opt, [S.StepLR(fastopt_optimizer(), 2)], []), "another optimizer"),
 ])

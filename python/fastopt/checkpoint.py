@@ -82,7 +82,8 @@ def _decode(value: Any, arrays: Dict[str, np.ndarray]) -> Any:
         return value
     if set(value) == {_ARRAY}:
         if value[_ARRAY] not in arrays:
-            raise ValueError(f"the metadata refers to an array {value[_ARRAY]!r} the file does not hold")
+            raise ValueError(f"the metadata refers to an array {value[_ARRAY]!r} "
+                             "the file does not hold")
         return arrays[value[_ARRAY]]
     if set(value) == {_TUPLE}:
         return tuple(_decode(v, arrays) for v in value[_TUPLE])
@@ -183,7 +184,8 @@ def load(path, optimizer, scheduler=None, params: Optional[Sequence[np.ndarray]]
     _check_class(meta["optimizer"], optimizer, "optimizer")
     if scheduler is not None:
         if meta["scheduler"] is None:
-            raise ValueError(f"{path} holds no scheduler state, but a {type(scheduler).__name__} was given")
+            raise ValueError(f"{path} holds no scheduler state, but a "
+                             f"{type(scheduler).__name__} was given")
         _check_class(meta["scheduler"], scheduler, "scheduler")
 
     explicit_params = params is not None
@@ -193,7 +195,8 @@ def load(path, optimizer, scheduler=None, params: Optional[Sequence[np.ndarray]]
         _check_params(path, params, saved_params)
 
     optimizer_state = _decode(meta["optimizer"]["state_dict"], arrays)
-    scheduler_state = None if scheduler is None else _decode(meta["scheduler"]["state_dict"], arrays)
+    scheduler_state = (None if scheduler is None
+                       else _decode(meta["scheduler"]["state_dict"], arrays))
     _restore_states(optimizer, optimizer_state, scheduler, scheduler_state)
     for p, saved in zip(params, saved_params):
         np.copyto(p, saved)
@@ -215,10 +218,11 @@ def _read(path: str):
     if meta is None:
         raise ValueError(f"{path} is an .npz file but not a fastopt checkpoint (no {_META} array)")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a fastopt checkpoint (its metadata has no format {FORMAT!r})")
+        raise ValueError(f"{path} is not a fastopt checkpoint "
+                         f"(its metadata has no format {FORMAT!r})")
     if not isinstance(meta.get("version"), int) or meta["version"] > FORMAT_VERSION:
-        raise ValueError(f"{path} has checkpoint format version {meta.get('version')!r}; this fastopt "
-                         f"reads versions up to {FORMAT_VERSION}")
+        raise ValueError(f"{path} has checkpoint format version {meta.get('version')!r}; "
+                         f"this fastopt reads versions up to {FORMAT_VERSION}")
     entry = {"class", "state_dict"}
     if not (isinstance(meta.get("optimizer"), dict) and entry <= set(meta["optimizer"])
             and (meta.get("scheduler") is None
@@ -242,9 +246,11 @@ def _check_params(path: str, params: List[Any], saved: List[np.ndarray]) -> None
             raise TypeError(f"params[{k}] must be a numpy.ndarray (it is updated in place), "
                             f"got {type(p).__name__}")
         if p.shape != s.shape:
-            raise ValueError(f"params[{k}] has shape {p.shape} but the checkpoint's has shape {s.shape}")
+            raise ValueError(f"params[{k}] has shape {p.shape} but the checkpoint's "
+                             f"has shape {s.shape}")
         if p.dtype != s.dtype:
-            raise TypeError(f"params[{k}] has dtype {p.dtype} but the checkpoint's has dtype {s.dtype}")
+            raise TypeError(f"params[{k}] has dtype {p.dtype} but the checkpoint's "
+                            f"has dtype {s.dtype}")
         if not p.flags.writeable:
             raise ValueError(f"params[{k}] is read-only but is restored in place")
 

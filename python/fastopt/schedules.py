@@ -98,8 +98,9 @@ class LRScheduler:
         else:
             for i, group in enumerate(groups):
                 if "initial_lr" not in group:
-                    raise KeyError(f"param_groups[{i}] has no 'initial_lr': a scheduler resumed with "
-                                   "last_epoch >= 0 needs the optimizer state of the run it continues")
+                    raise KeyError(f"param_groups[{i}] has no 'initial_lr': a scheduler resumed "
+                                   "with last_epoch >= 0 needs the optimizer state of the run "
+                                   "it continues")
         self.base_lrs: List[float] = [float(group["initial_lr"]) for group in groups]
         self.last_epoch = int(last_epoch)
         self._initial_step()
@@ -127,8 +128,9 @@ class LRScheduler:
     def _set_lrs(self, values: Sequence[float]) -> None:
         groups = self.optimizer.param_groups
         if len(values) != len(groups):
-            raise ValueError(f"the scheduler has {len(values)} learning rates but the optimizer has "
-                             f"{len(groups)} param groups (was a group added after the scheduler?)")
+            raise ValueError(f"the scheduler has {len(values)} learning rates but the optimizer "
+                             f"has {len(groups)} param groups (was a group added after the "
+                             "scheduler?)")
         for group, lr in zip(groups, values):
             group["lr"] = float(lr)
         self._last_lr = [group["lr"] for group in groups]
@@ -153,12 +155,14 @@ class LRScheduler:
 
     def _check_state_dict(self, state_dict: Dict[str, Any]) -> None:
         if not isinstance(state_dict, dict):
-            raise TypeError(f"a scheduler state_dict must be a dict, got {type(state_dict).__name__}")
+            raise TypeError("a scheduler state_dict must be a dict, "
+                            f"got {type(state_dict).__name__}")
         expected = set(self.state_dict())
         if set(state_dict) != expected:
-            missing, unknown = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
-            raise ValueError(f"state_dict does not fit {type(self).__name__}: missing keys {missing}, "
-                             f"unknown keys {unknown}")
+            missing = sorted(expected - set(state_dict))
+            unknown = sorted(set(state_dict) - expected)
+            raise ValueError(f"state_dict does not fit {type(self).__name__}: missing keys "
+                             f"{missing}, unknown keys {unknown}")
         groups = len(self.optimizer.param_groups)
         for key in ("base_lrs", "_last_lr"):
             if len(state_dict[key]) != groups:
@@ -192,7 +196,8 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
-        return [base_lr * self.gamma ** (self.last_epoch // self.step_size) for base_lr in self.base_lrs]
+        decays = self.last_epoch // self.step_size
+        return [base_lr * self.gamma ** decays for base_lr in self.base_lrs]
 
 
 class MultiStepLR(LRScheduler):
@@ -204,7 +209,8 @@ class MultiStepLR(LRScheduler):
     torch), ``gamma`` 0.1.
     """
 
-    def __init__(self, optimizer, milestones: Iterable[int], gamma: float = 0.1, last_epoch: int = -1):
+    def __init__(self, optimizer, milestones: Iterable[int], gamma: float = 0.1,
+                 last_epoch: int = -1):
         self.milestones = Counter(int(m) for m in milestones)
         self.gamma = _finite(gamma, "gamma", 0.0)
         super().__init__(optimizer, last_epoch)
@@ -266,7 +272,8 @@ class CosineAnnealingLR(LRScheduler):
     epochs (Loshchilov & Hutter 2017, SGDR, without restarts).
 
     .. math::
-        \eta_k = \eta_{min} + \tfrac12(\eta_0 - \eta_{min})\left(1 + \cos\frac{\pi k}{T_{max}}\right)
+        \eta_k = \eta_{min} + \tfrac12(\eta_0 - \eta_{min})
+                 \left(1 + \cos\frac{\pi k}{T_{max}}\right)
 
     ``T_max`` (required), ``eta_min`` 0. Past ``T_max`` the cosine goes on
     (the rate rises again), as in torch. The lectures write it with
@@ -288,7 +295,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     r"""Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2017).
 
     .. math::
-        \eta = \eta_{min} + \tfrac12(\eta_0 - \eta_{min})\left(1 + \cos\frac{\pi T_{cur}}{T_i}\right)
+        \eta = \eta_{min} + \tfrac12(\eta_0 - \eta_{min})
+               \left(1 + \cos\frac{\pi T_{cur}}{T_i}\right)
 
     where :math:`T_{cur}` counts epochs since the last restart and the period
     :math:`T_i` starts at ``T_0`` and is multiplied by ``T_mult`` at each
@@ -418,10 +426,11 @@ class SequentialLR(LRScheduler):
             raise ValueError("SequentialLR needs at least one scheduler")
         for k, scheduler in enumerate(schedulers):
             if isinstance(scheduler, ReduceLROnPlateau):
-                raise ValueError(f"schedulers[{k}] is a ReduceLROnPlateau, whose step needs a metric; "
-                                 "it cannot be part of a SequentialLR")
+                raise ValueError(f"schedulers[{k}] is a ReduceLROnPlateau, whose step needs a "
+                                 "metric; it cannot be part of a SequentialLR")
             if not isinstance(scheduler, LRScheduler):
-                raise TypeError(f"schedulers[{k}] is a {type(scheduler).__name__}, not a fastopt scheduler")
+                raise TypeError(f"schedulers[{k}] is a {type(scheduler).__name__}, "
+                                "not a fastopt scheduler")
             if scheduler.optimizer is not optimizer:
                 raise ValueError(f"schedulers[{k}] belongs to another optimizer")
         milestones = [int(m) for m in milestones]
@@ -526,7 +535,8 @@ class ReduceLROnPlateau(LRScheduler):
         groups = optimizer.param_groups
         if isinstance(min_lr, (list, tuple)):
             if len(min_lr) != len(groups):
-                raise ValueError(f"expected {len(groups)} min_lrs (one per param group), got {len(min_lr)}")
+                raise ValueError(f"expected {len(groups)} min_lrs (one per param group), "
+                                 f"got {len(min_lr)}")
             self.default_min_lr = None
             self.min_lrs = [float(m) for m in min_lr]
         else:
@@ -590,5 +600,6 @@ class ReduceLROnPlateau(LRScheduler):
 
     def _check_state_dict(self, state_dict):
         super()._check_state_dict(state_dict)
-        if state_dict["mode"] not in ("min", "max") or state_dict["threshold_mode"] not in ("rel", "abs"):
+        if (state_dict["mode"] not in ("min", "max")
+                or state_dict["threshold_mode"] not in ("rel", "abs")):
             raise ValueError("state_dict has an invalid mode or threshold_mode")

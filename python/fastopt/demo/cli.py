@@ -24,7 +24,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small budgets (a few seconds)")
     parser.add_argument("--out", default="demo_out", metavar="DIR",
                         help="directory for PNG figures (default: demo_out)")
-    parser.add_argument("--seed", type=int, default=0, help="initial weights and shuffling (default: 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="initial weights and shuffling (default: 0)")
     parser.add_argument("--no-figures", action="store_true", help="print tables only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser.parse_args(argv)
@@ -53,9 +54,14 @@ def _agreement(r: RunResult) -> str:
 
 
 def results_table(results: Sequence[RunResult]) -> str:
-    headers = ["optimizer", "final loss", "accuracy", "epochs to target", "wall s", "in opt.step"]
-    rows = [[r.optimizer, f"{r.final_loss:.3g}", f"{100 * r.accuracy:.1f}%", _epochs_to_target(r),
-             f"{r.wall_seconds:.2f}", f"{100 * r.step_seconds / r.wall_seconds:.0f}%"] for r in results]
+    held_out = any(r.test_accuracy is not None for r in results)
+    headers = ["optimizer", "final loss", "accuracy"] + (["test accuracy"] if held_out else []) + [
+        "epochs to target", "wall s", "in opt.step"]
+    rows = [[r.optimizer, f"{r.final_loss:.3g}", f"{100 * r.accuracy:.1f}%"]
+            + ([f"{100 * r.test_accuracy:.1f}%"] if held_out else [])
+            + [_epochs_to_target(r), f"{r.wall_seconds:.2f}",
+               f"{100 * r.step_seconds / r.wall_seconds:.0f}%"]
+            for r in results]
     return format_table(headers, rows)
 
 
@@ -82,7 +88,8 @@ def trajectory_table(surface: surf.Surface, runs: Sequence[surf.Trajectory]) -> 
         reached = "not reached" if t.reached is None else str(t.reached)
         if t.evaluations is not None:
             reached += f" ({t.evaluations} f+g evaluations)"
-        rows.append([t.label, f"{t.final:.2e}", reached, f"({t.path[-1][0]:.4f}, {t.path[-1][1]:.4f})"])
+        end = t.path[-1]
+        rows.append([t.label, f"{t.final:.2e}", reached, f"({end[0]:.4f}, {end[1]:.4f})"])
     return format_table(headers, rows)
 
 
@@ -113,7 +120,8 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[Callable[[str], Non
     args = parse_args(argv)
     started = time.perf_counter()
     info = fastopt.runtime_info()
-    out(f"fastopt {info['version']} demo ({'quick' if args.quick else 'full'} budget, seed {args.seed}); "
+    budget = "quick" if args.quick else "full"
+    out(f"fastopt {info['version']} demo ({budget} budget, seed {args.seed}); "
         f"kernels: {info['kernel_target']}, OpenMP {'on' if info['openmp'] else 'off'}, "
         f"{info['max_threads']} threads")
     todo = problems(quick=args.quick)
@@ -133,17 +141,20 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[Callable[[str], Non
         out(timing_table(results))
         runs[problem.name] = (problem, results)
 
-    out("\n'in opt.step': share of the training wall time spent in optimizer steps (the rest is the "
-        "NumPy forward/backward pass). Step time: the training run's recorded steps (same gradients, "
-        "same start) replayed through fastopt.optim (the class, as in training), "
-        "fastopt.functional (the bare C++ kernel call) and fastopt.reference (pure NumPy); best of up "
-        "to 5 repeats when a replay is short. 'same result': largest difference between the fastopt and "
-        "NumPy parameters afterwards.")
+    out("\n'in opt.step': share of the training wall time spent in optimizer steps (the rest is "
+        "the NumPy forward/backward pass). Step time: the training run's recorded steps (same "
+        "gradients, same start) replayed through fastopt.optim (the class, as in training), "
+        "fastopt.functional (the bare C++ kernel call) and fastopt.reference (pure NumPy); best of "
+        "up to 5 repeats when a replay is short. 'same result': largest difference between the "
+        "fastopt and NumPy parameters afterwards. These models are small (tens to thousands of "
+        "parameters), so per-call overhead, not arithmetic, sets the step time; python -m bench "
+        "measures large arrays.")
 
     trajectories = {}
     for surface in (surf.QUADRATIC, surf.ROSENBROCK):
         runs_2d = surf.trajectories(surface)
-        out(f"\n== trajectories on the {surface.name}, {surface.iterations} iterations from {surface.start}")
+        out(f"\n== trajectories on the {surface.name}, {surface.iterations} iterations "
+            f"from {surface.start}")
         out(trajectory_table(surface, runs_2d))
         trajectories[surface.name] = (surface, runs_2d)
     if not any(t.label == "L-BFGS" for _, ts in trajectories.values() for t in ts):

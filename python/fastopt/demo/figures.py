@@ -56,7 +56,8 @@ def loss_curves(problem: Problem, results: Sequence[RunResult], out_dir: str) ->
     ax.set_ylim(bottom=max(lowest / 2, floor))
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (log scale)")
-    batch = "full batch" if problem.batch_size is None else f"mini-batches of {problem.batch_size}"
+    batch = ("full batch" if problem.batch_size is None else
+             f"mini-batches of {problem.batch_size} (Rprop, Quickprop: full batch)")
     ax.set_title(f"{problem.name}: {problem.model}, {batch}", fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(title="optimizer (final loss)", fontsize=8, title_fontsize=8, loc="upper left",
@@ -90,7 +91,8 @@ def decision_regions(problem: Problem, results: Sequence[RunResult], out_dir: st
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_aspect("equal")
-    fig.suptitle(f"{problem.name}: learned decision regions after {len(results[0].losses) - 1} epochs "
+    epochs = len(results[0].losses) - 1
+    fig.suptitle(f"{problem.name}: learned decision regions after {epochs} epochs "
                  "(color = P(class 1))", fontsize=11)
     path = os.path.join(out_dir, f"regions_{slug(problem.name)}.png")
     fig.savefig(path, dpi=110)
@@ -112,8 +114,8 @@ def trajectories(surface: Surface, runs: List[Trajectory], out_dir: str) -> str:
     for k, t in enumerate(drawn):
         ax = fig.add_subplot(rows, cols, k + 1)
         if surface.log_levels:
-            ax.contour(XX, YY, ZZ + 1e-3, levels=np.logspace(-2, 3, 16), norm=LogNorm(), cmap="viridis",
-                       linewidths=0.6)
+            ax.contour(XX, YY, ZZ + 1e-3, levels=np.logspace(-2, 3, 16), norm=LogNorm(),
+                       cmap="viridis", linewidths=0.6)
         else:
             ax.contour(XX, YY, ZZ, levels=np.geomspace(0.02, ZZ.max(), 14), cmap="viridis",
                        linewidths=0.6)

@@ -10,12 +10,15 @@ literature defaults except the initial step size / epsilon.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
 
 from .. import optim
 from ..examples import MLP, Dataset, digits, encoder, two_spirals
 
-RPROP_VARIANTS = (("iRprop-", "irprop-"), ("Rprop-", "rprop-"), ("Rprop+", "rprop+"), ("iRprop+", "irprop+"))
+RPROP_VARIANTS = (("iRprop-", "irprop-"), ("Rprop-", "rprop-"), ("Rprop+", "rprop+"),
+                  ("iRprop+", "irprop+"))
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,23 @@ class Problem:
     batch_size: Optional[int]        # None: every optimizer uses the full batch
     optimizers: List[OptimizerSpec]
     about: str = ""
+    test: Optional[Dataset] = None   # held out, for the test accuracy
 
     @property
     def title(self) -> str:
         return f"{self.name}: {self.model}, {self.data.description}"
+
+
+def split(data: Dataset, test_fraction: float, seed: int = 2024) -> Tuple[Dataset, Dataset]:
+    """A fixed random split (the same whatever the demo's --seed)."""
+    order = np.random.default_rng(seed).permutation(len(data))
+    n_test = int(round(test_fraction * len(data)))
+
+    def part(rows, name):
+        return Dataset(f"{data.name} {name}", data.X[rows], data.T[rows],
+                       f"{data.description}; {len(rows)} for {name}")
+
+    return part(order[n_test:], "training"), part(order[:n_test], "test")
 
 
 def problems(quick: bool = False) -> List[Problem]:
@@ -74,18 +90,20 @@ def problems(quick: bool = False) -> List[Problem]:
             epochs=200 if quick else 1500, target_loss=0.05, batch_size=None,
             optimizers=lineup(sgd=5.0, momentum=1.0, adagrad=1.0, rmsprop=0.03, adam=0.1, rprop=0.1,
                               quickprop=1.0),
-            about="Fahlman's encoder benchmark, with a softmax output; full batch (8 patterns) for all",
+            about="Fahlman's encoder benchmark, with a softmax output; "
+                  "full batch (8 patterns) for all",
         ),
         Problem(
             "two-spirals", two_spirals(), MLP([2, 30, 30, 2], hidden="tanh", output="softmax"),
             epochs=100 if quick else 4000, target_loss=0.05, batch_size=None,
-            optimizers=lineup(sgd=0.1, momentum=0.01, adagrad=0.3, rmsprop=0.01, adam=0.01, rprop=0.01,
-                              quickprop=0.003),
-            about="Lang & Witbrock 1988, the benchmark's coordinates; full batch (194 points) for all",
+            optimizers=lineup(sgd=0.1, momentum=0.01, adagrad=0.3, rmsprop=0.01, adam=0.01,
+                              rprop=0.01, quickprop=0.003),
+            about="Lang & Witbrock 1988, the benchmark's coordinates; "
+                  "full batch (194 points) for all",
         ),
     ]
     try:
-        data = digits()
+        data, held_out = split(digits(), test_fraction=0.2)
     except ImportError:
         return found
     found.append(Problem(
@@ -93,7 +111,8 @@ def problems(quick: bool = False) -> List[Problem]:
         epochs=2 if quick else 50, target_loss=0.05, batch_size=64,
         optimizers=lineup(sgd=1.0, momentum=0.1, adagrad=0.3, rmsprop=0.01, adam=0.01, rprop=0.01,
                           quickprop=0.3),
-        about="scikit-learn's digits (training loss); mini-batches of 64, full batch for Rprop and "
-              "Quickprop (so they take one step per epoch)",
+        about="scikit-learn's digits; loss on the training images, accuracy also on the held-out "
+              "ones; mini-batches of 64, full batch for Rprop and Quickprop (one step per epoch)",
+        test=held_out,
     ))
     return found

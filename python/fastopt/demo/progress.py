@@ -43,7 +43,8 @@ class ProgressBar:
         fraction = self.done / self.total
         filled = int(round(fraction * self.width))
         elapsed = now - self._start
-        text = f"[{'#' * filled}{'.' * (self.width - filled)}] {100 * fraction:3.0f}%  {self.label}  {elapsed:.0f}s"
+        bar = "#" * filled + "." * (self.width - filled)
+        text = f"[{bar}] {100 * fraction:3.0f}%  {self.label}  {elapsed:.0f}s"
         if 0 < fraction < 1:
             text += f", ~{elapsed / fraction - elapsed:.0f}s left"
         return text

@@ -102,10 +102,12 @@ def walkers(surface: Surface) -> List[Walker]:
     return [
         Walker("gradient descent", lambda p: optim.SGD(p, lr=lr["gd"])),
         Walker("momentum 0.9", lambda p: optim.SGD(p, lr=lr["momentum"], momentum=0.9)),
-        Walker("Nesterov 0.9", lambda p: optim.SGD(p, lr=lr["momentum"], momentum=0.9, nesterov=True)),
+        Walker("Nesterov 0.9",
+               lambda p: optim.SGD(p, lr=lr["momentum"], momentum=0.9, nesterov=True)),
         Walker("RMSprop", lambda p: optim.RMSprop(p, lr=lr["rmsprop"])),
         Walker("Adam", lambda p: optim.Adam(p, lr=lr["adam"])),
-        Walker("iRprop+", lambda p: optim.Rprop(p, lr=lr["rprop"], variant="irprop+"), uses_loss=True),
+        Walker("iRprop+", lambda p: optim.Rprop(p, lr=lr["rprop"], variant="irprop+"),
+               uses_loss=True),
         Walker("Quickprop", lambda p: optim.Quickprop(p, lr=lr["quickprop"], decay=0.0)),
     ]
 
@@ -135,14 +137,14 @@ def lbfgs(surface: Surface) -> Optional[Trajectory]:
     """L-BFGS's iterates, if this fastopt has an L-BFGS; None otherwise. Its
     API was being written alongside this demo: unexpected signatures are
     reported in the trajectory's note rather than raised."""
-    fun_and_grad = lambda x: (surface.f(x), surface.grad(x))
     x0 = np.array(surface.start, dtype=np.float64)
     path = [x0.copy()]
     calls = {"n": 0}
 
     def counted(x):
         calls["n"] += 1
-        return fun_and_grad(np.asarray(x))
+        x = np.asarray(x)
+        return surface.f(x), surface.grad(x)
 
     def record(*args, **kwargs):
         current = args[0] if args else kwargs.get("intermediate_result", kwargs.get("xk"))

@@ -29,7 +29,8 @@ class RunResult:
     problem: str
     optimizer: str
     losses: List[float]            # full-data loss after 0, 1, ..., epochs epochs
-    accuracy: float
+    accuracy: float                # on the training data
+    test_accuracy: Optional[float]  # on the problem's held-out data, if it has some
     epochs_to_target: Optional[int]
     wall_seconds: float            # the whole training run
     step_seconds: float            # of which inside optimizer.step
@@ -59,7 +60,8 @@ def _batches(n: int, batch_size: Optional[int], rng: np.random.Generator):
 
 
 def train(problem: Problem, spec: OptimizerSpec, seed: int, epochs: int,
-          on_epoch: Callable[[], None] = lambda: None, min_replay_seconds: float = 0.2) -> RunResult:
+          on_epoch: Callable[[], None] = lambda: None,
+          min_replay_seconds: float = 0.2) -> RunResult:
     """Train ``problem.model`` from the seed's initial weights (the same for
     every optimizer) for ``epochs`` epochs; stop early only on divergence.
     Then time the recorded steps (see :func:`replay`)."""
@@ -91,7 +93,9 @@ def train(problem: Problem, spec: OptimizerSpec, seed: int, epochs: int,
 
     hit = next((k for k, value in enumerate(losses) if value <= problem.target_loss), None)
     times, diff = replay(spec, initial, recorded, min_seconds=min_replay_seconds)
-    return RunResult(problem.name, spec.label, losses, model.accuracy(params, data.X, data.T), hit,
+    test = problem.test
+    return RunResult(problem.name, spec.label, losses, model.accuracy(params, data.X, data.T),
+                     None if test is None else model.accuracy(params, test.X, test.T), hit,
                      wall, step_seconds, len(recorded), *times, diff, params)
 
 
@@ -119,8 +123,8 @@ def replay(spec: OptimizerSpec, initial: Sequence[np.ndarray], recorded, min_sec
                for setup in (run_optim, run_kernels(F), run_kernels(R))]
     (fast_params, _), _, (numpy_params, _) = results
     with np.errstate(invalid="ignore"):
-        diff = max((float(np.max(np.abs(a - b))) for a, b in zip(fast_params, numpy_params) if a.size),
-                   default=0.0)
+        diff = max((float(np.max(np.abs(a - b)))
+                    for a, b in zip(fast_params, numpy_params) if a.size), default=0.0)
     return [seconds for _, seconds in results], diff
 
 
@@ -136,7 +140,8 @@ def _best_time(setup, recorded, min_seconds, max_repeats):
     return params, best
 
 
-def kernel_stepper(opt, params: List[np.ndarray], kernels=R) -> Callable[[List[np.ndarray], float], None]:
+def kernel_stepper(opt, params: List[np.ndarray],
+                   kernels=R) -> Callable[[List[np.ndarray], float], None]:
     """``step(grads, loss)`` doing what ``opt.step`` does, with the stateless
     functions of ``kernels`` (:mod:`fastopt.reference` or
     :mod:`fastopt.functional`, which share their signatures) on state arrays
@@ -171,16 +176,17 @@ def kernel_stepper(opt, params: List[np.ndarray], kernels=R) -> Callable[[List[n
         grad_avgs = zeros() if g["centered"] else None
         buffers = zeros() if g["momentum"] > 0 else None
         return lambda grads, loss: kernels.rmsprop_(
-            params, grads, square_avgs, grad_avgs, buffers, lr=g["lr"], alpha=g["alpha"], eps=g["eps"],
-            weight_decay=g["weight_decay"], momentum=g["momentum"], centered=g["centered"],
-            maximize=g["maximize"])
+            params, grads, square_avgs, grad_avgs, buffers, lr=g["lr"], alpha=g["alpha"],
+            eps=g["eps"], weight_decay=g["weight_decay"], momentum=g["momentum"],
+            centered=g["centered"], maximize=g["maximize"])
     if isinstance(opt, optim.Adam):   # and AdamW, a subclass
         exp_avgs, exp_avg_sqs = zeros(), zeros()
         max_sqs = zeros() if g["amsgrad"] else None
         return lambda grads, loss: kernels.adam_(
             params, grads, exp_avgs, exp_avg_sqs, max_sqs, step=next_step(), lr=g["lr"],
-            betas=tuple(g["betas"]), eps=g["eps"], weight_decay=g["weight_decay"], amsgrad=g["amsgrad"],
-            maximize=g["maximize"], decoupled_weight_decay=g["decoupled_weight_decay"])
+            betas=tuple(g["betas"]), eps=g["eps"], weight_decay=g["weight_decay"],
+            amsgrad=g["amsgrad"], maximize=g["maximize"],
+            decoupled_weight_decay=g["decoupled_weight_decay"])
     if isinstance(opt, optim.Rprop):
         prevs, step_sizes = zeros(), zeros(g["lr"])
         prev_updates = zeros() if g["variant"].endswith("+") else None

@@ -56,7 +56,8 @@ class MLP:
                  dtype=np.float64):
         sizes = [int(n) for n in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
-            raise ValueError(f"sizes must list at least an input and an output width >= 1, got {sizes}")
+            raise ValueError("sizes must list at least an input and an output width >= 1, "
+                             f"got {sizes}")
         if hidden not in _HIDDEN:
             raise ValueError(f"hidden must be one of {_HIDDEN}, got {hidden!r}")
         if output not in _OUTPUTS:
@@ -65,7 +66,8 @@ class MLP:
         self.dtype = np.dtype(dtype)
 
     def __repr__(self) -> str:
-        return f"MLP({'-'.join(map(str, self.sizes))}, hidden={self.hidden!r}, output={self.output!r})"
+        widths = "-".join(map(str, self.sizes))
+        return f"MLP({widths}, hidden={self.hidden!r}, output={self.output!r})"
 
     @property
     def n_params(self) -> int:
