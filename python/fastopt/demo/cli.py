@@ -79,7 +79,7 @@ def timing_table(results: Sequence[RunResult]) -> str:
 
 
 def trajectory_table(surface: surf.Surface, runs: Sequence[surf.Trajectory]) -> str:
-    headers = ["optimizer", "final f", f"iterations to f < {surface.tol:g}", "end point"]
+    headers = ["optimizer", "final f", f"first iteration with f < {surface.tol:g}", "end point"]
     rows = []
     for t in runs:
         if t.note:

@@ -47,8 +47,10 @@ def loss_curves(problem: Problem, results: Sequence[RunResult], out_dir: str) ->
         ax.plot(np.arange(len(losses)), np.where(losses > 0, losses, np.nan), color=color,
                 linestyle=dash, linewidth=1.6, label=f"{r.optimizer} ({r.final_loss:.2g})")
     ax.axhline(problem.target_loss, color="black", linewidth=0.8, linestyle=(0, (2, 3)))
-    ax.annotate(f"target {problem.target_loss:g}", (0, problem.target_loss), xytext=(4, 3),
-                textcoords="offset points", fontsize=8)
+    # At the right edge, where the curves have settled, so the label stays readable.
+    ax.annotate(f"target {problem.target_loss:g}", (1, problem.target_loss), xytext=(-4, 3),
+                xycoords=ax.get_yaxis_transform(), textcoords="offset points", ha="right",
+                fontsize=8)
     ax.set_yscale("log")
     # Losses far below the target are rounding noise (Rprop drives the encoder to 1e-17).
     floor = problem.target_loss * 1e-5

@@ -115,7 +115,8 @@ class MLP:
         if self.output == "softmax":
             shifted = z - z.max(axis=1, keepdims=True)
             log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            return float(-np.sum(T * log_p) / n), (np.exp(log_p) - T) / n
+            # + 0.0: a perfect fit gives -0.0, which should print as 0
+            return float(-np.sum(T * log_p) / n) + 0.0, (np.exp(log_p) - T) / n
         y = self._output(z)
         err = y - T
         loss = float(0.5 * np.sum(err * err) / n)
