@@ -3,11 +3,14 @@
 * :mod:`fastopt.functional` -- stateless in-place kernels (``adam_``, ``sgd_``, ...)
 * :mod:`fastopt.optim` -- torch.optim-style classes (``Adam``, ``SGD``, ``Rprop``, ...)
 * :mod:`fastopt.reference` -- the same rules in plain NumPy (test oracle, baseline)
+* :mod:`fastopt.schedules` -- learning-rate schedules (``StepLR``, ``CosineAnnealingLR``, ...)
+* :func:`fastopt.save` / :func:`fastopt.load` -- atomic, pickle-free ``.npz`` checkpoints
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import _core, functional, optim, reference
+from . import _core, functional, optim, reference, schedules
+from .checkpoint import load, save
 from .flat import FlatBuffer
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, Quickprop, RMSprop, Rprop
 
@@ -17,8 +20,8 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "functional", "optim", "reference", "FlatBuffer", "show_runtime", "runtime_info", "set_num_threads",
-    "get_num_threads", "last_call_threads",
+    "functional", "optim", "reference", "schedules", "save", "load", "FlatBuffer", "show_runtime",
+    "runtime_info", "set_num_threads", "get_num_threads", "last_call_threads",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop",
 ]
 

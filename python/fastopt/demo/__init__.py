@@ -1,0 +1,21 @@
+"""``python -m fastopt.demo``: every fastopt optimizer on small neural-network
+problems, with timings against the pure-NumPy reference.
+
+Problems (built in, no download): the 8-3-8 encoder (Fahlman's benchmark),
+the two-spirals problem (Lang & Witbrock 1988), and scikit-learn's bundled
+digits when scikit-learn is installed; each trained by SGD, SGD+momentum,
+Nesterov, Adagrad, RMSprop, Adam, AdamW, the four Rprop variants and
+Quickprop (Rprop and Quickprop full-batch). Then optimizer trajectories on an
+ill-conditioned quadratic and on Rosenbrock's function.
+
+It prints one table per problem (final loss, accuracy, epochs to the target
+loss, wall time, the optimizer step time of fastopt against the same steps in
+NumPy) and, when matplotlib is installed, writes PNG figures to ``--out``.
+
+Options: ``--quick`` (small budgets), ``--out DIR`` (default ``demo_out``),
+``--seed N``, ``--no-figures``, ``--no-progress``.
+"""
+
+from .cli import main
+
+__all__ = ["main"]
