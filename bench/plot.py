@@ -6,7 +6,8 @@ from typing import Dict, List
 
 
 def throughput_png(rows: List[Dict], path: str, dtype: str = "float32") -> bool:
-    """Writes the figure; returns False when matplotlib is not installed."""
+    """Writes the figure (float32 rows, or the dtype that was measured);
+    returns False when matplotlib is not installed or there is nothing to draw."""
     try:
         import matplotlib
 
@@ -14,11 +15,15 @@ def throughput_png(rows: List[Dict], path: str, dtype: str = "float32") -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    if not any(r["dtype"] == dtype for r in rows) and rows:
+        dtype = rows[0]["dtype"]
     rows = [r for r in rows if r["dtype"] == dtype]
     kernels = list(dict.fromkeys(r["kernel"] for r in rows))
-    cols = 4
-    fig, axes = plt.subplots((len(kernels) + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.4 * 2),
-                             squeeze=False, sharey=True)
+    if not kernels:
+        return False
+    cols = min(4, len(kernels))
+    n_rows = (len(kernels) + cols - 1) // cols
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.4 * n_rows + 0.8), squeeze=False, sharey=True)
     styles = {"fastopt": "-o", "roofline": "--k", "reference": "-s", "numpy_out": "-^",
               "torch_fused": "-D", "torch_foreach": "-v"}
     for ax, kernel in zip(axes.flat, kernels):

@@ -111,6 +111,24 @@ CASES = [
                ("prev_steps", "prev_grads")),
 ]
 
+# The regularization and clipping every optimizer offers (functional.py):
+# L1 prox with decoupled decay, the elastic net (L1 + coupled L2), and a
+# global-norm factor with value clipping, on top of one configuration each.
+SHARED_OPTIONS = {
+    "l1-decoupled": dict(l1=0.05, weight_decay=0.1, decoupled_weight_decay=True),
+    "elastic-net": dict(l1=0.05, weight_decay=0.1),
+    "clipped": dict(grad_scale=0.7, clip_value=0.8),
+}
+_BASE = {"sgd": CASES[2], "adagrad": CASES[4], "rmsprop": CASES[9], "adam": CASES[11],
+         "rprop": CASES[18], "quickprop": CASES[21]}
+for _option, _extra in SHARED_OPTIONS.items():
+    for _name, _base in _BASE.items():
+        _hyper = {**_base.hyper, **_extra}
+        if _name == "adam" and _option != "l1-decoupled":
+            _hyper.pop("decoupled_weight_decay", None)
+        CASES.append(KernelCase(_name, f"{_base.label}+{_option}", _hyper, _base.state, _base.init,
+                                _base.uses_step, _base.uses_loss))
+
 CASE_IDS = [c.id for c in CASES]
 
 

@@ -43,9 +43,11 @@ class CheckedBuffers {
   // The kernel's view; valid while this object lives. hyper_index may be
   // empty (every tensor uses hyperparameter set 0).
   template <class T>
-  Batch<T> batch(const std::vector<std::int32_t>& hyper_index, int num_threads, int* threads_used) const {
+  Batch<T> batch(const std::vector<std::int32_t>& hyper_index, int num_threads, int* threads_used,
+                 double* unit_stats) const {
     return Batch<T>{n_tensors_, sizes_.data(), reinterpret_cast<T* const*>(raw_.data()),
-                    hyper_index.empty() ? nullptr : hyper_index.data(), total_, num_threads, threads_used};
+                    hyper_index.empty() ? nullptr : hyper_index.data(), total_, num_threads, threads_used,
+                    unit_stats};
   }
 
  private:

@@ -1,8 +1,8 @@
 // Adagrad (Duchi, Hazan & Singer 2011, torch.optim.Adagrad form), one fused
 // pass over p, g, sum.
 //
-//   g = -g if maximize;  g = g + wd*p;  clr = lr / (1 + (t-1)*lr_decay)
-//   sum = sum + g*g;  p = p - clr * g / (sqrt(sum) + eps)
+//   g = pre(g);  clr = lr / (1 + (t-1)*lr_decay);  p = p*(1 - clr*wd) if decoupled
+//   sum = sum + g*g;  p = prox_l1(p - clr * g / (sqrt(sum) + eps), clr*l1)
 #pragma once
 
 #include "kernels/common.hpp"
@@ -13,6 +13,9 @@ struct AdagradHyper {
   double lr = 1e-2, lr_decay = 0.0, weight_decay = 0.0, eps = 1e-10;
   bool maximize = false;
   std::int64_t step = 1;
+  SharedHyper shared{};
+
+  double decayed_lr() const { return lr / (1.0 + static_cast<double>(step - 1) * lr_decay); }
 
   void validate() const {
     require_nonnegative(lr, "lr");
@@ -20,6 +23,7 @@ struct AdagradHyper {
     require_nonnegative(weight_decay, "weight_decay");
     require_nonnegative(eps, "eps");
     require_step(step);
+    shared.validate();
   }
 };
 
@@ -30,29 +34,35 @@ namespace detail {
 
 template <class T>
 struct AdagradScalars {
-  T sign, wd, clr, eps;
-  bool has_wd;
+  SharedScalars<T> pre;
+  T decay, tau, clr, eps;
 
   explicit AdagradScalars(const AdagradHyper& h)
-      : sign(h.maximize ? T(-1) : T(1)),
-        wd(static_cast<T>(h.weight_decay)),
-        clr(static_cast<T>(h.lr / (1.0 + static_cast<double>(h.step - 1) * h.lr_decay))),
-        eps(static_cast<T>(h.eps)),
-        has_wd(h.weight_decay != 0.0) {}
+      : pre(h.shared, h.weight_decay, h.maximize),
+        decay(static_cast<T>(decoupled_decay(h.shared, h.decayed_lr(), h.weight_decay))),
+        tau(static_cast<T>(h.decayed_lr() * h.shared.l1)),
+        clr(static_cast<T>(h.decayed_lr())),
+        eps(static_cast<T>(h.eps)) {}
 };
 
-template <class T>
-void adagrad_span(const AdagradScalars<T> s, T* __restrict p, const T* __restrict g,
-                  T* __restrict sum, std::int64_t n) {
-#pragma omp simd
+template <class T, bool kStats>
+FASTOPT_NOINLINE void adagrad_span(const AdagradScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict sum,
+                  std::int64_t n, double (&sums)[kStatFields]) {
+  const SharedScalars<T> pre = s.pre;
+  const T decay = s.decay, tau = s.tau, clr = s.clr, eps = s.eps;
+  double gs = 0, ps = 0, us = 0, nf = 0;
+#pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
-    const T param = p[i];
-    T grad = g[i] * s.sign;
-    if (s.has_wd) grad = grad + s.wd * param;
+    const T g_raw = g[i], param0 = p[i];
+    const T grad = pre.grad(g_raw, param0);
+    const T param = param0 * decay;
     const T acc = sum[i] + grad * grad;
     sum[i] = acc;
-    p[i] = param - s.clr * (grad / (std::sqrt(acc) + s.eps));
+    const T updated = prox_l1(param - clr * (grad / (std::sqrt(acc) + eps)), tau);
+    p[i] = updated;
+    if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
   }
+  if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
 }
 
 }  // namespace detail
@@ -60,9 +70,14 @@ void adagrad_span(const AdagradScalars<T> s, T* __restrict p, const T* __restric
 template <class T>
 void adagrad(const Batch<T>& batch, const AdagradHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::AdagradScalars<T>> scalars(hypers, hypers + n_hypers);
-  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
-    detail::adagrad_span(scalars[hyper_of(batch, t)], role_ptr(batch, kAdagradParam, t) + b,
-                         role_ptr(batch, kAdagradGrad, t) + b, role_ptr(batch, kAdagradSum, t) + b, e - b);
+  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
+    double sums[kStatFields] = {};
+    with_stats_flag(batch, [&](auto stats) {
+      detail::adagrad_span<T, decltype(stats)::value>(scalars[hyper_of(batch, t)], role_ptr(batch, kAdagradParam, t) + b,
+                                                      role_ptr(batch, kAdagradGrad, t) + b,
+                                                      role_ptr(batch, kAdagradSum, t) + b, e - b, sums);
+    });
+    if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });
 }
 

@@ -1,9 +1,9 @@
 // Adam, AdamW and AMSGrad (Kingma & Ba 2015; Loshchilov & Hutter 2019;
 // Reddi et al. 2018), one fused pass over p, g, m, v (and vmax).
 //
-//   g = -g if maximize;  g = g + wd*p (coupled, Adam)  |  p = p*(1 - lr*wd) (decoupled, AdamW)
+//   g = pre(g) (maximize, clipping, coupled L2)  |  p = p*(1 - lr*wd) (decoupled: AdamW)
 //   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;  vhat = amsgrad ? (vmax = max(vmax, v)) : v
-//   p = p - (lr/bc1) * m / (sqrt(vhat)/sqrt(bc2) + eps),  bc_k = 1 - b_k^t
+//   p = prox_l1(p - (lr/bc1) * m / (sqrt(vhat)/sqrt(bc2) + eps), lr*l1),  bc_k = 1 - b_k^t
 //
 // Divides and square roots bound this loop (they are not faster per element
 // with wider vectors on current x86 cores), so the division by sqrt(bc2) is a
@@ -17,8 +17,9 @@ namespace fastopt {
 
 struct AdamHyper {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
-  bool amsgrad = false, maximize = false, decoupled_weight_decay = false;
+  bool amsgrad = false, maximize = false;
   std::int64_t step = 1;
+  SharedHyper shared{};  // decoupled_weight_decay there makes this AdamW
 
   void validate() const {
     require_nonnegative(lr, "lr");
@@ -31,6 +32,7 @@ struct AdamHyper {
     require_nonnegative(eps, "eps");
     require_nonnegative(weight_decay, "weight_decay");
     require_step(step);
+    shared.validate();
   }
 };
 
@@ -42,16 +44,15 @@ namespace detail {
 // Per-call scalars, computed once in double and rounded to T once.
 template <class T>
 struct AdamScalars {
-  T sign, wd, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, inv_bc2_sqrt, eps;
-  bool coupled_wd, amsgrad;
+  SharedScalars<T> pre;
+  T decay, tau, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, inv_bc2_sqrt, eps;
+  bool amsgrad;
 
-  explicit AdamScalars(const AdamHyper& h) {
+  explicit AdamScalars(const AdamHyper& h) : pre(h.shared, h.weight_decay, h.maximize) {
     const double t = static_cast<double>(h.step);
     const double bc1 = 1.0 - std::pow(h.beta1, t), bc2 = 1.0 - std::pow(h.beta2, t);
-    sign = h.maximize ? T(-1) : T(1);
-    coupled_wd = !h.decoupled_weight_decay && h.weight_decay != 0.0;
-    wd = static_cast<T>(h.weight_decay);
-    decay = static_cast<T>(h.decoupled_weight_decay ? 1.0 - h.lr * h.weight_decay : 1.0);
+    decay = static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay));
+    tau = static_cast<T>(h.lr * h.shared.l1);
     beta1 = static_cast<T>(h.beta1);
     one_minus_beta1 = static_cast<T>(1.0 - h.beta1);
     beta2 = static_cast<T>(h.beta2);
@@ -63,17 +64,21 @@ struct AdamScalars {
   }
 };
 
-template <class T, bool kAmsgrad>
-void adam_span(const AdamScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict m,
-               T* __restrict v, T* __restrict vmax, std::int64_t n) {
-#pragma omp simd
+template <class T, bool kAmsgrad, bool kStats>
+FASTOPT_NOINLINE void adam_span(const AdamScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict m,
+               T* __restrict v, T* __restrict vmax, std::int64_t n, double (&sums)[kStatFields]) {
+  const SharedScalars<T> pre = s.pre;
+  const T decay = s.decay, tau = s.tau, beta1 = s.beta1, one_minus_beta1 = s.one_minus_beta1;
+  const T beta2 = s.beta2, one_minus_beta2 = s.one_minus_beta2, step_size = s.step_size;
+  const T inv_bc2_sqrt = s.inv_bc2_sqrt, eps = s.eps;
+  double gs = 0, ps = 0, us = 0, nf = 0;
+#pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
-    T grad = g[i] * s.sign;
-    T param = p[i];
-    if (s.coupled_wd) grad = grad + s.wd * param;
-    param = param * s.decay;
-    const T mi = s.beta1 * m[i] + s.one_minus_beta1 * grad;
-    const T vi = s.beta2 * v[i] + s.one_minus_beta2 * (grad * grad);
+    const T g_raw = g[i], param0 = p[i];
+    const T grad = pre.grad(g_raw, param0);
+    const T param = param0 * decay;
+    const T mi = beta1 * m[i] + one_minus_beta1 * grad;
+    const T vi = beta2 * v[i] + one_minus_beta2 * (grad * grad);
     T vhat = vi;
     if constexpr (kAmsgrad) {
       vhat = vmax[i] > vi ? vmax[i] : vi;
@@ -81,8 +86,11 @@ void adam_span(const AdamScalars<T> s, T* __restrict p, const T* __restrict g, T
     }
     m[i] = mi;
     v[i] = vi;
-    p[i] = param - s.step_size * (mi / (std::sqrt(vhat) * s.inv_bc2_sqrt + s.eps));
+    const T updated = prox_l1(param - step_size * (mi / (std::sqrt(vhat) * inv_bc2_sqrt + eps)), tau);
+    p[i] = updated;
+    if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
   }
+  if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
 }
 
 }  // namespace detail
@@ -90,12 +98,20 @@ void adam_span(const AdamScalars<T> s, T* __restrict p, const T* __restrict g, T
 template <class T>
 void adam(const Batch<T>& batch, const AdamHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::AdamScalars<T>> scalars(hypers, hypers + n_hypers);
-  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
+  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
     const auto& s = scalars[hyper_of(batch, t)];
     T* vmax = role_ptr(batch, kAdamMaxExpAvgSq, t);
-    auto span = s.amsgrad ? &detail::adam_span<T, true> : &detail::adam_span<T, false>;
-    span(s, role_ptr(batch, kAdamParam, t) + b, role_ptr(batch, kAdamGrad, t) + b, role_ptr(batch, kAdamExpAvg, t) + b,
-         role_ptr(batch, kAdamExpAvgSq, t) + b, vmax ? vmax + b : nullptr, e - b);
+    double sums[kStatFields] = {};
+    auto run = [&](auto amsgrad, auto stats) {
+      detail::adam_span<T, decltype(amsgrad)::value, decltype(stats)::value>(
+          s, role_ptr(batch, kAdamParam, t) + b, role_ptr(batch, kAdamGrad, t) + b, role_ptr(batch, kAdamExpAvg, t) + b,
+          role_ptr(batch, kAdamExpAvgSq, t) + b, vmax ? vmax + b : nullptr, e - b, sums);
+    };
+    with_stats_flag(batch, [&](auto stats) {
+      if (s.amsgrad) run(std::true_type{}, stats);
+      else run(std::false_type{}, stats);
+    });
+    if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });
 }
 

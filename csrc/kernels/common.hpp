@@ -11,6 +11,8 @@
 #pragma once
 
 #include <algorithm>
+#include <initializer_list>
+#include <type_traits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +23,15 @@
 
 #ifdef FASTOPT_HAVE_OPENMP
 #include <omp.h>
+#endif
+
+// Span functions (the vectorized loops) are kept out of line: inlined into
+// their dispatch lambdas, GCC reads the per-call scalars through a reference
+// again and no longer vectorizes selects on them ("control flow in loop").
+#if defined(_MSC_VER)
+#define FASTOPT_NOINLINE __declspec(noinline)
+#else
+#define FASTOPT_NOINLINE __attribute__((noinline))
 #endif
 
 namespace fastopt {
@@ -34,6 +45,17 @@ constexpr std::int64_t kParallelGrain = std::int64_t{1} << 15;
 // 64-byte cache line for both dtypes) so no two threads write one line.
 constexpr std::int64_t kPartitionAlign = 64;
 
+// The element range of a call is cut into work units whose boundaries depend
+// only on the total size (never on the thread count); each thread takes a
+// contiguous run of whole units. Reductions (norms, step statistics) keep one
+// partial per unit and add the partials in unit order, so they are bitwise
+// identical for any number of threads, with constant extra memory.
+constexpr int kMaxUnits = 256;
+constexpr std::int64_t kMinUnitSize = 4096;
+
+// Step statistics accumulated per unit, in double, during the update pass.
+enum StatField { kStatGradSq, kStatParamSq, kStatUpdateSq, kStatNonfinite, kStatFields };
+
 // A plain aggregate of raw pointers (no member functions): it crosses from the
 // bindings into kernels compiled for other SIMD targets, so it must not carry
 // inline code that two targets would compile differently.
@@ -46,7 +68,28 @@ struct Batch {
   std::int64_t total;          // sum of sizes
   int num_threads;             // 0: the OpenMP default
   int* threads_used;           // out: threads the call ran on (1 below the grain)
+  double* unit_stats;          // out, or nullptr: kMaxUnits x kStatFields partial sums (zeroed by the caller)
 };
+
+// Gradient preprocessing and regularization that every optimizer offers,
+// applied in the same pass as the update:
+//   g = -g (maximize);  g = g * grad_scale;  g = clamp(g, -clip_value, clip_value)
+//   g = g + weight_decay * p                      (coupled L2, unless decoupled)
+//   p = p * (1 - lr * weight_decay)               (decoupled, before the update)
+//   ... the optimizer's update ...
+//   p = sign(p) * max(|p| - lr * l1, 0)           (L1 proximal step: exact zeros)
+// where lr is the optimizer's step size (Adagrad: the decayed lr; Rprop: each
+// weight's own step size). weight_decay and maximize live in each optimizer's
+// own struct, where torch has them.
+struct SharedHyper {
+  double grad_scale = 1.0;                       // global-norm clipping factor
+  double clip_value = HUGE_VAL;                  // gradient value clipping (inf: none)
+  double l1 = 0.0;
+  bool decoupled_weight_decay = false;
+
+  void validate() const;
+};
+
 
 // Hyperparameter checks shared by every optimizer. They throw
 // std::invalid_argument, which the bindings surface as ValueError.
@@ -79,6 +122,13 @@ inline void require_step(std::int64_t step) {
   require(step >= 1, [&] { return "invalid step: " + std::to_string(step) + " (the step count is 1-based, must be >= 1)"; });
 }
 
+inline void SharedHyper::validate() const {
+  require_finite(grad_scale, "grad_scale");
+  require(grad_scale >= 0.0, [&] { return "invalid grad_scale: " + num(grad_scale) + " (must be >= 0)"; });
+  require(clip_value > 0.0, [&] { return "invalid clip_value: " + num(clip_value) + " (must be > 0)"; });
+  require_nonnegative(l1, "l1");
+}
+
 }  // namespace fastopt
 
 // Everything below is compiled once per SIMD target, each time in its own
@@ -101,50 +151,144 @@ inline std::int32_t hyper_of(const Batch<T>& batch, int tensor) {
   return batch.hyper ? batch.hyper[tensor] : 0;
 }
 
-// Calls body(tensor, begin, end) over disjoint spans covering every element of
-// the batch. One parallel region per call, whatever the number of tensors.
+// Work units: a count that depends only on the total size, and unit u's
+// first element (aligned, so no two units share a cache line).
+inline int unit_count(std::int64_t total) {
+  return static_cast<int>(std::clamp<std::int64_t>(total / kMinUnitSize, 1, kMaxUnits));
+}
+inline std::int64_t unit_begin(std::int64_t total, int units, int u) {
+  if (u >= units) return total;
+  const std::int64_t raw = total / units * u + std::min<std::int64_t>(u, total % units);
+  return std::min(total, raw / kPartitionAlign * kPartitionAlign);
+}
+
+// Calls body(tensor, begin, end, unit) over disjoint spans covering every
+// element of the batch, each span inside one work unit, units in increasing
+// order within a thread. One parallel region per call, whatever the number
+// of tensors.
 template <class T, class Body>
 void for_each_span(const Batch<T>& batch, Body&& body) {
   const std::int64_t total = batch.total;
   *batch.threads_used = 1;
   if (total == 0) return;
+  const int units = unit_count(total);
 
-  auto run_range = [&](std::int64_t lo, std::int64_t hi) {
-    std::int64_t offset = 0;  // global index of the current tensor's element 0
-    for (int t = 0; t < batch.n_tensors && offset < hi; ++t) {
-      const std::int64_t n = batch.sizes[t];
-      const std::int64_t b = std::max(lo, offset), e = std::min(hi, offset + n);
-      if (b < e) body(t, b - offset, e - offset);
-      offset += n;
+  // Runs units [u0, u1), walking the tensors once (a cursor, not a search).
+  auto run_units = [&](int u0, int u1) {
+    int t = 0;
+    std::int64_t offset = 0;  // global index of tensor t's element 0
+    for (int u = u0; u < u1; ++u) {
+      const std::int64_t lo = unit_begin(total, units, u), hi = unit_begin(total, units, u + 1);
+      while (t < batch.n_tensors && offset + batch.sizes[t] <= lo) offset += batch.sizes[t++];
+      for (int k = t; k < batch.n_tensors && offset < hi;) {
+        const std::int64_t n = batch.sizes[k];
+        const std::int64_t b = std::max(lo, offset), e = std::min(hi, offset + n);
+        if (b < e) body(k, b - offset, e - offset, u);
+        if (offset + n > hi) break;  // tensor k continues in the next unit
+        offset += n;
+        t = ++k;
+      }
     }
   };
 
 #ifdef FASTOPT_HAVE_OPENMP
   int threads = batch.num_threads > 0 ? batch.num_threads : omp_get_max_threads();
   const std::int64_t max_useful = (total + kParallelGrain - 1) / kParallelGrain;
-  threads = static_cast<int>(std::min<std::int64_t>(threads, max_useful));
+  threads = static_cast<int>(std::min<std::int64_t>({threads, max_useful, units}));
   if (threads > 1) {
 #pragma omp parallel num_threads(threads)
     {
       const int k = omp_get_thread_num(), nt = omp_get_num_threads();
       if (k == 0) *batch.threads_used = nt;
-      auto boundary = [&](int j) {
-        if (j >= nt) return total;
-        const std::int64_t raw = total / nt * j + std::min<std::int64_t>(j, total % nt);
-        return std::min(total, raw / kPartitionAlign * kPartitionAlign);
-      };
-      run_range(boundary(k), boundary(k + 1));
+      run_units(units * k / nt, units * (k + 1) / nt);
     }
     return;
   }
 #endif
-  run_range(0, total);
+  run_units(0, units);
+}
+
+// Adds a span's statistics to its unit's partial sums.
+template <class T>
+inline void add_unit_stats(const Batch<T>& batch, int unit, const double (&sums)[kStatFields]) {
+  double* out = batch.unit_stats + static_cast<std::size_t>(unit) * kStatFields;
+  for (int f = 0; f < kStatFields; ++f) out[f] += sums[f];
+}
+
+// Step statistics of one element, accumulated in double (no extra pass: the
+// values are in registers during the update). x - x == 0 is false exactly
+// for Inf and NaN.
+template <class T>
+inline void accumulate_stats(T g_raw, T param_before, T param_after, double& grad_sq, double& param_sq,
+                             double& update_sq, double& nonfinite) {
+  const double g = g_raw, p = param_before, du = static_cast<double>(param_after) - p;
+  grad_sq += g * g;
+  param_sq += p * p;
+  update_sq += du * du;
+  nonfinite += (g_raw - g_raw == T(0)) ? 0.0 : 1.0;
+}
+
+inline void add_sums(double (&sums)[kStatFields], double grad_sq, double param_sq, double update_sq,
+                     double nonfinite) {
+  sums[kStatGradSq] += grad_sq;
+  sums[kStatParamSq] += param_sq;
+  sums[kStatUpdateSq] += update_sq;
+  sums[kStatNonfinite] += nonfinite;
+}
+
+// Calls fn(std::true_type{}) when the batch collects statistics, else
+// fn(std::false_type{}): the loops are compiled both ways, so a step that does
+// not ask for statistics does not pay for them.
+template <class T, class Fn>
+inline void with_stats_flag(const Batch<T>& batch, Fn&& fn) {
+  if (batch.unit_stats) fn(std::true_type{});
+  else fn(std::false_type{});
+}
+
+// The shared preprocessing and regularization of SharedHyper, as T values so
+// that the selects vectorize.
+template <class T>
+struct SharedScalars {
+  T sign, grad_scale, clip, coupled_wd, wd, l1;
+
+  SharedScalars(const SharedHyper& h, double weight_decay, bool maximize)
+      : sign(maximize ? T(-1) : T(1)),
+        grad_scale(static_cast<T>(h.grad_scale)),
+        clip(static_cast<T>(h.clip_value)),
+        coupled_wd(static_cast<T>(h.decoupled_weight_decay ? 0.0 : weight_decay)),
+        wd(static_cast<T>(weight_decay)),
+        l1(static_cast<T>(h.l1)) {}
+
+  // maximize, clipping (scale, then value), coupled L2, in that order.
+  T grad(T g, T param) const {
+    g = g * sign;
+    g = g * grad_scale;
+    g = g > clip ? clip : (g < -clip ? -clip : g);
+    if (coupled_wd != T(0)) g = g + coupled_wd * param;
+    return g;
+  }
+};
+
+// The decoupled decay factor 1 - lr*wd, computed once in double.
+inline double decoupled_decay(const SharedHyper& h, double lr, double weight_decay) {
+  return h.decoupled_weight_decay ? 1.0 - lr * weight_decay : 1.0;
+}
+
+// L1 proximal step with threshold tau = lr*l1 (no-op, NaN kept, when tau is 0).
+template <class T>
+inline T prox_l1(T p, T tau) {
+  const T shrunk = std::fabs(p) - tau;
+  const T thresholded = shrunk > T(0) ? std::copysign(shrunk, p) : T(0);
+  return tau > T(0) ? thresholded : p;
 }
 
 // sign(x) with sign(0) = 0, as a value of the buffer's type.
+// Selects in T, not (x > 0) - (x < 0) in int: mixing int with double lanes
+// stops the vectorizer.
 template <class T>
 inline T sign_of(T x) {
-  return static_cast<T>((x > T(0)) - (x < T(0)));
+  const T negative_or_zero = x < T(0) ? T(-1) : T(0);
+  return x > T(0) ? T(1) : negative_or_zero;
 }
 
 }  // namespace FASTOPT_TARGET_NAME

@@ -2,14 +2,15 @@
 // back-propagation networks", CMU-CS-88-162), one fused pass over p, g,
 // prev_step d and prev_grad gp.
 //
-//   g = -g if maximize;  g = g + wd*p;  g = g + decay*p;  s = -g;  sp = -gp
+//   g = pre(g) (maximize, clipping, coupled L2);  g = g + decay*p;  s = -g;  sp = -gp
+//   p = p*(1 - lr*wd) first if the weight decay is decoupled
 //   if |d| > theta (quadratic mode), measuring slopes along the last step:
 //     no valid secant (sp did not agree with d)  -> step = lr*s          (guard)
 //     otherwise step = (lr*s if s agrees with d else 0)
 //                    + (mu*d               if s > shrink*sp   (maximum growth)
 //                       d*s/(sp - s)       otherwise          (secant jump))
 //   else (gradient mode): step = lr*s + momentum*d
-//   p = p + step;  d = step;  gp = g
+//   p = prox_l1(p + step, lr*l1);  d = step;  gp = g
 // with shrink = mu/(1+mu). The secant factor s/(sp - s) lies in (-1, mu]; it is
 // computed first and clamped to that interval, so rounding can never turn it
 // into an overflow or 0/0. Fahlman and FANN have no guard.
@@ -22,6 +23,7 @@ namespace fastopt {
 struct QuickpropHyper {
   double lr = 1e-2, mu = 1.75, decay = 1e-4, mode_switch = 0.0, momentum = 0.0, weight_decay = 0.0;
   bool maximize = false;
+  SharedHyper shared{};
 
   void validate() const {
     require_nonnegative(lr, "lr");
@@ -32,6 +34,7 @@ struct QuickpropHyper {
     require_nonnegative(mode_switch, "mode_switch");
     require_nonnegative(momentum, "momentum");
     require_nonnegative(weight_decay, "weight_decay");
+    shared.validate();
   }
 };
 
@@ -42,35 +45,37 @@ namespace detail {
 
 template <class T>
 struct QuickpropScalars {
-  T sign, wd, decay, lr, mu, shrink, theta, momentum;
-  bool has_wd, has_decay;
+  SharedScalars<T> pre;
+  T decoupled, tau, decay, lr, mu, shrink, theta, momentum;
 
   explicit QuickpropScalars(const QuickpropHyper& h)
-      : sign(h.maximize ? T(-1) : T(1)),
-        wd(static_cast<T>(h.weight_decay)),
+      : pre(h.shared, h.weight_decay, h.maximize),
+        decoupled(static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay))),
+        tau(static_cast<T>(h.lr * h.shared.l1)),
         decay(static_cast<T>(h.decay)),
         lr(static_cast<T>(h.lr)),
         mu(static_cast<T>(h.mu)),
         shrink(static_cast<T>(h.mu / (1.0 + h.mu))),
         theta(static_cast<T>(h.mode_switch)),
-        momentum(static_cast<T>(h.momentum)),
-        has_wd(h.weight_decay != 0.0),
-        has_decay(h.decay != 0.0) {}
+        momentum(static_cast<T>(h.momentum)) {}
 };
 
-template <class T>
-void quickprop_span(const QuickpropScalars<T> s, T* __restrict p, const T* __restrict g,
-                    T* __restrict prev_step, T* __restrict prev_grad, std::int64_t n) {
+template <class T, bool kStats>
+FASTOPT_NOINLINE void quickprop_span(const QuickpropScalars<T> s, T* __restrict p, const T* __restrict g,
+                    T* __restrict prev_step, T* __restrict prev_grad, std::int64_t n,
+                    double (&sums)[kStatFields]) {
   // Scalars in locals, and conditions as comparisons of T values: GCC does not
   // vectorize selects on bools or on values it re-loads through the struct.
-  const T sign = s.sign, wd = s.wd, decay = s.decay;
+  const SharedScalars<T> pre = s.pre;
+  const T decoupled = s.decoupled, tau = s.tau, decay = s.decay;
   const T lr = s.lr, mu = s.mu, shrink = s.shrink, theta = s.theta, momentum = s.momentum;
-#pragma omp simd
+  double gs = 0, ps = 0, us = 0, nf = 0;
+#pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
-    const T param = p[i];
-    T grad = g[i] * sign;
-    if (wd != T(0)) grad = grad + wd * param;
-    if (decay != T(0)) grad = grad + decay * param;
+    const T g_raw = g[i], param0 = p[i];
+    T grad = pre.grad(g_raw, param0);
+    if (decay != T(0)) grad = grad + decay * param0;
+    const T param = param0 * decoupled;
     const T d = prev_step[i];
     const T slope = -grad, prev_slope = -prev_grad[i];
     const T gradient_step = lr * slope;
@@ -89,10 +94,13 @@ void quickprop_span(const QuickpropScalars<T> s, T* __restrict p, const T* __res
     const T quadratic_step = (s_along > T(0) ? gradient_step : T(0)) + jump;
     const T secant_or_guard = sp_along > T(0) ? quadratic_step : gradient_step;  // guard: no valid secant
     const T step = dir == T(0) ? gradient_step + momentum * d : secant_or_guard;
-    p[i] = param + step;
+    const T updated = prox_l1(param + step, tau);
+    p[i] = updated;
     prev_step[i] = step;
     prev_grad[i] = grad;
+    if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
   }
+  if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
 }
 
 }  // namespace detail
@@ -100,10 +108,14 @@ void quickprop_span(const QuickpropScalars<T> s, T* __restrict p, const T* __res
 template <class T>
 void quickprop(const Batch<T>& batch, const QuickpropHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::QuickpropScalars<T>> scalars(hypers, hypers + n_hypers);
-  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
-    detail::quickprop_span(scalars[hyper_of(batch, t)], role_ptr(batch, kQuickpropParam, t) + b,
-                           role_ptr(batch, kQuickpropGrad, t) + b, role_ptr(batch, kQuickpropPrevStep, t) + b,
-                           role_ptr(batch, kQuickpropPrevGrad, t) + b, e - b);
+  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
+    double sums[kStatFields] = {};
+    with_stats_flag(batch, [&](auto stats) {
+      detail::quickprop_span<T, decltype(stats)::value>(
+          scalars[hyper_of(batch, t)], role_ptr(batch, kQuickpropParam, t) + b, role_ptr(batch, kQuickpropGrad, t) + b,
+          role_ptr(batch, kQuickpropPrevStep, t) + b, role_ptr(batch, kQuickpropPrevGrad, t) + b, e - b, sums);
+    });
+    if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });
 }
 

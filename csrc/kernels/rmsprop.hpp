@@ -1,10 +1,11 @@
 // RMSprop (Hinton, Coursera lecture 6e; centered form Graves 2013), in the
 // torch.optim.RMSprop form, one fused pass over p, g, v (and a, b).
 //
-//   g = -g if maximize;  g = g + wd*p;  v = alpha*v + (1-alpha)*g*g
+//   g = pre(g);  p = p*(1 - lr*wd) if decoupled;  v = alpha*v + (1-alpha)*g*g
 //   centered: a = alpha*a + (1-alpha)*g;  avg = sqrt(max(v - a*a, 0)) + eps
 //   else:     avg = sqrt(v) + eps
 //   momentum > 0: b = momentum*b + g/avg;  p = p - lr*b   else  p = p - lr*g/avg
+//   p = prox_l1(p, lr*l1)
 //
 // The max(., 0) guards the centered variance against a rounding-negative
 // value (torch would return NaN there); it changes nothing else.
@@ -17,6 +18,7 @@ namespace fastopt {
 struct RmspropHyper {
   double lr = 1e-2, alpha = 0.99, eps = 1e-8, weight_decay = 0.0, momentum = 0.0;
   bool centered = false, maximize = false;
+  SharedHyper shared{};
 
   void validate() const {
     require_nonnegative(lr, "lr");
@@ -26,6 +28,7 @@ struct RmspropHyper {
     require_nonnegative(eps, "eps");
     require_nonnegative(weight_decay, "weight_decay");
     require_nonnegative(momentum, "momentum");
+    shared.validate();
   }
 };
 
@@ -36,48 +39,58 @@ namespace detail {
 
 template <class T>
 struct RmspropScalars {
-  T sign, wd, lr, alpha, one_minus_alpha, eps, momentum;
-  bool has_wd, centered, has_momentum;
+  SharedScalars<T> pre;
+  T decay, tau, lr, alpha, one_minus_alpha, eps, momentum;
+  bool centered, has_momentum;
 
   explicit RmspropScalars(const RmspropHyper& h)
-      : sign(h.maximize ? T(-1) : T(1)),
-        wd(static_cast<T>(h.weight_decay)),
+      : pre(h.shared, h.weight_decay, h.maximize),
+        decay(static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay))),
+        tau(static_cast<T>(h.lr * h.shared.l1)),
         lr(static_cast<T>(h.lr)),
         alpha(static_cast<T>(h.alpha)),
         one_minus_alpha(static_cast<T>(1.0 - h.alpha)),
         eps(static_cast<T>(h.eps)),
         momentum(static_cast<T>(h.momentum)),
-        has_wd(h.weight_decay != 0.0),
         centered(h.centered),
         has_momentum(h.momentum > 0.0) {}
 };
 
-template <class T, bool kCentered, bool kMomentum>
-void rmsprop_span(const RmspropScalars<T> s, T* __restrict p, const T* __restrict g,
-                  T* __restrict v, T* __restrict a, T* __restrict b, std::int64_t n) {
-#pragma omp simd
+template <class T, bool kCentered, bool kMomentum, bool kStats>
+FASTOPT_NOINLINE void rmsprop_span(const RmspropScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict v,
+                  T* __restrict a, T* __restrict b, std::int64_t n, double (&sums)[kStatFields]) {
+  const SharedScalars<T> pre = s.pre;
+  const T decay = s.decay, tau = s.tau, lr = s.lr, alpha = s.alpha, one_minus_alpha = s.one_minus_alpha;
+  const T eps = s.eps, momentum = s.momentum;
+  double gs = 0, ps = 0, us = 0, nf = 0;
+#pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
-    const T param = p[i];
-    T grad = g[i] * s.sign;
-    if (s.has_wd) grad = grad + s.wd * param;
-    const T vi = s.alpha * v[i] + s.one_minus_alpha * (grad * grad);
+    const T g_raw = g[i], param0 = p[i];
+    const T grad = pre.grad(g_raw, param0);
+    const T param = param0 * decay;
+    const T vi = alpha * v[i] + one_minus_alpha * (grad * grad);
     v[i] = vi;
     T var = vi;
     if constexpr (kCentered) {
-      const T ai = s.alpha * a[i] + s.one_minus_alpha * grad;
+      const T ai = alpha * a[i] + one_minus_alpha * grad;
       a[i] = ai;
       var = vi - ai * ai;
       var = var > T(0) ? var : T(0);
     }
-    const T avg = std::sqrt(var) + s.eps;
+    const T avg = std::sqrt(var) + eps;
+    T stepped;
     if constexpr (kMomentum) {
-      const T bi = s.momentum * b[i] + grad / avg;
+      const T bi = momentum * b[i] + grad / avg;
       b[i] = bi;
-      p[i] = param - s.lr * bi;
+      stepped = param - lr * bi;
     } else {
-      p[i] = param - s.lr * (grad / avg);
+      stepped = param - lr * (grad / avg);
     }
+    const T updated = prox_l1(stepped, tau);
+    p[i] = updated;
+    if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
   }
+  if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
 }
 
 }  // namespace detail
@@ -85,13 +98,22 @@ void rmsprop_span(const RmspropScalars<T> s, T* __restrict p, const T* __restric
 template <class T>
 void rmsprop(const Batch<T>& batch, const RmspropHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::RmspropScalars<T>> scalars(hypers, hypers + n_hypers);
-  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
+  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
     const auto& s = scalars[hyper_of(batch, t)];
     auto offset = [&](int role) { T* q = role_ptr(batch, role, t); return q ? q + b : nullptr; };
-    auto span = s.centered ? (s.has_momentum ? &detail::rmsprop_span<T, true, true> : &detail::rmsprop_span<T, true, false>)
-                           : (s.has_momentum ? &detail::rmsprop_span<T, false, true> : &detail::rmsprop_span<T, false, false>);
-    span(s, offset(kRmspropParam), offset(kRmspropGrad), offset(kRmspropSquareAvg),
-         offset(kRmspropGradAvg), offset(kRmspropMomentumBuffer), e - b);
+    double sums[kStatFields] = {};
+    auto run = [&](auto centered, auto momentum, auto stats) {
+      detail::rmsprop_span<T, decltype(centered)::value, decltype(momentum)::value, decltype(stats)::value>(
+          s, offset(kRmspropParam), offset(kRmspropGrad), offset(kRmspropSquareAvg), offset(kRmspropGradAvg),
+          offset(kRmspropMomentumBuffer), e - b, sums);
+    };
+    with_stats_flag(batch, [&](auto stats) {
+      using Yes = std::true_type;
+      using No = std::false_type;
+      if (s.centered) s.has_momentum ? run(Yes{}, Yes{}, stats) : run(Yes{}, No{}, stats);
+      else s.has_momentum ? run(No{}, Yes{}, stats) : run(No{}, No{}, stats);
+    });
+    if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });
 }
 

@@ -50,7 +50,7 @@ void roofline_span(T* const* arrays, std::int64_t b, std::int64_t e) {
 
 template <class T, int W, int R>
 void roofline_fixed(const Batch<T>& batch) {
-  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
+  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int) {
     T* arrays[W + R];
     for (int k = 0; k < W + R; ++k) arrays[k] = role_ptr(batch, k, t);
     roofline_span<T, W, R>(arrays, b, e);

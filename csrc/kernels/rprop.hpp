@@ -12,6 +12,8 @@
 //   rprop+ : s < 0 -> p = p - prev_update, dw = 0, prev = 0;
 //            else   -> dw = -sign(g)*D, p = p + dw, prev = g;   prev_update = dw
 //   irprop+: like rprop+, but p is restored only if loss_t > loss_{t-1}
+// Clipping and regularization (common.hpp) use each weight's new step size D
+// as its learning rate: p = p*(1 - D*wd) before (decoupled), prox_l1(p, D*l1) after.
 // The sign test uses sign(prev)*sign(g) rather than sign(prev*g), so a product
 // that underflows to 0 is not mistaken for "no sign information".
 #pragma once
@@ -28,6 +30,7 @@ struct RpropHyper {
   bool maximize = false;
   RpropVariant variant = RpropVariant::kIrpropMinus;
   bool loss_increased = false;  // irprop+ only: loss_t > loss_{t-1}
+  SharedHyper shared{};
 
   bool has_backtracking() const {
     return variant == RpropVariant::kRpropPlus || variant == RpropVariant::kIrpropPlus;
@@ -45,6 +48,7 @@ struct RpropHyper {
             [&] { return std::string("invalid step sizes: step_size_min " + num(step_size_min) +
                 " > step_size_max " + num(step_size_max)); });
     require_nonnegative(weight_decay, "weight_decay");
+    shared.validate();
   }
 };
 
@@ -55,59 +59,64 @@ namespace detail {
 
 template <class T>
 struct RpropScalars {
-  T sign, wd, eta_minus, eta_plus, step_min, step_max;
-  bool has_wd, restore;
+  SharedScalars<T> pre;
+  T decoupled_wd, eta_minus, eta_plus, step_min, step_max, restore;
   RpropVariant variant;
 
   explicit RpropScalars(const RpropHyper& h)
-      : sign(h.maximize ? T(-1) : T(1)),
-        wd(static_cast<T>(h.weight_decay)),
+      : pre(h.shared, h.weight_decay, h.maximize),
+        decoupled_wd(static_cast<T>(h.shared.decoupled_weight_decay ? h.weight_decay : 0.0)),
         eta_minus(static_cast<T>(h.eta_minus)),
         eta_plus(static_cast<T>(h.eta_plus)),
         step_min(static_cast<T>(h.step_size_min)),
         step_max(static_cast<T>(h.step_size_max)),
-        has_wd(h.weight_decay != 0.0),
         restore(h.variant == RpropVariant::kRpropPlus ||
-                (h.variant == RpropVariant::kIrpropPlus && h.loss_increased)),
+                (h.variant == RpropVariant::kIrpropPlus && h.loss_increased) ? T(1) : T(0)),
         variant(h.variant) {}
 };
 
-template <class T, RpropVariant kVariant>
-void rprop_span(const RpropScalars<T> s, T* __restrict p, const T* __restrict g,
+template <class T, RpropVariant kVariant, bool kStats>
+FASTOPT_NOINLINE void rprop_span(const RpropScalars<T> s, T* __restrict p, const T* __restrict g,
                 T* __restrict prev, T* __restrict step_size, T* __restrict prev_update,
-                std::int64_t n) {
+                std::int64_t n, double (&sums)[kStatFields]) {
   // Scalars in locals, and conditions as comparisons of T values: GCC does not
   // vectorize selects on bools or on values it re-loads through the struct.
-  const T sign = s.sign, wd = s.wd, eta_plus = s.eta_plus, eta_minus = s.eta_minus;
-  const T step_min = s.step_min, step_max = s.step_max;
-  const T restore = s.restore ? T(1) : T(0);
-#pragma omp simd
+  const SharedScalars<T> pre = s.pre;
+  const T decoupled_wd = s.decoupled_wd, l1 = pre.l1, eta_plus = s.eta_plus, eta_minus = s.eta_minus;
+  const T step_min = s.step_min, step_max = s.step_max, restore = s.restore;
+  double gs = 0, ps = 0, us = 0, nf = 0;
+#pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
-    const T param = p[i];
-    T grad = g[i] * sign;
-    if (wd != T(0)) grad = grad + wd * param;
+    const T g_raw = g[i], param0 = p[i];
+    T grad = pre.grad(g_raw, param0);
     const T agreement = sign_of(prev[i]) * sign_of(grad);
     const T shrink_or_keep = agreement < T(0) ? eta_minus : T(1);
     T d = step_size[i] * (agreement > T(0) ? eta_plus : shrink_or_keep);
     d = d > step_min ? d : step_min;
     d = d < step_max ? d : step_max;
     step_size[i] = d;
-    // Branch-free (selects, unconditional loads, & instead of &&) so the loop
-    // vectorizes: a short-circuit or a conditional load is control flow.
+    const T param = param0 * (T(1) - d * decoupled_wd);
+    // Branch-free (selects, unconditional loads) so the loop vectorizes: a
+    // short-circuit or a conditional load is control flow.
     const bool reversed = agreement < T(0);  // used only directly as a select condition
+    T stepped;
     if constexpr (kVariant == RpropVariant::kIrpropMinus || kVariant == RpropVariant::kRpropMinus) {
       if constexpr (kVariant == RpropVariant::kIrpropMinus) grad = reversed ? T(0) : grad;
-      p[i] = param - sign_of(grad) * d;
+      stepped = param - sign_of(grad) * d;
       prev[i] = grad;
     } else {
       const T last_update = prev_update[i];
       const T dw = reversed ? T(0) : -sign_of(grad) * d;
       const T undo = reversed ? last_update * restore : T(0);  // last_update is finite
-      p[i] = reversed ? param - undo : param + dw;
+      stepped = reversed ? param - undo : param + dw;
       prev[i] = reversed ? T(0) : grad;
       prev_update[i] = dw;
     }
+    const T updated = prox_l1(stepped, d * l1);
+    p[i] = updated;
+    if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
   }
+  if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
 }
 
 }  // namespace detail
@@ -115,15 +124,22 @@ void rprop_span(const RpropScalars<T> s, T* __restrict p, const T* __restrict g,
 template <class T>
 void rprop(const Batch<T>& batch, const RpropHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::RpropScalars<T>> scalars(hypers, hypers + n_hypers);
-  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
+  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
     const auto& s = scalars[hyper_of(batch, t)];
     auto offset = [&](int role) { T* q = role_ptr(batch, role, t); return q ? q + b : nullptr; };
+    double sums[kStatFields] = {};
     using V = RpropVariant;
-    auto span = s.variant == V::kIrpropMinus ? &detail::rprop_span<T, V::kIrpropMinus>
-                : s.variant == V::kRpropMinus ? &detail::rprop_span<T, V::kRpropMinus>
-                                              : &detail::rprop_span<T, V::kRpropPlus>;
-    span(s, offset(kRpropParam), offset(kRpropGrad), offset(kRpropPrev), offset(kRpropStepSize),
-         offset(kRpropPrevUpdate), e - b);
+    auto run = [&](auto variant, auto stats) {
+      detail::rprop_span<T, decltype(variant)::value, decltype(stats)::value>(
+          s, offset(kRpropParam), offset(kRpropGrad), offset(kRpropPrev), offset(kRpropStepSize),
+          offset(kRpropPrevUpdate), e - b, sums);
+    };
+    with_stats_flag(batch, [&](auto stats) {
+      if (s.variant == V::kIrpropMinus) run(std::integral_constant<V, V::kIrpropMinus>{}, stats);
+      else if (s.variant == V::kRpropMinus) run(std::integral_constant<V, V::kRpropMinus>{}, stats);
+      else run(std::integral_constant<V, V::kRpropPlus>{}, stats);  // irprop+: restore flag set above
+    });
+    if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });
 }
 

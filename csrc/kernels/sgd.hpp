@@ -1,10 +1,10 @@
 // Stochastic gradient descent with momentum, dampening and Nesterov momentum
 // (Sutskever et al. 2013, torch.optim.SGD form), one fused pass over p, g, b.
 //
-//   g = -g if maximize;  g = g + wd*p
+//   g = pre(g) (maximize, clipping, coupled L2; common.hpp);  p = p*(1 - lr*wd) if decoupled
 //   if momentum != 0:  b = g at t == 1, else b = momentum*b + (1-dampening)*g
 //                      g = g + momentum*b if nesterov else b
-//   p = p - lr*g
+//   p = prox_l1(p - lr*g, lr*l1)
 #pragma once
 
 #include "kernels/common.hpp"
@@ -15,6 +15,7 @@ struct SgdHyper {
   double lr = 1e-3, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
   bool nesterov = false, maximize = false;
   std::int64_t step = 1;
+  SharedHyper shared{};
 
   void validate() const {
     require_nonnegative(lr, "lr");
@@ -24,6 +25,7 @@ struct SgdHyper {
     require(!nesterov || (momentum > 0.0 && dampening == 0.0),
             [&] { return std::string("nesterov momentum requires a momentum > 0 and zero dampening"); });
     require_step(step);
+    shared.validate();
   }
 };
 
@@ -34,38 +36,46 @@ namespace detail {
 
 template <class T>
 struct SgdScalars {
-  T sign, wd, lr, momentum, one_minus_dampening;
-  bool has_wd, has_momentum, first_step, nesterov;
+  SharedScalars<T> pre;
+  T decay, tau, lr, momentum, one_minus_dampening, nesterov;
+  bool has_momentum, first_step;
 
   explicit SgdScalars(const SgdHyper& h)
-      : sign(h.maximize ? T(-1) : T(1)),
-        wd(static_cast<T>(h.weight_decay)),
+      : pre(h.shared, h.weight_decay, h.maximize),
+        decay(static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay))),
+        tau(static_cast<T>(h.lr * h.shared.l1)),
         lr(static_cast<T>(h.lr)),
         momentum(static_cast<T>(h.momentum)),
         one_minus_dampening(static_cast<T>(1.0 - h.dampening)),
-        has_wd(h.weight_decay != 0.0),
+        nesterov(h.nesterov ? T(1) : T(0)),
         has_momentum(h.momentum != 0.0),
-        first_step(h.step == 1),
-        nesterov(h.nesterov) {}
+        first_step(h.step == 1) {}
 };
 
 // kMode: 0 plain, 1 momentum (first step: b = g), 2 momentum (later steps).
-template <class T, int kMode>
-void sgd_span(const SgdScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict b,
-              std::int64_t n) {
-#pragma omp simd
+template <class T, int kMode, bool kStats>
+FASTOPT_NOINLINE void sgd_span(const SgdScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict b,
+              std::int64_t n, double (&sums)[kStatFields]) {
+  const SharedScalars<T> pre = s.pre;
+  const T decay = s.decay, tau = s.tau, lr = s.lr, momentum = s.momentum, damp = s.one_minus_dampening;
+  const T nesterov = s.nesterov;
+  double gs = 0, ps = 0, us = 0, nf = 0;
+#pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
-    const T param = p[i];
-    T grad = g[i] * s.sign;
-    if (s.has_wd) grad = grad + s.wd * param;
+    const T g_raw = g[i], param0 = p[i];
+    T grad = pre.grad(g_raw, param0);
+    const T param = param0 * decay;
     if constexpr (kMode != 0) {
       T buf = grad;
-      if constexpr (kMode == 2) buf = s.momentum * b[i] + s.one_minus_dampening * grad;
+      if constexpr (kMode == 2) buf = momentum * b[i] + damp * grad;
       b[i] = buf;
-      grad = s.nesterov ? grad + s.momentum * buf : buf;
+      grad = nesterov != T(0) ? grad + momentum * buf : buf;
     }
-    p[i] = param - s.lr * grad;
+    const T updated = prox_l1(param - lr * grad, tau);
+    p[i] = updated;
+    if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
   }
+  if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
 }
 
 }  // namespace detail
@@ -73,13 +83,22 @@ void sgd_span(const SgdScalars<T> s, T* __restrict p, const T* __restrict g, T* 
 template <class T>
 void sgd(const Batch<T>& batch, const SgdHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::SgdScalars<T>> scalars(hypers, hypers + n_hypers);
-  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e) {
+  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
     const auto& s = scalars[hyper_of(batch, t)];
     T* buf = role_ptr(batch, kSgdMomentumBuffer, t);
-    auto span = !s.has_momentum ? &detail::sgd_span<T, 0>
-                : s.first_step  ? &detail::sgd_span<T, 1>
-                                : &detail::sgd_span<T, 2>;
-    span(s, role_ptr(batch, kSgdParam, t) + b, role_ptr(batch, kSgdGrad, t) + b, buf ? buf + b : nullptr, e - b);
+    double sums[kStatFields] = {};
+    auto run = [&](auto mode, auto stats) {
+      detail::sgd_span<T, decltype(mode)::value, decltype(stats)::value>(
+          s, role_ptr(batch, kSgdParam, t) + b, role_ptr(batch, kSgdGrad, t) + b, buf ? buf + b : nullptr, e - b,
+          sums);
+    };
+    const int mode = !s.has_momentum ? 0 : s.first_step ? 1 : 2;
+    with_stats_flag(batch, [&](auto stats) {
+      if (mode == 0) run(std::integral_constant<int, 0>{}, stats);
+      else if (mode == 1) run(std::integral_constant<int, 1>{}, stats);
+      else run(std::integral_constant<int, 2>{}, stats);
+    });
+    if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });
 }
 

@@ -5,6 +5,7 @@
 
 #include "kernels/adagrad.hpp"
 #include "kernels/adam.hpp"
+#include "kernels/norm.hpp"
 #include "kernels/quickprop.hpp"
 #include "kernels/roofline.hpp"
 #include "kernels/rmsprop.hpp"
@@ -22,6 +23,7 @@ struct Kernels {
   void (*rprop)(const Batch<T>&, const RpropHyper*, std::size_t);
   void (*quickprop)(const Batch<T>&, const QuickpropHyper*, std::size_t);
   void (*roofline)(const Batch<T>&, int n_written, int n_read);
+  void (*grad_norm)(const Batch<T>&, NormType type, double* unit_out);
 };
 
 struct KernelTable {

@@ -11,7 +11,9 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import _core, functional, optim, reference, schedules
 from .checkpoint import load, save
+from .clip import NonFiniteGradientError, clip_grad_norm_, clip_grad_value_, global_grad_norm
 from .flat import FlatBuffer
+from .functional import StepStats
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, Quickprop, RMSprop, Rprop
 
 try:
@@ -21,6 +23,7 @@ except PackageNotFoundError:  # running from a source tree
 
 __all__ = [
     "functional", "optim", "reference", "schedules", "save", "load", "FlatBuffer", "show_runtime",
+    "clip_grad_norm_", "clip_grad_value_", "global_grad_norm", "NonFiniteGradientError", "StepStats",
     "runtime_info", "set_num_threads", "get_num_threads", "last_call_threads",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop",
 ]

@@ -6,12 +6,24 @@ fastopt's C++ kernels (private; use fastopt.functional and fastopt.optim)
 from __future__ import annotations
 import collections.abc
 import typing
-__all__: list[str] = ['AdagradHyper', 'AdamHyper', 'OPENMP', 'PARALLEL_GRAIN', 'QuickpropHyper', 'RmspropHyper', 'RpropHyper', 'SgdHyper', 'adagrad', 'adagrad_step', 'adam', 'adam_step', 'compiled_targets', 'get_num_threads', 'kernel_target', 'last_call_threads', 'quickprop', 'quickprop_step', 'rmsprop', 'rmsprop_step', 'roofline', 'rprop', 'rprop_step', 'select_target', 'set_num_threads', 'sgd', 'sgd_step', 'supported_targets']
+__all__: list[str] = ['AdagradHyper', 'AdamHyper', 'OPENMP', 'PARALLEL_GRAIN', 'QuickpropHyper', 'RmspropHyper', 'RpropHyper', 'SgdHyper', 'adagrad', 'adagrad_step', 'adam', 'adam_step', 'compiled_targets', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'quickprop', 'quickprop_step', 'rmsprop', 'rmsprop_step', 'roofline', 'rprop', 'rprop_step', 'select_target', 'set_num_threads', 'sgd', 'sgd_step', 'supported_targets']
 class SgdHyper:
-    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
+        ...
+    @property
+    def clip_value(self) -> float:
         ...
     @property
     def dampening(self) -> float:
+        ...
+    @property
+    def decoupled_weight_decay(self) -> bool:
+        ...
+    @property
+    def grad_scale(self) -> float:
+        ...
+    @property
+    def l1(self) -> float:
         ...
     @property
     def lr(self) -> float:
@@ -32,10 +44,22 @@ class SgdHyper:
     def weight_decay(self) -> float:
         ...
 class AdagradHyper:
-    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, lr_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-10, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, lr_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-10, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
+        ...
+    @property
+    def clip_value(self) -> float:
+        ...
+    @property
+    def decoupled_weight_decay(self) -> bool:
         ...
     @property
     def eps(self) -> float:
+        ...
+    @property
+    def grad_scale(self) -> float:
+        ...
+    @property
+    def l1(self) -> float:
         ...
     @property
     def lr(self) -> float:
@@ -53,7 +77,7 @@ class AdagradHyper:
     def weight_decay(self) -> float:
         ...
 class RmspropHyper:
-    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.99, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-08, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, centered: bool = False, maximize: bool = False) -> None:
+    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.99, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-08, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, centered: bool = False, maximize: bool = False, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
         ...
     @property
     def alpha(self) -> float:
@@ -62,7 +86,19 @@ class RmspropHyper:
     def centered(self) -> bool:
         ...
     @property
+    def clip_value(self) -> float:
+        ...
+    @property
+    def decoupled_weight_decay(self) -> bool:
+        ...
+    @property
     def eps(self) -> float:
+        ...
+    @property
+    def grad_scale(self) -> float:
+        ...
+    @property
+    def l1(self) -> float:
         ...
     @property
     def lr(self) -> float:
@@ -77,7 +113,7 @@ class RmspropHyper:
     def weight_decay(self) -> float:
         ...
 class AdamHyper:
-    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.001, beta1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta2: typing.SupportsFloat | typing.SupportsIndex = 0.999, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-08, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, amsgrad: bool = False, maximize: bool = False, decoupled_weight_decay: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.001, beta1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta2: typing.SupportsFloat | typing.SupportsIndex = 0.999, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-08, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, amsgrad: bool = False, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
         ...
     @property
     def amsgrad(self) -> bool:
@@ -89,10 +125,19 @@ class AdamHyper:
     def beta2(self) -> float:
         ...
     @property
+    def clip_value(self) -> float:
+        ...
+    @property
     def decoupled_weight_decay(self) -> bool:
         ...
     @property
     def eps(self) -> float:
+        ...
+    @property
+    def grad_scale(self) -> float:
+        ...
+    @property
+    def l1(self) -> float:
         ...
     @property
     def lr(self) -> float:
@@ -107,13 +152,25 @@ class AdamHyper:
     def weight_decay(self) -> float:
         ...
 class RpropHyper:
-    def __init__(self, *, etaminus: typing.SupportsFloat | typing.SupportsIndex = 0.5, etaplus: typing.SupportsFloat | typing.SupportsIndex = 1.2, step_size_min: typing.SupportsFloat | typing.SupportsIndex = 1e-06, step_size_max: typing.SupportsFloat | typing.SupportsIndex = 50.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, maximize: bool = False, variant: str = 'irprop-', loss: typing.SupportsFloat | typing.SupportsIndex | None = None, prev_loss: typing.SupportsFloat | typing.SupportsIndex | None = None) -> None:
+    def __init__(self, *, etaminus: typing.SupportsFloat | typing.SupportsIndex = 0.5, etaplus: typing.SupportsFloat | typing.SupportsIndex = 1.2, step_size_min: typing.SupportsFloat | typing.SupportsIndex = 1e-06, step_size_max: typing.SupportsFloat | typing.SupportsIndex = 50.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, maximize: bool = False, variant: str = 'irprop-', loss: typing.SupportsFloat | typing.SupportsIndex | None = None, prev_loss: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
+        ...
+    @property
+    def clip_value(self) -> float:
+        ...
+    @property
+    def decoupled_weight_decay(self) -> bool:
         ...
     @property
     def etaminus(self) -> float:
         ...
     @property
     def etaplus(self) -> float:
+        ...
+    @property
+    def grad_scale(self) -> float:
+        ...
+    @property
+    def l1(self) -> float:
         ...
     @property
     def loss_increased(self) -> bool:
@@ -134,10 +191,22 @@ class RpropHyper:
     def weight_decay(self) -> float:
         ...
 class QuickpropHyper:
-    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, mu: typing.SupportsFloat | typing.SupportsIndex = 1.75, decay: typing.SupportsFloat | typing.SupportsIndex = 0.0001, mode_switch: typing.SupportsFloat | typing.SupportsIndex = 0.0, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, maximize: bool = False) -> None:
+    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, mu: typing.SupportsFloat | typing.SupportsIndex = 1.75, decay: typing.SupportsFloat | typing.SupportsIndex = 0.0001, mode_switch: typing.SupportsFloat | typing.SupportsIndex = 0.0, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, maximize: bool = False, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
+        ...
+    @property
+    def clip_value(self) -> float:
         ...
     @property
     def decay(self) -> float:
+        ...
+    @property
+    def decoupled_weight_decay(self) -> bool:
+        ...
+    @property
+    def grad_scale(self) -> float:
+        ...
+    @property
+    def l1(self) -> float:
         ...
     @property
     def lr(self) -> float:
@@ -157,13 +226,13 @@ class QuickpropHyper:
     @property
     def weight_decay(self) -> float:
         ...
-def adagrad(params: typing.Any, grads: typing.Any, state_sums: typing.Any, hypers: collections.abc.Sequence[AdagradHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
+def adagrad(params: typing.Any, grads: typing.Any, state_sums: typing.Any, hypers: collections.abc.Sequence[AdagradHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
     ...
-def adagrad_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.SupportsFloat | typing.SupportsIndex, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: bool, arg8: typing.SupportsInt | typing.SupportsIndex, arg9: typing.SupportsInt | typing.SupportsIndex) -> None:
+def adagrad_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.SupportsFloat | typing.SupportsIndex, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: bool, arg8: typing.SupportsInt | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: typing.SupportsFloat | typing.SupportsIndex, arg12: typing.SupportsFloat | typing.SupportsIndex, arg13: typing.SupportsInt | typing.SupportsIndex, arg14: bool) -> typing.Any:
     ...
-def adam(params: typing.Any, grads: typing.Any, exp_avgs: typing.Any, exp_avg_sqs: typing.Any, max_exp_avg_sqs: typing.Any, hypers: collections.abc.Sequence[AdamHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
+def adam(params: typing.Any, grads: typing.Any, exp_avgs: typing.Any, exp_avg_sqs: typing.Any, max_exp_avg_sqs: typing.Any, hypers: collections.abc.Sequence[AdamHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
     ...
-def adam_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.Any, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: bool, arg12: bool, arg13: typing.SupportsInt | typing.SupportsIndex, arg14: typing.SupportsInt | typing.SupportsIndex) -> None:
+def adam_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.Any, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: bool, arg12: typing.SupportsInt | typing.SupportsIndex, arg13: typing.SupportsFloat | typing.SupportsIndex, arg14: bool, arg15: typing.SupportsFloat | typing.SupportsIndex, arg16: typing.SupportsFloat | typing.SupportsIndex, arg17: typing.SupportsInt | typing.SupportsIndex, arg18: bool) -> typing.Any:
     ...
 def compiled_targets() -> list[str]:
     """
@@ -173,6 +242,10 @@ def get_num_threads() -> int:
     """
     Threads a call without num_threads would use.
     """
+def grad_norm(grads: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex = 2.0, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[float, int]:
+    """
+    (norm, count of non-finite elements) over all arrays, as one vector; bitwise identical for any thread count.
+    """
 def kernel_target() -> str:
     """
     The SIMD target whose kernels are in use.
@@ -181,22 +254,22 @@ def last_call_threads() -> int:
     """
     Threads the most recent kernel call ran on (1 below the parallel grain).
     """
-def quickprop(params: typing.Any, grads: typing.Any, prev_steps: typing.Any, prev_grads: typing.Any, hypers: collections.abc.Sequence[QuickpropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
+def quickprop(params: typing.Any, grads: typing.Any, prev_steps: typing.Any, prev_grads: typing.Any, hypers: collections.abc.Sequence[QuickpropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
     ...
-def quickprop_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: typing.SupportsInt | typing.SupportsIndex) -> None:
+def quickprop_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: typing.SupportsFloat | typing.SupportsIndex, arg12: bool, arg13: typing.SupportsFloat | typing.SupportsIndex, arg14: typing.SupportsFloat | typing.SupportsIndex, arg15: typing.SupportsInt | typing.SupportsIndex, arg16: bool) -> typing.Any:
     ...
-def rmsprop(params: typing.Any, grads: typing.Any, square_avgs: typing.Any, grad_avgs: typing.Any, momentum_buffers: typing.Any, hypers: collections.abc.Sequence[RmspropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
+def rmsprop(params: typing.Any, grads: typing.Any, square_avgs: typing.Any, grad_avgs: typing.Any, momentum_buffers: typing.Any, hypers: collections.abc.Sequence[RmspropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
     ...
-def rmsprop_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.Any, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: bool, arg12: typing.SupportsInt | typing.SupportsIndex) -> None:
+def rmsprop_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.Any, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: bool, arg12: typing.SupportsFloat | typing.SupportsIndex, arg13: bool, arg14: typing.SupportsFloat | typing.SupportsIndex, arg15: typing.SupportsFloat | typing.SupportsIndex, arg16: typing.SupportsInt | typing.SupportsIndex, arg17: bool) -> typing.Any:
     ...
 def roofline(written: list, read: list, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """
     Benchmark yardstick: one pass reading every array and writing `written` with trivial math
     (each element becomes the mean of all arrays), so it moves the bytes of an optimizer step.
     """
-def rprop(params: typing.Any, grads: typing.Any, prevs: typing.Any, step_sizes: typing.Any, prev_updates: typing.Any, hypers: collections.abc.Sequence[RpropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
+def rprop(params: typing.Any, grads: typing.Any, prevs: typing.Any, step_sizes: typing.Any, prev_updates: typing.Any, hypers: collections.abc.Sequence[RpropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
     ...
-def rprop_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.Any, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: str, arg12: typing.SupportsFloat | typing.SupportsIndex | None, arg13: typing.SupportsFloat | typing.SupportsIndex | None, arg14: typing.SupportsInt | typing.SupportsIndex) -> None:
+def rprop_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.Any, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: str, arg12: typing.SupportsFloat | typing.SupportsIndex | None, arg13: typing.SupportsFloat | typing.SupportsIndex | None, arg14: typing.SupportsFloat | typing.SupportsIndex, arg15: bool, arg16: typing.SupportsFloat | typing.SupportsIndex, arg17: typing.SupportsFloat | typing.SupportsIndex, arg18: typing.SupportsInt | typing.SupportsIndex, arg19: bool) -> typing.Any:
     ...
 def select_target(name: str) -> None:
     """
@@ -206,9 +279,9 @@ def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     Threads for every later call that does not pass num_threads (0: the OpenMP default).
     """
-def sgd(params: typing.Any, grads: typing.Any, momentum_buffers: typing.Any, hypers: collections.abc.Sequence[SgdHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
+def sgd(params: typing.Any, grads: typing.Any, momentum_buffers: typing.Any, hypers: collections.abc.Sequence[SgdHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
     ...
-def sgd_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.SupportsFloat | typing.SupportsIndex, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: bool, arg8: bool, arg9: typing.SupportsInt | typing.SupportsIndex, arg10: typing.SupportsInt | typing.SupportsIndex) -> None:
+def sgd_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.SupportsFloat | typing.SupportsIndex, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: bool, arg8: bool, arg9: typing.SupportsInt | typing.SupportsIndex, arg10: typing.SupportsFloat | typing.SupportsIndex, arg11: bool, arg12: typing.SupportsFloat | typing.SupportsIndex, arg13: typing.SupportsFloat | typing.SupportsIndex, arg14: typing.SupportsInt | typing.SupportsIndex, arg15: bool) -> typing.Any:
     ...
 def supported_targets() -> list[str]:
     """

@@ -19,6 +19,29 @@ Rules shared by every function:
   multiply-add, in the operation order of :mod:`fastopt.reference`.
 * ``num_threads=0`` uses the OpenMP default; results are bitwise identical for
   any thread count.
+* Every optimizer also takes, in the same pass over memory:
+
+  - ``weight_decay`` (coupled L2: ``g + weight_decay*p``; the lectures'
+    ``lambda*||W||^2`` is ``weight_decay = 2*lambda``) or, with
+    ``decoupled_weight_decay=True``, ``p <- p*(1 - lr*weight_decay)`` before
+    the update (AdamW's rule, for any optimizer);
+  - ``l1``: a proximal soft-threshold after the update,
+    ``p <- sign(p)*max(|p| - lr*l1, 0)``, which makes weights exactly zero
+    (a subgradient term would not); with ``weight_decay`` it is the elastic net;
+  - ``grad_scale`` (a factor on the gradient: global-norm clipping, see
+    :func:`fastopt.clip_grad_norm_`) and ``clip_value`` (clip each gradient
+    element to ``[-clip_value, clip_value]``), applied after ``maximize`` and
+    before the coupled decay. The caller's gradient arrays are never written.
+
+  ``lr`` above is the optimizer's step size: Adagrad's decayed rate, and for
+  Rprop each weight's own step size. The L1 threshold follows the rule
+  ``lr*l1`` with that (base) rate: with a plain gradient step (SGD,
+  Quickprop) it recovers a lasso's exact sparsity pattern; with adaptive
+  methods (Adam, RMSprop, Adagrad) the per-weight step differs from ``lr``, so
+  fewer weights settle at exactly 0, and for Adagrad, whose effective step
+  shrinks over time, the shrinkage grows relative to the data term.
+* ``stats=True`` returns a :class:`StepStats` (gradient, parameter and update
+  norms, non-finite gradient count), gathered during the same pass.
 
 The update rules are those of the project's ALGORITHMS.md and follow
 ``torch.optim`` (argument names, defaults, order of operations).
@@ -26,6 +49,8 @@ The update rules are those of the project's ALGORITHMS.md and follow
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -34,7 +59,8 @@ from . import _core
 
 ArrayOrList = Union[np.ndarray, Sequence[np.ndarray]]
 
-__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "rprop_", "quickprop_", "RPROP_VARIANTS"]
+__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "rprop_", "quickprop_", "RPROP_VARIANTS",
+           "StepStats"]
 
 RPROP_VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+")
 
@@ -73,6 +99,50 @@ def _pair(value, name: str) -> Tuple[float, float]:
     return first, second
 
 
+@dataclass(frozen=True)
+class StepStats:
+    """Diagnostics of one step, gathered during the update pass (no extra
+    pass over memory), with a reduction that is bitwise identical for any
+    thread count.
+
+    Attributes:
+        grad_norm: L2 norm of the gradients as passed in (before clipping).
+        param_norm: L2 norm of the parameters before the step.
+        update_norm: L2 norm of the change the step made to the parameters.
+        update_ratio: ``update_norm / param_norm`` (the lectures' rule of thumb:
+            about 1e-2); ``inf`` when ``param_norm`` is 0 and something moved.
+        nonfinite_grads: gradient elements that are NaN or +-Inf.
+        grad_scale: the global-norm clipping factor applied (1.0: none).
+        skipped: True when the step was skipped (``nonfinite="skip"``).
+    """
+
+    grad_norm: float
+    param_norm: float
+    update_norm: float
+    update_ratio: float
+    nonfinite_grads: int
+    grad_scale: float = 1.0
+    skipped: bool = False
+
+    @classmethod
+    def from_sums(cls, grad_sq: float, param_sq: float, update_sq: float, nonfinite: int,
+                  grad_scale: float = 1.0, skipped: bool = False) -> "StepStats":
+        param_norm, update_norm = math.sqrt(param_sq), math.sqrt(update_sq)
+        if param_norm > 0:
+            ratio = update_norm / param_norm
+        else:
+            ratio = math.inf if update_norm > 0 else 0.0
+        return cls(math.sqrt(grad_sq), param_norm, update_norm, ratio, int(nonfinite), grad_scale, skipped)
+
+
+def _stats(result, grad_scale: float = 1.0) -> Optional[StepStats]:
+    return None if result is None else StepStats.from_sums(*result, grad_scale=grad_scale)
+
+
+def _clip(clip_value: Optional[float]) -> float:
+    return math.inf if clip_value is None else clip_value
+
+
 def sgd_(
     params: ArrayOrList,
     grads: ArrayOrList,
@@ -85,8 +155,13 @@ def sgd_(
     weight_decay: float = 0.0,
     nesterov: bool = False,
     maximize: bool = False,
+    l1: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    grad_scale: float = 1.0,
+    clip_value: Optional[float] = None,
     num_threads: int = 0,
-) -> None:
+    stats: bool = False,
+) -> Optional[StepStats]:
     r"""SGD with momentum, dampening and Nesterov momentum, in place.
 
     .. math::
@@ -105,12 +180,15 @@ def sgd_(
     ``p' = p - lr*momentum*b`` (Sutskever et al. 2013).
     """
     try:
-        _core.sgd_step(params, grads, momentum_buffers, lr, momentum, dampening, weight_decay,
-            nesterov, maximize, step, num_threads)
+        result = _core.sgd_step(params, grads, momentum_buffers, lr, momentum, dampening, weight_decay,
+            nesterov, maximize, step, l1, decoupled_weight_decay,
+            grad_scale, _clip(clip_value), num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(lr=lr, momentum=momentum, dampening=dampening,
             weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, step=step,
-            num_threads=num_threads))
+            l1=l1, grad_scale=grad_scale,
+            clip_value=_clip(clip_value), num_threads=num_threads))
+    return _stats(result, grad_scale)
 
 
 def adagrad_(
@@ -124,8 +202,13 @@ def adagrad_(
     weight_decay: float = 0.0,
     eps: float = 1e-10,
     maximize: bool = False,
+    l1: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    grad_scale: float = 1.0,
+    clip_value: Optional[float] = None,
     num_threads: int = 0,
-) -> None:
+    stats: bool = False,
+) -> Optional[StepStats]:
     r"""Adagrad (Duchi, Hazan & Singer 2011), in place.
 
     .. math::
@@ -138,11 +221,13 @@ def adagrad_(
     inside the square root, ``sqrt(s + eps)``; this follows torch.
     """
     try:
-        _core.adagrad_step(params, grads, state_sums, lr, lr_decay, weight_decay, eps, maximize,
-            step, num_threads)
+        result = _core.adagrad_step(params, grads, state_sums, lr, lr_decay, weight_decay, eps, maximize,
+            step, l1, decoupled_weight_decay, grad_scale, _clip(clip_value), num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-            eps=eps, maximize=maximize, step=step, num_threads=num_threads))
+            eps=eps, maximize=maximize, step=step, l1=l1, grad_scale=grad_scale,
+            clip_value=_clip(clip_value), num_threads=num_threads))
+    return _stats(result, grad_scale)
 
 
 def rmsprop_(
@@ -159,8 +244,13 @@ def rmsprop_(
     momentum: float = 0.0,
     centered: bool = False,
     maximize: bool = False,
+    l1: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    grad_scale: float = 1.0,
+    clip_value: Optional[float] = None,
     num_threads: int = 0,
-) -> None:
+    stats: bool = False,
+) -> Optional[StepStats]:
     r"""RMSprop (Hinton 2012; centered form Graves 2013), in place.
 
     .. math::
@@ -177,11 +267,14 @@ def rmsprop_(
     torch would return NaN.
     """
     try:
-        _core.rmsprop_step(params, grads, square_avgs, grad_avgs, momentum_buffers, lr, alpha,
-            eps, weight_decay, momentum, centered, maximize, num_threads)
+        result = _core.rmsprop_step(params, grads, square_avgs, grad_avgs, momentum_buffers, lr, alpha,
+            eps, weight_decay, momentum, centered, maximize, l1, decoupled_weight_decay,
+            grad_scale, _clip(clip_value), num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-            momentum=momentum, centered=centered, maximize=maximize, num_threads=num_threads))
+            momentum=momentum, centered=centered, maximize=maximize, l1=l1, grad_scale=grad_scale,
+            clip_value=_clip(clip_value), num_threads=num_threads))
+    return _stats(result, grad_scale)
 
 
 def adam_(
@@ -199,8 +292,12 @@ def adam_(
     amsgrad: bool = False,
     maximize: bool = False,
     decoupled_weight_decay: bool = False,
+    l1: float = 0.0,
+    grad_scale: float = 1.0,
+    clip_value: Optional[float] = None,
     num_threads: int = 0,
-) -> None:
+    stats: bool = False,
+) -> Optional[StepStats]:
     r"""Adam (Kingma & Ba 2015) and AMSGrad (Reddi et al. 2018), in place.
 
     .. math::
@@ -221,12 +318,15 @@ def adam_(
     """
     beta1, beta2 = _pair(betas, "betas")
     try:
-        _core.adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2,
-            eps, weight_decay, amsgrad, maximize, decoupled_weight_decay, step, num_threads)
+        result = _core.adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2,
+            eps, weight_decay, amsgrad, maximize, step, l1, decoupled_weight_decay, grad_scale,
+            _clip(clip_value), num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps,
             weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
-            decoupled_weight_decay=decoupled_weight_decay, step=step, num_threads=num_threads))
+            decoupled_weight_decay=decoupled_weight_decay, step=step, l1=l1, grad_scale=grad_scale,
+            clip_value=_clip(clip_value), num_threads=num_threads))
+    return _stats(result, grad_scale)
 
 
 def adamw_(
@@ -243,17 +343,22 @@ def adamw_(
     weight_decay: float = 1e-2,
     amsgrad: bool = False,
     maximize: bool = False,
+    l1: float = 0.0,
+    grad_scale: float = 1.0,
+    clip_value: Optional[float] = None,
     num_threads: int = 0,
-) -> None:
+    stats: bool = False,
+) -> Optional[StepStats]:
     r"""AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, in place.
 
     ``p <- p*(1 - lr*weight_decay)``, then the Adam update of :func:`adam_`
     with no coupled decay term. Default weight_decay 1e-2 (torch.optim.AdamW).
     """
-    adam_(
+    return adam_(
         params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step=step, lr=lr, betas=betas,
         eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
-        decoupled_weight_decay=True, num_threads=num_threads,
+        decoupled_weight_decay=True, l1=l1, grad_scale=grad_scale, clip_value=clip_value,
+        num_threads=num_threads, stats=stats,
     )
 
 
@@ -273,8 +378,13 @@ def rprop_(
     maximize: bool = False,
     loss: Optional[float] = None,
     prev_loss: Optional[float] = None,
+    l1: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    grad_scale: float = 1.0,
+    clip_value: Optional[float] = None,
     num_threads: int = 0,
-) -> None:
+    stats: bool = False,
+) -> Optional[StepStats]:
     r"""The Rprop family (resilient backpropagation), in place.
 
     With :math:`s = \operatorname{sign}(\text{prev})\operatorname{sign}(g)`
@@ -303,14 +413,16 @@ def rprop_(
     objective at every step.
     """
     try:
-        _core.rprop_step(params, grads, prevs, step_sizes, prev_updates, etaminus, etaplus,
-            step_size_min, step_size_max, weight_decay, maximize, variant, loss, prev_loss,
-            num_threads)
+        result = _core.rprop_step(params, grads, prevs, step_sizes, prev_updates, etaminus, etaplus,
+            step_size_min, step_size_max, weight_decay, maximize, variant, loss, prev_loss, l1,
+            decoupled_weight_decay, grad_scale, _clip(clip_value), num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(etaminus=etaminus, etaplus=etaplus,
             step_size_min=step_size_min, step_size_max=step_size_max, weight_decay=weight_decay,
             maximize=maximize, variant=variant, loss=loss, prev_loss=prev_loss,
-            num_threads=num_threads))
+            l1=l1, grad_scale=grad_scale,
+            clip_value=_clip(clip_value), num_threads=num_threads))
+    return _stats(result, grad_scale)
 
 
 def quickprop_(
@@ -326,8 +438,13 @@ def quickprop_(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     maximize: bool = False,
+    l1: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    grad_scale: float = 1.0,
+    clip_value: Optional[float] = None,
     num_threads: int = 0,
-) -> None:
+    stats: bool = False,
+) -> Optional[StepStats]:
     r"""Quickprop (Fahlman 1988), in place.
 
     With ``g <- ±g + weight_decay*p + decay*p``, slope ``s = -g``, previous slope
@@ -348,9 +465,12 @@ def quickprop_(
     lr 1e-2. A full-batch method.
     """
     try:
-        _core.quickprop_step(params, grads, prev_steps, prev_grads, lr, mu, decay, mode_switch,
-            momentum, weight_decay, maximize, num_threads)
+        result = _core.quickprop_step(params, grads, prev_steps, prev_grads, lr, mu, decay, mode_switch,
+            momentum, weight_decay, maximize, l1, decoupled_weight_decay,
+            grad_scale, _clip(clip_value), num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(lr=lr, mu=mu, decay=decay, mode_switch=mode_switch,
             momentum=momentum, weight_decay=weight_decay, maximize=maximize,
-            num_threads=num_threads))
+            l1=l1, grad_scale=grad_scale,
+            clip_value=_clip(clip_value), num_threads=num_threads))
+    return _stats(result, grad_scale)

@@ -30,7 +30,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from . import _core
-from .functional import RPROP_VARIANTS, _hyper, _pair
+import math
+
+from .clip import NonFiniteGradientError, _norm_type, clip_factor, global_grad_norm
+from .functional import RPROP_VARIANTS, StepStats, _hyper, _pair
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop"]
 
@@ -145,12 +148,44 @@ class Optimizer:
     * ``_hyper(group, state, fresh_roles, loss)``: the C++ hyperparameter set
       for one parameter at this step (``state["step"]`` already incremented);
     * ``_kernel``: the ``fastopt._core`` entry point.
+
+    Options every optimizer takes (keyword-only), for the whole step:
+
+    * ``max_grad_norm``: clip by the global norm of all the step's gradients,
+      computed in C++ with a deterministic reduction (``norm_type`` 2, 1 or
+      inf): the gradients are scaled by ``min(1, max_norm/(norm + 1e-6))``
+      inside the kernel, as ``torch.nn.utils.clip_grad_norm_`` would, but
+      without writing the caller's gradient arrays. Costs one read-only pass
+      over the gradients before the update.
+    * ``grad_clip_value``: clip each gradient element to ``[-v, v]`` (fused).
+    * ``nonfinite``: what a NaN/Inf gradient does: ``"ignore"`` (default, as
+      torch: it flows into the update), ``"raise"``
+      (:class:`~fastopt.clip.NonFiniteGradientError`, nothing changed) or
+      ``"skip"`` (the step is skipped: no buffer or counter changes). The
+      check is part of the norm pass above (one read-only pass over the
+      gradients when ``max_grad_norm`` is not set).
+
+    and, per param group, ``l1`` (proximal L1 after the update: exact zeros)
+    and ``decoupled_weight_decay`` (see :mod:`fastopt.functional`).
     """
 
     _roles: Sequence[str] = ()
     _kernel = None
 
-    def __init__(self, params, defaults: Dict[str, Any]):
+    def __init__(self, params, defaults: Dict[str, Any], *, max_grad_norm: Optional[float] = None,
+                 grad_clip_value: Optional[float] = None, norm_type: float = 2.0, nonfinite: str = "ignore"):
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"invalid max_grad_norm: {max_grad_norm!r} (must be > 0 or None)")
+        if grad_clip_value is not None and not grad_clip_value > 0:
+            raise ValueError(f"invalid grad_clip_value: {grad_clip_value!r} (must be > 0 or None)")
+        if nonfinite not in ("ignore", "raise", "skip"):
+            raise ValueError(f"invalid nonfinite: {nonfinite!r} (expected 'ignore', 'raise' or 'skip')")
+        self.max_grad_norm = max_grad_norm
+        self.grad_clip_value = grad_clip_value
+        self.norm_type = _norm_type(norm_type)
+        self.nonfinite = nonfinite
+        self.last_stats: Optional[StepStats] = None
+        self._grad_scale = 1.0  # this step's global-norm clipping factor
         self.defaults = dict(defaults)
         self.param_groups: List[Dict[str, Any]] = []
         self._index_of: Dict[int, int] = {}
@@ -215,9 +250,11 @@ class Optimizer:
         self._hyper(group, {"step": 1}, set(self._roles), loss=0.0)
 
     # ------------------------------------------------------------------- step
-    def step(self, grads, loss: Optional[float] = None):
+    def step(self, grads, loss: Optional[float] = None, stats: bool = False):
         """Update every parameter in place from ``grads`` (aligned with
-        :attr:`params`; ``None`` skips a parameter). Returns ``loss``."""
+        :attr:`params`; ``None`` skips a parameter). Returns ``loss``, or with
+        ``stats=True`` a :class:`~fastopt.functional.StepStats` (also kept in
+        :attr:`last_stats`)."""
         if isinstance(grads, np.ndarray):
             grads = [grads]
         grads = list(grads)
@@ -226,9 +263,32 @@ class Optimizer:
         plan = self._plan
         if plan is None or not plan.still_valid(self, grads):
             plan = _StepPlan(self, grads)
-        plan.run(self, grads, loss)
+
+        self._grad_scale = 1.0
+        if self.max_grad_norm is not None or self.nonfinite != "ignore":
+            norm, nonfinite = global_grad_norm(grads, self.norm_type)
+            if nonfinite and self.nonfinite == "raise":
+                raise NonFiniteGradientError(f"{nonfinite} gradient elements are NaN or Inf "
+                                             "(nonfinite='raise'); nothing was changed")
+            if nonfinite and self.nonfinite == "skip":
+                self.last_stats = StepStats(grad_norm=norm, param_norm=math.nan, update_norm=0.0,
+                                            update_ratio=0.0, nonfinite_grads=nonfinite, skipped=True)
+                return self.last_stats if stats else loss
+            if self.max_grad_norm is not None and math.isfinite(norm):
+                self._grad_scale = clip_factor(norm, self.max_grad_norm)
+
+        sums = plan.run(self, grads, loss, stats)
         self._plan = plan
-        return loss
+        if not stats:
+            return loss
+        self.last_stats = StepStats.from_sums(*sums, grad_scale=self._grad_scale)
+        return self.last_stats
+
+    def _shared(self, group) -> Dict[str, Any]:
+        """The hyperparameters every optimizer's C++ set takes (SharedHyper)."""
+        clip = self.grad_clip_value
+        return dict(l1=group["l1"], decoupled_weight_decay=group["decoupled_weight_decay"],
+                    grad_scale=self._grad_scale, clip_value=math.inf if clip is None else clip)
 
     def _roles_needed_tuple(self, group) -> tuple:
         return tuple(self._roles_needed(group))
@@ -390,7 +450,8 @@ class _StepPlan:
         # bumps it.
         return opt.state.version == self.state_version and self._signature(opt, grads) == self.signature
 
-    def run(self, opt: "Optimizer", grads: List[Any], loss) -> None:
+    def run(self, opt: "Optimizer", grads: List[Any], loss, stats: bool = False):
+        """Runs the step; with ``stats``, returns the statistics' sums over all calls."""
         calls = list(self.calls.values())
         hypers = [[opt._hyper(group, like_state, fresh, loss) for group, like_state, fresh in call["slots"]]
                   for call in calls]
@@ -399,14 +460,19 @@ class _StepPlan:
         if len(calls) > 1:
             for call, call_hypers in zip(calls, hypers):
                 self._call(opt, call, grads, call_hypers, check_only=True)
+        totals = [0.0, 0.0, 0.0, 0]
         for call, call_hypers in zip(calls, hypers):
-            self._call(opt, call, grads, call_hypers, check_only=False)
+            sums = self._call(opt, call, grads, call_hypers, check_only=False, stats=stats)
+            if stats:
+                totals = [a + b for a, b in zip(totals, sums)]
         self._commit(opt, loss)
+        return totals if stats else None
 
-    def _call(self, opt, call, grads, hypers, check_only: bool) -> None:
+    def _call(self, opt, call, grads, hypers, check_only: bool, stats: bool = False):
         roles = [call["roles"].get(r) for r in opt._roles]
         call_grads = [grads[i] for i in call["grad_index"]]
-        type(opt)._kernel(call["params"], call_grads, *roles, hypers, call["hyper_index"], 0, check_only)
+        return type(opt)._kernel(call["params"], call_grads, *roles, hypers, call["hyper_index"], 0, check_only,
+                                 stats)
 
     def _commit(self, opt: "Optimizer", loss) -> None:
         """Store new state and counters; ready the plan for the next step.
@@ -457,9 +523,11 @@ class SGD(Optimizer):
     _kernel = _core.sgd
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
+                 l1: float = 0.0, decoupled_weight_decay: bool = False, **step_options):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
+                                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                                      l1=l1, decoupled_weight_decay=decoupled_weight_decay), **step_options)
 
     def _roles_needed(self, group):
         return ["momentum_buffer"] if group["momentum"] != 0 else []
@@ -470,7 +538,7 @@ class SGD(Optimizer):
         step = 1 if "momentum_buffer" in fresh else state["step"]
         return _hyper(_core.SgdHyper, lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
                               weight_decay=group["weight_decay"], nesterov=group["nesterov"],
-                              maximize=group["maximize"], step=step)
+                      maximize=group["maximize"], step=step, **self._shared(group))
 
 
 class Adagrad(Optimizer):
@@ -488,12 +556,14 @@ class Adagrad(Optimizer):
     _kernel = _core.adagrad
 
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False):
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False,
+                 l1: float = 0.0, decoupled_weight_decay: bool = False, **step_options):
         if not initial_accumulator_value >= 0:
             raise ValueError(f"invalid initial_accumulator_value: {initial_accumulator_value} (must be >= 0)")
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps,
-                                      maximize=maximize))
+                                      maximize=maximize, l1=l1, decoupled_weight_decay=decoupled_weight_decay),
+                         **step_options)
 
     def _initial_value(self, role, group):
         return group["initial_accumulator_value"]
@@ -501,7 +571,7 @@ class Adagrad(Optimizer):
     def _hyper(self, group, state, fresh, loss):
         return _hyper(_core.AdagradHyper, lr=group["lr"], lr_decay=group["lr_decay"],
                                   weight_decay=group["weight_decay"], eps=group["eps"],
-                                  maximize=group["maximize"], step=state["step"])
+                      maximize=group["maximize"], step=state["step"], **self._shared(group))
 
 
 class RMSprop(Optimizer):
@@ -523,9 +593,11 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
-                 maximize: bool = False):
+                 maximize: bool = False, l1: float = 0.0, decoupled_weight_decay: bool = False,
+                 **step_options):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered, maximize=maximize))
+                                      momentum=momentum, centered=centered, maximize=maximize,
+                                      l1=l1, decoupled_weight_decay=decoupled_weight_decay), **step_options)
 
     def _roles_needed(self, group):
         return (["square_avg"] + (["grad_avg"] if group["centered"] else [])
@@ -534,7 +606,7 @@ class RMSprop(Optimizer):
     def _hyper(self, group, state, fresh, loss):
         return _hyper(_core.RmspropHyper, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
                                   weight_decay=group["weight_decay"], momentum=group["momentum"],
-                                  centered=group["centered"], maximize=group["maximize"])
+                      centered=group["centered"], maximize=group["maximize"], **self._shared(group))
 
 
 class Adam(Optimizer):
@@ -556,10 +628,10 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
-                 decoupled_weight_decay: bool = False):
+                 decoupled_weight_decay: bool = False, l1: float = 0.0, **step_options):
         super().__init__(params, dict(lr=lr, betas=tuple(_betas(betas)), eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
-                                      decoupled_weight_decay=decoupled_weight_decay))
+                                      decoupled_weight_decay=decoupled_weight_decay, l1=l1), **step_options)
 
     def _roles_needed(self, group):
         return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
@@ -568,9 +640,7 @@ class Adam(Optimizer):
         beta1, beta2 = _betas(group["betas"])
         return _hyper(_core.AdamHyper, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
                                weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
-                               maximize=group["maximize"],
-                               decoupled_weight_decay=group["decoupled_weight_decay"],
-                               step=state["step"])
+                      maximize=group["maximize"], step=state["step"], **self._shared(group))
 
 
 class AdamW(Adam):
@@ -579,9 +649,11 @@ class AdamW(Adam):
     betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2, amsgrad False."""
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 l1: float = 0.0, **step_options):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
+                         amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True, l1=l1,
+                         **step_options)
 
 
 class Rprop(Optimizer):
@@ -605,12 +677,14 @@ class Rprop(Optimizer):
     _scalar_state_keys = ("prev_loss",)
 
     def __init__(self, params, lr: float = 1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), *,
-                 variant: str = "irprop-", weight_decay: float = 0.0, maximize: bool = False):
+                 variant: str = "irprop-", weight_decay: float = 0.0, maximize: bool = False,
+                 l1: float = 0.0, decoupled_weight_decay: bool = False, **step_options):
         if variant not in RPROP_VARIANTS:
             raise ValueError(f"invalid variant: {variant!r} (expected one of {RPROP_VARIANTS})")
         super().__init__(params, dict(lr=lr, etas=tuple(_pair(etas, "etas")),
                                       step_sizes=tuple(_pair(step_sizes, "step_sizes")),
-                                      variant=variant, weight_decay=weight_decay, maximize=maximize))
+                                      variant=variant, weight_decay=weight_decay, maximize=maximize,
+                                      l1=l1, decoupled_weight_decay=decoupled_weight_decay), **step_options)
 
     def _validate_group(self, group):
         if not (np.isfinite(group["lr"]) and group["lr"] > 0):
@@ -629,7 +703,7 @@ class Rprop(Optimizer):
         return _hyper(_core.RpropHyper, etaminus=etaminus, etaplus=etaplus, step_size_min=smin,
                                 step_size_max=smax, weight_decay=group["weight_decay"],
                                 maximize=group["maximize"], variant=group["variant"], loss=loss,
-                                prev_loss=state.get("prev_loss"))
+                      prev_loss=state.get("prev_loss"), **self._shared(group))
 
     def _hyper_key(self, group, state, fresh):
         return (state.get("prev_loss"),)
@@ -653,11 +727,13 @@ class Quickprop(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, mu: float = 1.75, decay: float = 1e-4,
                  mode_switch: float = 0.0, momentum: float = 0.0, *, weight_decay: float = 0.0,
-                 maximize: bool = False):
+                 maximize: bool = False, l1: float = 0.0, decoupled_weight_decay: bool = False,
+                 **step_options):
         super().__init__(params, dict(lr=lr, mu=mu, decay=decay, mode_switch=mode_switch,
-                                      momentum=momentum, weight_decay=weight_decay, maximize=maximize))
+                                      momentum=momentum, weight_decay=weight_decay, maximize=maximize,
+                                      l1=l1, decoupled_weight_decay=decoupled_weight_decay), **step_options)
 
     def _hyper(self, group, state, fresh, loss):
         return _hyper(_core.QuickpropHyper, lr=group["lr"], mu=group["mu"], decay=group["decay"],
                                     mode_switch=group["mode_switch"], momentum=group["momentum"],
-                                    weight_decay=group["weight_decay"], maximize=group["maximize"])
+                      weight_decay=group["weight_decay"], maximize=group["maximize"], **self._shared(group))

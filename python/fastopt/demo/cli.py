@@ -122,8 +122,8 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[Callable[[str], Non
     info = fastopt.runtime_info()
     budget = "quick" if args.quick else "full"
     out(f"fastopt {info['version']} demo ({budget} budget, seed {args.seed}); "
-        f"kernels: {info['kernel_target']}, OpenMP {'on' if info['openmp'] else 'off'}, "
-        f"{info['max_threads']} threads")
+        f"kernels: {info['simd_target']}, OpenMP {'on' if info['openmp'] else 'off'}, "
+        f"{info['num_threads']} threads")
     todo = problems(quick=args.quick)
     if not any(p.name == "digits" for p in todo):
         out("digits: skipped (scikit-learn is not installed; pip install scikit-learn)")
