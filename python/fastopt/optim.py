@@ -407,6 +407,7 @@ class _StepPlan:
         self.state_version = opt.state.version
         self.calls: Dict[Any, Dict[str, Any]] = {}
         self.entries: List[list] = []  # [index, group, state dict or None, new arrays, step, expected arrays]
+        self.has_fresh = False         # some state is created by this step
         self.slots: List[list] = []    # per hyperparameter set: [group, state-like dict, fresh roles]
         index = 0
         for group_number, group in enumerate(opt.param_groups):
@@ -437,6 +438,7 @@ class _StepPlan:
                         call["roles"][r].append(arrays[r])
                     call["hyper_index"].append(call["slot_of"][key])
                     self.entries.append([index, group, state, fresh, step, arrays])
+                    self.has_fresh = self.has_fresh or state is None or bool(fresh)
                 index += 1
 
     @staticmethod
@@ -479,19 +481,23 @@ class _StepPlan:
         Writes go through dict's own methods, so they do not bump the
         state version (they are what the plan expects)."""
         extras = {id(g): opt._scalar_state_after_step(g, loss) for g in opt.param_groups}
-        for entry in self.entries:
-            index, group, state, fresh, step, _ = entry
-            if state is None:
-                state = _TrackedState(opt.state)
-                dict.__setitem__(opt.state, index, state)
-            if fresh:
+        setitem = dict.__setitem__
+        if self.has_fresh:
+            for entry in self.entries:
+                index, group, state, fresh, step, _ = entry
+                if state is None:
+                    state = _TrackedState(opt.state)
+                    setitem(opt.state, index, state)
                 dict.update(state, fresh)
-                entry[3] = {}
-            dict.__setitem__(state, "step", step)
-            extra = extras[id(group)]
-            if extra:
-                dict.update(state, extra)
-            entry[2], entry[4] = state, step + 1
+                entry[2], entry[3] = state, {}
+            self.has_fresh = False
+        any_extra = any(extras.values())
+        for entry in self.entries:
+            state, step = entry[2], entry[4]
+            setitem(state, "step", step)
+            if any_extra:
+                dict.update(state, extras[id(entry[1])])
+            entry[4] = step + 1
         for slot in self.slots:
             group, like_state, _ = slot
             slot[1] = {**like_state, "step": like_state["step"] + 1, **extras[id(group)]}
