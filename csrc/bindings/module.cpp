@@ -17,6 +17,8 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 
 namespace fastopt {
+void bind_lbfgs(py::module_& m);  // bindings/lbfgs.cpp
+
 namespace {
 
 template <class T>
@@ -250,6 +252,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "fastopt's C++ kernels (private; use fastopt.functional and fastopt.optim)";
   fastopt::bind_hypers(m);
   fastopt::bind_kernels(m);
+  fastopt::bind_lbfgs(m);
   m.attr("PARALLEL_GRAIN") = fastopt::kParallelGrain;
   m.def("kernel_target", [] { return std::string(fastopt::active_kernels().target); });
 #ifdef FASTOPT_HAVE_OPENMP
