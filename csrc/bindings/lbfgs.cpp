@@ -27,6 +27,12 @@ LineSearchKind parse_line_search(const std::string& name) {
   throw py::value_error("invalid line_search: '" + name + "' (expected 'strong_wolfe', 'backtracking' or 'fixed')");
 }
 
+FirstStep parse_first_step(const std::string& name) {
+  if (name == "l1") return FirstStep::kL1;
+  if (name == "l2") return FirstStep::kL2;
+  throw py::value_error("invalid first_step: '" + name + "' (expected 'l1' or 'l2')");
+}
+
 const char* line_search_name(LineSearchKind kind) {
   switch (kind) {
     case LineSearchKind::kMoreThuente: return "strong_wolfe";
@@ -286,23 +292,26 @@ py::tuple checked_direction(const py::array& s, const py::array& y, const py::ar
 void bind_lbfgs(py::module_& m) {
   py::class_<LbfgsOptions>(m, "LbfgsOptions")
       .def(py::init([](double gtol, double ftol, std::int64_t maxiter, std::int64_t maxfun, int maxls,
-                       const std::string& line_search, double c1, double c2, double initial_step, int num_threads) {
+                       const std::string& line_search, double c1, double c2, double initial_step,
+                       const std::string& first_step, int num_threads) {
              LbfgsOptions o;
              o.gtol = gtol, o.ftol = ftol, o.maxiter = maxiter, o.maxfun = maxfun, o.maxls = maxls;
              o.line_search = parse_line_search(line_search);
              o.c1 = c1, o.c2 = c2, o.initial_step = initial_step, o.num_threads = num_threads;
+             o.first_step = parse_first_step(first_step);
              o.validate();
              return o;
            }),
            py::kw_only(), "gtol"_a = 1e-5, "ftol"_a = 2.2204460492503131e-09, "maxiter"_a = 15000,
            "maxfun"_a = 15000, "maxls"_a = 20, "line_search"_a = "strong_wolfe", "c1"_a = 1e-4, "c2"_a = 0.9,
-           "initial_step"_a = 1.0, "num_threads"_a = 0)
+           "initial_step"_a = 1.0, "first_step"_a = "l1", "num_threads"_a = 0)
       .def_readonly("gtol", &LbfgsOptions::gtol).def_readonly("ftol", &LbfgsOptions::ftol)
       .def_readonly("maxiter", &LbfgsOptions::maxiter).def_readonly("maxfun", &LbfgsOptions::maxfun)
       .def_readonly("maxls", &LbfgsOptions::maxls)
       .def_property_readonly("line_search", [](const LbfgsOptions& o) { return line_search_name(o.line_search); })
       .def_readonly("c1", &LbfgsOptions::c1).def_readonly("c2", &LbfgsOptions::c2)
       .def_readonly("initial_step", &LbfgsOptions::initial_step)
+      .def_property_readonly("first_step", [](const LbfgsOptions& o) { return o.first_step == FirstStep::kL1 ? "l1" : "l2"; })
       .def_readonly("num_threads", &LbfgsOptions::num_threads);
 
   py::class_<Lbfgs>(m, "Lbfgs")

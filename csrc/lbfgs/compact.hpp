@@ -45,6 +45,7 @@ struct GradientDots {
   // The candidate pair (s = alpha*d, y = g_new - g_old).
   double dg = 0, sg_cand = 0, yg_cand = 0, sy_cand = 0, yy_cand = 0;
   double g_l1 = 0, g_max = 0;  // ||g||_1 and ||g||_inf of g_new (g_l1 is NaN/Inf if g is not finite)
+  double g_sq = 0;             // ||g||_2^2
 };
 
 template <class T>
@@ -206,8 +207,8 @@ void gradient_pass(LbfgsMemory<T>& mem, const T* g_new, const T* g_old, double a
   const bool candidate = g_old != nullptr;
   const int first = candidate && k == mem.capacity() ? 1 : 0;  // skip the pair a push would drop
   const bool write_s = candidate && alpha != 1.0;
-  // Row layout: 4 per stored pair, then dg, sg, yg, sy, yy, |g|_1, |g|_inf.
-  const int width = 4 * k + 7;
+  // Row layout: 4 per stored pair, then dg, sg, yg, sy, yy, |g|_1, |g|_2^2, |g|_inf.
+  const int width = 4 * k + 8;
   partials.reset(n, width);
   std::vector<const T*> s_ptr(k), y_ptr(k);
   for (int i = 0; i < k; ++i) {
@@ -225,7 +226,7 @@ void gradient_pass(LbfgsMemory<T>& mem, const T* g_new, const T* g_old, double a
     for (std::int64_t c0 = begin; c0 < end; c0 += kLbfgsChunk) {
       const std::int64_t len = std::min(kLbfgsChunk, end - c0);
       const double* gd = lbfgs_detail::as_double(g_new + c0, g_buf, len);
-      double dg = 0, sg = 0, yg = 0, sy = 0, yy = 0, l1 = 0;
+      double dg = 0, sg = 0, yg = 0, sy = 0, yy = 0, l1 = 0, sq = 0;
       if (candidate) {
         T* __restrict dc = d + c0;
         T* __restrict yc = y_new + c0;
@@ -238,7 +239,7 @@ void gradient_pass(LbfgsMemory<T>& mem, const T* g_new, const T* g_old, double a
 #pragma omp simd
           for (std::int64_t j = 0; j < len; ++j) dc[j] = alpha_t * dc[j];
         }
-#pragma omp simd reduction(+ : sg, yg, sy, yy, l1)
+#pragma omp simd reduction(+ : sg, yg, sy, yy, l1, sq)
         for (std::int64_t j = 0; j < len; ++j) {
           const T yj = gn[j] - go[j];
           yc[j] = yj;
@@ -249,10 +250,11 @@ void gradient_pass(LbfgsMemory<T>& mem, const T* g_new, const T* g_old, double a
           sy += sv * yv;
           yy += yv * yv;
           l1 += std::fabs(gv);
+          sq += gv * gv;
         }
       } else {
-#pragma omp simd reduction(+ : l1)
-        for (std::int64_t j = 0; j < len; ++j) l1 += std::fabs(gd[j]);
+#pragma omp simd reduction(+ : l1, sq)
+        for (std::int64_t j = 0; j < len; ++j) l1 += std::fabs(gd[j]), sq += gd[j] * gd[j];
       }
       double chunk_max = 0.0;
 #pragma omp simd reduction(max : chunk_max)
@@ -262,7 +264,7 @@ void gradient_pass(LbfgsMemory<T>& mem, const T* g_new, const T* g_old, double a
       }
       g_max = std::max(g_max, chunk_max);
       double* tail = row + 4 * k;
-      tail[0] += dg, tail[1] += sg, tail[2] += yg, tail[3] += sy, tail[4] += yy, tail[5] += l1;
+      tail[0] += dg, tail[1] += sg, tail[2] += yg, tail[3] += sy, tail[4] += yy, tail[5] += l1, tail[6] += sq;
 
       for (int i = first; i < k; ++i) {
         const T* __restrict sc = s_ptr[i] + c0;
@@ -287,7 +289,7 @@ void gradient_pass(LbfgsMemory<T>& mem, const T* g_new, const T* g_old, double a
         row[4 * i] += a0, row[4 * i + 1] += a1, row[4 * i + 2] += a2, row[4 * i + 3] += a3;
       }
     }
-    row[4 * k + 6] = g_max;
+    row[4 * k + 7] = g_max;
   });
 
   std::vector<double> total(width);
@@ -301,7 +303,8 @@ void gradient_pass(LbfgsMemory<T>& mem, const T* g_new, const T* g_old, double a
   const double* tail = total.data() + 4 * k;
   out.dg = tail[0], out.sg_cand = tail[1], out.yg_cand = tail[2], out.sy_cand = tail[3], out.yy_cand = tail[4];
   out.g_l1 = tail[5];
-  out.g_max = partials.max(4 * k + 6);
+  out.g_sq = tail[6];
+  out.g_max = partials.max(4 * k + 7);
 }
 
 // s_0'g and y_0'g for the oldest pair, when pass 1 skipped it but it stays.

@@ -31,6 +31,12 @@ namespace fastopt {
 
 enum class LineSearchKind { kMoreThuente, kBacktracking, kFixed };
 
+// The first trial step while the memory is empty (H = I, scale unknown).
+enum class FirstStep {
+  kL1,  // min(1, 1/||g||_1): ALGORITHMS.md, torch.optim.LBFGS
+  kL2,  // 1/||g||_2, a unit-length first step: L-BFGS-B (SciPy)
+};
+
 // Option names follow scipy.optimize.minimize(method="L-BFGS-B").
 struct LbfgsOptions {
   double gtol = 1e-5;
@@ -41,6 +47,7 @@ struct LbfgsOptions {
   LineSearchKind line_search = LineSearchKind::kMoreThuente;
   double c1 = 1e-4, c2 = 0.9;
   double initial_step = 1.0;  // scales every first trial step (torch's lr)
+  FirstStep first_step = FirstStep::kL1;
   int num_threads = 0;        // 0: the OpenMP default
 
   void validate() const {
@@ -180,7 +187,7 @@ class LbfgsDriver {
     if (!std::isfinite(f) || !std::isfinite(dots_.g_l1))
       return finish(kLbfgsAbnormal, "ABNORMAL: the objective or its gradient is not finite at the starting point");
     a_ = dots_.sg, b_ = dots_.yg;
-    double g_l1 = dots_.g_l1;
+    double g_l1 = dots_.g_l1, g_sq = dots_.g_sq;
     if (dots_.g_max <= opt.gtol) return finish(kLbfgsConverged, "CONVERGENCE: NORM OF GRADIENT <= GTOL");
 
     LineSearchParams params;
@@ -194,11 +201,13 @@ class LbfgsDriver {
 
       // Direction and first trial point. With an empty memory (first
       // iteration, or after a restart) d = -g and the first step is
-      // min(1, 1/||g||_1), as the scale of H is not known yet.
+      // min(1, 1/||g||_1) (or L-BFGS-B's 1/||g||_2), as H has no scale yet.
       double cg;
       cs.assign(k, 0.0), cy.assign(k, 0.0);
       memory_.direction_coefficients(a_.data(), b_.data(), cg, cs.data(), cy.data());
-      const double alpha0 = opt.initial_step * (k == 0 ? std::min(1.0, 1.0 / g_l1) : 1.0);
+      const double empty_step =
+          opt.first_step == FirstStep::kL1 ? std::min(1.0, 1.0 / g_l1) : 1.0 / std::sqrt(g_sq);
+      const double alpha0 = opt.initial_step * (k == 0 ? empty_step : 1.0);
       const double dg0 = direction_pass(memory_, ws.g[cur], cg, cs.data(), cy.data(), ws.x[cur], alpha0,
                                         ws.x[trial], opt.num_threads, partials_);
       if (!(dg0 < 0.0)) {
@@ -249,7 +258,7 @@ class LbfgsDriver {
       accept_pair(res, ws.g[trial], opt.num_threads);
       const double f_old = f;
       f = f_trial;
-      g_l1 = dots_.g_l1;
+      g_l1 = dots_.g_l1, g_sq = dots_.g_sq;
       cur = trial;
       ++res.nit;
       ++total_iterations;

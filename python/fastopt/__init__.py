@@ -3,12 +3,14 @@
 * :mod:`fastopt.functional` -- stateless in-place kernels (``adam_``, ``sgd_``, ...)
 * :mod:`fastopt.optim` -- torch.optim-style classes (``Adam``, ``SGD``, ``Rprop``, ...)
 * :mod:`fastopt.reference` -- the same rules in plain NumPy (test oracle, baseline)
+* :func:`fastopt.minimize` / :func:`fastopt.lbfgs` -- L-BFGS in C++ (``fastopt.lbfgs_minimize`` for SciPy)
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import _core, functional, optim, reference
-from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, Quickprop, RMSprop, Rprop
+from .lbfgs import OptimizeResult, lbfgs, lbfgs_minimize, minimize
+from .optim import LBFGS, SGD, Adagrad, Adam, AdamW, Optimizer, Quickprop, RMSprop, Rprop
 
 try:
     __version__ = _version("fastopt")
@@ -18,6 +20,7 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = [
     "functional", "optim", "reference", "show_runtime", "runtime_info",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop",
+    "minimize", "lbfgs", "lbfgs_minimize", "OptimizeResult", "LBFGS",
 ]
 
 
