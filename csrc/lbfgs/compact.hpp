@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "lbfgs/blocks.hpp"
+#include "lbfgs/chunk_kernels.hpp"
 
 namespace fastopt {
 
@@ -175,22 +176,6 @@ class LbfgsMemory {
 };
 
 // ----------------------------------------------------------------- the passes
-namespace lbfgs_detail {
-
-// The chunk of g as doubles: a copy for float, the data itself for double.
-template <class T>
-inline const double* as_double(const T* src, double* scratch, std::int64_t len) {
-  if constexpr (std::is_same_v<T, double>) {
-    (void)scratch;
-    (void)len;
-    return src;
-  } else {
-    for (std::int64_t j = 0; j < len; ++j) scratch[j] = src[j];
-    return scratch;
-  }
-}
-
-}  // namespace lbfgs_detail
 
 // Pass 1. Reads the stored pairs once. With a candidate (g_old != nullptr):
 // forms y = g_new - g_old into the spare y slot, s = alpha*d in place in the
@@ -221,75 +206,24 @@ void gradient_pass(LbfgsMemory<T>& mem, const T* g_new, const T* g_old, double a
 
   for_each_block(n, num_threads, [&](std::int64_t block, std::int64_t begin, std::int64_t end) {
     double* row = partials.row(block);
+    double* tail = row + 4 * k;
     double g_buf[kLbfgsChunk], y_buf[kLbfgsChunk];
-    double g_max = 0.0;
     for (std::int64_t c0 = begin; c0 < end; c0 += kLbfgsChunk) {
       const std::int64_t len = std::min(kLbfgsChunk, end - c0);
-      const double* gd = lbfgs_detail::as_double(g_new + c0, g_buf, len);
-      double dg = 0, sg = 0, yg = 0, sy = 0, yy = 0, l1 = 0, sq = 0;
-      if (candidate) {
-        T* __restrict dc = d + c0;
-        T* __restrict yc = y_new + c0;
-        const T* __restrict gn = g_new + c0;
-        const T* __restrict go = g_old + c0;
-        // d'g needs the unscaled direction: take it before scaling d into s.
-#pragma omp simd reduction(+ : dg)
-        for (std::int64_t j = 0; j < len; ++j) dg += static_cast<double>(dc[j]) * gd[j];
-        if (write_s) {
-#pragma omp simd
-          for (std::int64_t j = 0; j < len; ++j) dc[j] = alpha_t * dc[j];
-        }
-#pragma omp simd reduction(+ : sg, yg, sy, yy, l1, sq)
-        for (std::int64_t j = 0; j < len; ++j) {
-          const T yj = gn[j] - go[j];
-          yc[j] = yj;
-          const double gv = gd[j], yv = yj, sv = dc[j];
-          y_buf[j] = yv;
-          sg += sv * gv;
-          yg += yv * gv;
-          sy += sv * yv;
-          yy += yv * yv;
-          l1 += std::fabs(gv);
-          sq += gv * gv;
-        }
-      } else {
-#pragma omp simd reduction(+ : l1, sq)
-        for (std::int64_t j = 0; j < len; ++j) l1 += std::fabs(gd[j]), sq += gd[j] * gd[j];
-      }
-      double chunk_max = 0.0;
-#pragma omp simd reduction(max : chunk_max)
-      for (std::int64_t j = 0; j < len; ++j) {
-        const double a = std::fabs(gd[j]);
-        chunk_max = a > chunk_max ? a : chunk_max;
-      }
-      g_max = std::max(g_max, chunk_max);
-      double* tail = row + 4 * k;
-      tail[0] += dg, tail[1] += sg, tail[2] += yg, tail[3] += sy, tail[4] += yy, tail[5] += l1, tail[6] += sq;
-
+      const double* gd = g_buf;
+      if constexpr (std::is_same_v<T, double>) gd = g_new + c0;
+      else lbfgs_chunk::to_double(g_new + c0, g_buf, len);
+      const lbfgs_chunk::CandidateSums c =
+          candidate ? lbfgs_chunk::candidate(d + c0, y_new + c0, g_new + c0, g_old + c0, gd, y_buf, alpha_t,
+                                             write_s, len)
+                    : lbfgs_chunk::norms(g_new + c0, gd, len);
+      tail[0] += c.dg, tail[1] += c.sg, tail[2] += c.yg, tail[3] += c.sy, tail[4] += c.yy;
+      tail[5] += c.l1, tail[6] += c.sq, tail[7] = std::max(tail[7], c.max);
       for (int i = first; i < k; ++i) {
-        const T* __restrict sc = s_ptr[i] + c0;
-        const T* __restrict yc = y_ptr[i] + c0;
-        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        if (candidate) {
-#pragma omp simd reduction(+ : a0, a1, a2, a3)
-          for (std::int64_t j = 0; j < len; ++j) {
-            const double sv = sc[j], yv = yc[j];
-            a0 += sv * gd[j];
-            a1 += yv * gd[j];
-            a2 += sv * y_buf[j];
-            a3 += yv * y_buf[j];
-          }
-        } else {
-#pragma omp simd reduction(+ : a0, a1)
-          for (std::int64_t j = 0; j < len; ++j) {
-            a0 += static_cast<double>(sc[j]) * gd[j];
-            a1 += static_cast<double>(yc[j]) * gd[j];
-          }
-        }
-        row[4 * i] += a0, row[4 * i + 1] += a1, row[4 * i + 2] += a2, row[4 * i + 3] += a3;
+        if (candidate) lbfgs_chunk::pair_dots4(s_ptr[i] + c0, y_ptr[i] + c0, gd, y_buf, len, row + 4 * i);
+        else lbfgs_chunk::pair_dots2(s_ptr[i] + c0, y_ptr[i] + c0, gd, len, row + 4 * i);
       }
     }
-    row[4 * k + 7] = g_max;
   });
 
   std::vector<double> total(width);
@@ -351,26 +285,10 @@ double direction_pass(LbfgsMemory<T>& mem, const T* g, double cg, const double* 
     double slope = 0;
     for (std::int64_t c0 = begin; c0 < end; c0 += kLbfgsChunk) {
       const std::int64_t len = std::min(kLbfgsChunk, end - c0);
-      const T* __restrict gc = g + c0;
-#pragma omp simd
+      const T* gc = g + c0;
       for (std::int64_t j = 0; j < len; ++j) d_buf[j] = cg_t * gc[j];
-      for (int i = 0; i < k; ++i) {
-        const T* __restrict sc = s_ptr[i] + c0;
-        const T* __restrict yc = y_ptr[i] + c0;
-        const T a = cs_t[i], b = cy_t[i];
-#pragma omp simd
-        for (std::int64_t j = 0; j < len; ++j) d_buf[j] = d_buf[j] + a * sc[j] + b * yc[j];
-      }
-      T* __restrict dc = d + c0;
-      T* __restrict xt = x_trial + c0;
-      const T* __restrict xc = x + c0;
-#pragma omp simd reduction(+ : slope)
-      for (std::int64_t j = 0; j < len; ++j) {
-        const T dj = d_buf[j];
-        dc[j] = dj;
-        xt[j] = xc[j] + alpha_t * dj;
-        slope += static_cast<double>(dj) * static_cast<double>(gc[j]);
-      }
+      for (int i = 0; i < k; ++i) lbfgs_chunk::axpy2(d_buf, s_ptr[i] + c0, y_ptr[i] + c0, cs_t[i], cy_t[i], len);
+      slope += lbfgs_chunk::finish_direction(d_buf, d + c0, x + c0, x_trial + c0, gc, alpha_t, len);
     }
     partials.row(block)[0] = slope;
   });
