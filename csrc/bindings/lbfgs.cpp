@@ -1,5 +1,6 @@
-// pybind11 bindings of the L-BFGS driver: fastopt._core.Lbfgs, LbfgsOptions
-// and lbfgs_direction (a test hook into the same passes).
+// pybind11 bindings of the L-BFGS driver: fastopt._core.Lbfgs, LbfgsOptions,
+// lbfgs_direction (a test hook into the same passes) and lbfgs_roofline (the
+// benchmark's memory-traffic reference).
 //
 // The driver runs with the GIL released; it takes the GIL back only to call
 // the Python objective and callback. The objective sees read-only views of
@@ -13,6 +14,7 @@
 #include <memory>
 
 #include "lbfgs/driver.hpp"
+#include "lbfgs/roofline.hpp"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -327,6 +329,18 @@ void bind_lbfgs(py::module_& m) {
     if (g.dtype().is(py::dtype::of<double>())) return checked_direction<double>(s, y, g, m);
     return checked_direction<float>(s, y, g, m);
   }, "s"_a, "y"_a, "g"_a, "m"_a = 10);
+
+  m.def("lbfgs_roofline", [](std::int64_t n, const py::dtype& dtype, int m, int iterations, int warmup,
+                             int num_threads) {
+    if (n < 1 || m < 1 || iterations < 1 || warmup < 0 || num_threads < 0)
+      throw py::value_error("lbfgs_roofline needs n, m, iterations >= 1 and warmup, num_threads >= 0");
+    const bool is_double = dtype.is(py::dtype::of<double>());
+    if (!is_double && !dtype.is(py::dtype::of<float>())) throw py::type_error("lbfgs_roofline takes float32 or float64");
+    py::gil_scoped_release release;
+    return is_double ? lbfgs_roofline_seconds<double>(n, m, iterations, warmup, num_threads)
+                     : lbfgs_roofline_seconds<float>(n, m, iterations, warmup, num_threads);
+  }, "n"_a, "dtype"_a, "m"_a = 10, "iterations"_a = 25, "warmup"_a = 15, "num_threads"_a = 0,
+     "Seconds per iteration of a kernel moving the bytes of one L-BFGS iteration with trivial math (bench).");
 
   m.attr("LBFGS_CURVATURE_TOLERANCE") = kCurvatureTolerance;
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import numpy
 import typing
-__all__: list[str] = ['AdagradHyper', 'AdamHyper', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'PARALLEL_GRAIN', 'QuickpropHyper', 'RmspropHyper', 'RpropHyper', 'SgdHyper', 'adagrad', 'adam', 'kernel_target', 'lbfgs_direction', 'max_threads', 'quickprop', 'rmsprop', 'rprop', 'sgd']
+__all__: list[str] = ['AdagradHyper', 'AdamHyper', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'PARALLEL_GRAIN', 'QuickpropHyper', 'RmspropHyper', 'RpropHyper', 'SgdHyper', 'adagrad', 'adam', 'kernel_target', 'lbfgs_direction', 'lbfgs_roofline', 'max_threads', 'quickprop', 'rmsprop', 'rprop', 'sgd']
 class SgdHyper:
     def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
@@ -220,6 +220,10 @@ def kernel_target() -> str:
     ...
 def lbfgs_direction(s: numpy.ndarray, y: numpy.ndarray, g: numpy.ndarray, m: typing.SupportsInt | typing.SupportsIndex = 10) -> tuple:
     ...
+def lbfgs_roofline(n: typing.SupportsInt | typing.SupportsIndex, dtype: numpy.dtype[typing.Any], m: typing.SupportsInt | typing.SupportsIndex = 10, iterations: typing.SupportsInt | typing.SupportsIndex = 25, warmup: typing.SupportsInt | typing.SupportsIndex = 15, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> float:
+    """
+    Seconds per iteration of a kernel moving the bytes of one L-BFGS iteration with trivial math (bench).
+    """
 def max_threads() -> int:
     ...
 def quickprop(params: typing.Any, grads: typing.Any, prev_steps: typing.Any, prev_grads: typing.Any, hypers: collections.abc.Sequence[QuickpropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False) -> None:
