@@ -29,7 +29,10 @@ inline std::int64_t lbfgs_block_count(std::int64_t n) { return (n + kLbfgsBlock 
 
 // Calls body(block, begin, end) for every block. A parallel region is opened
 // only above the library's grain (a region costs microseconds) and only when
-// more than one thread is allowed; blocks are split statically.
+// more than one thread is allowed. Blocks are handed out dynamically: on a
+// shared machine a descheduled thread no longer holds half of every pass
+// hostage, and results cannot change (each block's sums are its own, added
+// in block order).
 template <class Body>
 void for_each_block(std::int64_t n, int num_threads, Body&& body) {
   const std::int64_t blocks = lbfgs_block_count(n);
@@ -37,7 +40,7 @@ void for_each_block(std::int64_t n, int num_threads, Body&& body) {
   int threads = num_threads > 0 ? num_threads : omp_get_max_threads();
   threads = static_cast<int>(std::min<std::int64_t>(threads, std::max<std::int64_t>(1, n / kParallelGrain)));
   if (threads > 1) {
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t b = 0; b < blocks; ++b) body(b, b * kLbfgsBlock, std::min(n, (b + 1) * kLbfgsBlock));
     return;
   }
