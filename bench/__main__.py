@@ -88,17 +88,27 @@ def markdown(rows) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="steps", choices=["steps"], help="which benchmark")
+    parser.add_argument("what", nargs="?", default="steps", choices=["steps", "lbfgs"],
+                        help="which benchmark (default: steps; lbfgs: fastopt.minimize vs SciPy L-BFGS-B)")
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6, 1e7],
                         help="element counts N (default: 1e3 1e4 1e5 1e6 1e7)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     parser.add_argument("--kernels", nargs="+", choices=[k.label for k in steps.KERNELS],
                         help="a subset of kernels (default: all)")
     parser.add_argument("--quick", action="store_true", help="N = 1e3 1e5 only, float32: a smoke run")
-    parser.add_argument("--json", default=os.path.join("bench", "results", "steps.json"),
-                        help="results as JSON, and a PNG beside it ('' to skip both)")
+    parser.add_argument("--json", default=None,
+                        help="results as JSON (default bench/results/WHAT.json), and a PNG beside it "
+                             "('' to skip both)")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
+    if args.json is None:
+        args.json = os.path.join("bench", "results", f"{args.what}.json")
+    if args.what == "lbfgs":
+        from . import lbfgs
+
+        sizes = args.sizes if args.sizes != parser.get_default("sizes") else [1e3, 1e4, 1e5, 1e6]
+        lbfgs.main([int(n) for n in sizes], [np.dtype(d).type for d in args.dtypes], args.json)
+        return 0
     if args.quick:
         args.sizes, args.dtypes = [1e3, 1e5], ["float32"]
     return run_steps(args)

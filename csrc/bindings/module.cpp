@@ -21,6 +21,8 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 
 namespace fastopt {
+void bind_lbfgs(py::module_& m);  // bindings/lbfgs.cpp
+
 namespace {
 
 // Threads for calls that pass num_threads=0; 0 means the OpenMP default
@@ -473,4 +475,5 @@ PYBIND11_MODULE(_core, m) {
   fastopt::bind_fast_steps(m);
   fastopt::bind_norm_and_roofline(m);
   fastopt::bind_runtime(m);
+  fastopt::bind_lbfgs(m);
 }

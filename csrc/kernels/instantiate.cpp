@@ -12,7 +12,8 @@ namespace fastopt {
 template <class T>
 static Kernels<T> make_kernels() {
   using namespace FASTOPT_TARGET_NAME;
-  return {&sgd<T>, &adagrad<T>, &rmsprop<T>, &adam<T>, &rprop<T>, &quickprop<T>, &roofline<T>, &grad_norm<T>};
+  return {&sgd<T>, &adagrad<T>, &rmsprop<T>, &adam<T>, &rprop<T>, &quickprop<T>, &roofline<T>, &grad_norm<T>,
+          lbfgs_chunk::chunk_kernels<T>()};
 }
 
 const KernelTable& FASTOPT_CAT(kernel_table_, FASTOPT_TARGET_NAME)() {

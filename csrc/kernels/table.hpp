@@ -5,6 +5,7 @@
 
 #include "kernels/adagrad.hpp"
 #include "kernels/adam.hpp"
+#include "lbfgs/chunk_kernels.hpp"
 #include "kernels/norm.hpp"
 #include "kernels/quickprop.hpp"
 #include "kernels/roofline.hpp"
@@ -24,6 +25,7 @@ struct Kernels {
   void (*quickprop)(const Batch<T>&, const QuickpropHyper*, std::size_t);
   void (*roofline)(const Batch<T>&, int n_written, int n_read);
   void (*grad_norm)(const Batch<T>&, NormType type, double* unit_out);
+  LbfgsChunkKernels<T> lbfgs;  // the L-BFGS passes' inner loops
 };
 
 struct KernelTable {

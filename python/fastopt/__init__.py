@@ -5,6 +5,7 @@
 * :mod:`fastopt.reference` -- the same rules in plain NumPy (test oracle, baseline)
 * :mod:`fastopt.schedules` -- learning-rate schedules (``StepLR``, ``CosineAnnealingLR``, ...)
 * :func:`fastopt.save` / :func:`fastopt.load` -- atomic, pickle-free ``.npz`` checkpoints
+* :func:`fastopt.minimize` / :func:`fastopt.lbfgs` -- L-BFGS in C++ (``fastopt.lbfgs_minimize`` for SciPy)
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
@@ -14,7 +15,8 @@ from .checkpoint import load, save
 from .clip import NonFiniteGradientError, clip_grad_norm_, clip_grad_value_, global_grad_norm
 from .flat import FlatBuffer
 from .functional import StepStats
-from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, Quickprop, RMSprop, Rprop
+from .lbfgs import OptimizeResult, lbfgs, lbfgs_minimize, minimize
+from .optim import LBFGS, SGD, Adagrad, Adam, AdamW, Optimizer, Quickprop, RMSprop, Rprop
 
 try:
     __version__ = _version("fastopt")
@@ -26,6 +28,7 @@ __all__ = [
     "clip_grad_norm_", "clip_grad_value_", "global_grad_norm", "NonFiniteGradientError", "StepStats",
     "runtime_info", "set_num_threads", "get_num_threads", "last_call_threads",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop",
+    "minimize", "lbfgs", "lbfgs_minimize", "OptimizeResult", "LBFGS",
 ]
 
 

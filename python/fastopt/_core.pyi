@@ -5,8 +5,9 @@ fastopt's C++ kernels (private; use fastopt.functional and fastopt.optim)
 """
 from __future__ import annotations
 import collections.abc
+import numpy
 import typing
-__all__: list[str] = ['AdagradHyper', 'AdamHyper', 'OPENMP', 'PARALLEL_GRAIN', 'QuickpropHyper', 'RmspropHyper', 'RpropHyper', 'SgdHyper', 'adagrad', 'adagrad_step', 'adam', 'adam_step', 'compiled_targets', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'quickprop', 'quickprop_step', 'rmsprop', 'rmsprop_step', 'roofline', 'rprop', 'rprop_step', 'select_target', 'set_num_threads', 'sgd', 'sgd_step', 'supported_targets']
+__all__: list[str] = ['AdagradHyper', 'AdamHyper', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'PARALLEL_GRAIN', 'QuickpropHyper', 'RmspropHyper', 'RpropHyper', 'SgdHyper', 'adagrad', 'adagrad_step', 'adam', 'adam_step', 'compiled_targets', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'quickprop', 'quickprop_step', 'rmsprop', 'rmsprop_step', 'roofline', 'rprop', 'rprop_step', 'select_target', 'set_num_threads', 'sgd', 'sgd_step', 'supported_targets']
 class SgdHyper:
     def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
         ...
@@ -226,6 +227,60 @@ class QuickpropHyper:
     @property
     def weight_decay(self) -> float:
         ...
+class LbfgsOptions:
+    def __init__(self, *, gtol: typing.SupportsFloat | typing.SupportsIndex = 1e-05, ftol: typing.SupportsFloat | typing.SupportsIndex = 2.220446049250313e-09, maxiter: typing.SupportsInt | typing.SupportsIndex = 15000, maxfun: typing.SupportsInt | typing.SupportsIndex = 15000, maxls: typing.SupportsInt | typing.SupportsIndex = 20, line_search: str = 'strong_wolfe', c1: typing.SupportsFloat | typing.SupportsIndex = 0.0001, c2: typing.SupportsFloat | typing.SupportsIndex = 0.9, initial_step: typing.SupportsFloat | typing.SupportsIndex = 1.0, first_step: str = 'l1', num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+        ...
+    @property
+    def c1(self) -> float:
+        ...
+    @property
+    def c2(self) -> float:
+        ...
+    @property
+    def first_step(self) -> str:
+        ...
+    @property
+    def ftol(self) -> float:
+        ...
+    @property
+    def gtol(self) -> float:
+        ...
+    @property
+    def initial_step(self) -> float:
+        ...
+    @property
+    def line_search(self) -> str:
+        ...
+    @property
+    def maxfun(self) -> int:
+        ...
+    @property
+    def maxiter(self) -> int:
+        ...
+    @property
+    def maxls(self) -> int:
+        ...
+    @property
+    def num_threads(self) -> int:
+        ...
+class Lbfgs:
+    def __init__(self, n: typing.SupportsInt | typing.SupportsIndex, dtype: numpy.dtype[typing.Any], history_size: typing.SupportsInt | typing.SupportsIndex = 10) -> None:
+        ...
+    def get_state(self) -> dict:
+        ...
+    def run(self, fun: typing.Any, x: numpy.ndarray, options: LbfgsOptions, grad_inplace: bool = False, callback: typing.Any = None) -> dict:
+        ...
+    def set_state(self, state: dict) -> None:
+        ...
+    @property
+    def dtype(self) -> numpy.dtype[typing.Any]:
+        ...
+    @property
+    def history_size(self) -> int:
+        ...
+    @property
+    def n(self) -> int:
+        ...
 def adagrad(params: typing.Any, grads: typing.Any, state_sums: typing.Any, hypers: collections.abc.Sequence[AdagradHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
     ...
 def adagrad_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.SupportsFloat | typing.SupportsIndex, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: bool, arg8: typing.SupportsInt | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: typing.SupportsFloat | typing.SupportsIndex, arg12: typing.SupportsFloat | typing.SupportsIndex, arg13: typing.SupportsInt | typing.SupportsIndex, arg14: bool) -> typing.Any:
@@ -253,6 +308,12 @@ def kernel_target() -> str:
 def last_call_threads() -> int:
     """
     Threads the most recent kernel call ran on (1 below the parallel grain).
+    """
+def lbfgs_direction(s: numpy.ndarray, y: numpy.ndarray, g: numpy.ndarray, m: typing.SupportsInt | typing.SupportsIndex = 10) -> tuple:
+    ...
+def lbfgs_roofline(n: typing.SupportsInt | typing.SupportsIndex, dtype: numpy.dtype[typing.Any], m: typing.SupportsInt | typing.SupportsIndex = 10, iterations: typing.SupportsInt | typing.SupportsIndex = 25, warmup: typing.SupportsInt | typing.SupportsIndex = 15, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> float:
+    """
+    Seconds per iteration of a kernel moving the bytes of one L-BFGS iteration with trivial math (bench).
     """
 def quickprop(params: typing.Any, grads: typing.Any, prev_steps: typing.Any, prev_grads: typing.Any, hypers: collections.abc.Sequence[QuickpropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
     ...
@@ -287,5 +348,6 @@ def supported_targets() -> list[str]:
     """
     Compiled SIMD targets this CPU and OS can run.
     """
+LBFGS_CURVATURE_TOLERANCE: float = 1e-10
 OPENMP: bool = True
 PARALLEL_GRAIN: int = 32768

@@ -1,0 +1,348 @@
+// pybind11 bindings of the L-BFGS driver: fastopt._core.Lbfgs, LbfgsOptions,
+// lbfgs_direction (a test hook into the same passes) and lbfgs_roofline (the
+// benchmark's memory-traffic reference).
+//
+// The driver runs with the GIL released; it takes the GIL back only to call
+// the Python objective and callback. The objective sees read-only views of
+// the solver's own x buffers (no copy per call) and, with grad_inplace=True,
+// writes the gradient straight into the solver's buffer.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+
+#include "lbfgs/driver.hpp"
+#include "lbfgs/roofline.hpp"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace fastopt {
+namespace {
+
+LineSearchKind parse_line_search(const std::string& name) {
+  if (name == "strong_wolfe") return LineSearchKind::kMoreThuente;
+  if (name == "backtracking") return LineSearchKind::kBacktracking;
+  if (name == "fixed") return LineSearchKind::kFixed;
+  throw py::value_error("invalid line_search: '" + name + "' (expected 'strong_wolfe', 'backtracking' or 'fixed')");
+}
+
+FirstStep parse_first_step(const std::string& name) {
+  if (name == "l1") return FirstStep::kL1;
+  if (name == "l2") return FirstStep::kL2;
+  throw py::value_error("invalid first_step: '" + name + "' (expected 'l1' or 'l2')");
+}
+
+const char* line_search_name(LineSearchKind kind) {
+  switch (kind) {
+    case LineSearchKind::kMoreThuente: return "strong_wolfe";
+    case LineSearchKind::kBacktracking: return "backtracking";
+    case LineSearchKind::kFixed: return "fixed";
+  }
+  return "?";
+}
+
+std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr("__name__")); }
+
+std::string shape_text(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += std::to_string(a.shape(d)) + (a.ndim() == 1 || d + 1 < a.ndim() ? "," : "");
+  return s + ")";
+}
+
+// The objective value: a Python number or a 0-d array.
+double objective_value(py::handle r) {
+  if (py::isinstance<py::array>(r) && py::reinterpret_borrow<py::array>(r).ndim() != 0)
+    throw py::type_error("fun must return a scalar objective value, got an array of shape " +
+                         shape_text(py::reinterpret_borrow<py::array>(r)));
+  const double f = PyFloat_AsDouble(r.ptr());
+  if (f == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::type_error("fun must return a real number as the objective value, got " + type_name(r));
+  }
+  return f;
+}
+
+template <class T>
+py::array_t<T> new_vector(std::int64_t n) { return py::array_t<T>(static_cast<py::ssize_t>(n)); }
+
+// The solver for one dtype: the driver, its x/g buffers (NumPy arrays, so a
+// view the objective kept stays valid) and the views handed to Python.
+template <class T>
+struct Solver {
+  Solver(std::int64_t n, int m) : driver(n, m) {
+    for (int k = 0; k < 2; ++k) {
+      x[k] = new_vector<T>(n);
+      g[k] = new_vector<T>(n);
+      x_view[k] = x[k].attr("view")();
+      x_view[k].attr("flags").attr("writeable") = false;
+      ws.x[k] = x[k].mutable_data();
+      ws.g[k] = g[k].mutable_data();
+    }
+  }
+  LbfgsDriver<T> driver;
+  py::array_t<T> x[2], g[2];
+  py::array x_view[2];
+  LbfgsWorkspace<T> ws;
+};
+
+// Calls the Python objective (with the GIL) for the driver.
+template <class T>
+struct PythonObjective {
+  Solver<T>& solver;
+  py::object fun;
+  bool grad_inplace;
+  std::int64_t n;
+
+  double operator()(const T* x, T* g) const {
+    py::gil_scoped_acquire gil;
+    const int xs = x == solver.ws.x[0] ? 0 : 1;
+    const int gs = g == solver.ws.g[0] ? 0 : 1;
+    if (grad_inplace) return objective_value(fun(solver.x_view[xs], solver.g[gs]));
+    py::object r = fun(solver.x_view[xs]);
+    if (!(py::isinstance<py::tuple>(r) || py::isinstance<py::list>(r)) || py::len(r) != 2)
+      throw py::type_error("with jac=True, fun must return a pair (f, g), got " + type_name(r));
+    const double f = objective_value(r[py::int_(0)]);
+    py::object grad = r[py::int_(1)];
+    auto arr = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(grad);
+    if (!arr) {
+      PyErr_Clear();
+      throw py::type_error("fun returned a gradient of type " + type_name(grad) + "; expected an array of floats");
+    }
+    if (arr.ndim() != 1 || arr.shape(0) != n)
+      throw py::value_error("fun returned a gradient of shape " + shape_text(arr) + " but x has shape (" +
+                            std::to_string(n) + ",)");
+    std::memcpy(g, arr.data(), static_cast<std::size_t>(n) * sizeof(T));
+    return f;
+  }
+};
+
+template <class T>
+struct PythonCallback {
+  Solver<T>& solver;
+  py::object callback;
+
+  bool operator()(const T* x, double f, std::int64_t nit) const {
+    if (callback.is_none()) return false;
+    py::gil_scoped_acquire gil;
+    return py::bool_(callback(solver.x_view[x == solver.ws.x[0] ? 0 : 1], f, nit));
+  }
+};
+
+// One solver object per problem (type-erased over the dtype).
+class Lbfgs {
+ public:
+  Lbfgs(std::int64_t n, const py::dtype& dtype, int history_size) : n_(n), m_(history_size) {
+    if (n < 1) throw py::value_error("the problem needs at least one variable, got n=" + std::to_string(n));
+    if (history_size < 1)
+      throw py::value_error("invalid maxcor (history size): " + std::to_string(history_size) + " (must be >= 1)");
+    if (dtype.is(py::dtype::of<double>())) f64_ = std::make_unique<Solver<double>>(n, history_size);
+    else if (dtype.is(py::dtype::of<float>())) f32_ = std::make_unique<Solver<float>>(n, history_size);
+    else throw py::type_error("L-BFGS runs in float32 or float64, got dtype " + std::string(py::str(dtype)));
+  }
+
+  std::int64_t n() const { return n_; }
+  int history_size() const { return m_; }
+  py::dtype dtype() const { return f64_ ? py::dtype::of<double>() : py::dtype::of<float>(); }
+
+  // Minimizes from x (updated in place to the result). Returns the result's fields.
+  py::dict run(py::object fun, py::array x, const LbfgsOptions& options, bool grad_inplace, py::object callback) {
+    options.validate();
+    if (f64_) return run_typed(*f64_, fun, x, options, grad_inplace, callback);
+    return run_typed(*f32_, fun, x, options, grad_inplace, callback);
+  }
+
+  py::dict get_state() const { return f64_ ? state_of(*f64_) : state_of(*f32_); }
+  void set_state(const py::dict& state) { f64_ ? load_state(*f64_, state) : load_state(*f32_, state); }
+
+ private:
+  template <class T>
+  void check_x(const py::array& x) const {
+    if (!x.dtype().is(py::dtype::of<T>()))
+      throw py::type_error("x has dtype " + std::string(py::str(x.dtype())) + " but the solver runs in " +
+                           std::string(py::str(py::dtype::of<T>())));
+    if (x.ndim() != 1 || x.shape(0) != n_)
+      throw py::value_error("x has shape " + shape_text(x) + " but the solver has n=" + std::to_string(n_));
+    if (!(x.flags() & py::array::c_style) || !x.writeable())
+      throw py::value_error("x must be a writeable C-contiguous array (it receives the result)");
+  }
+
+  template <class T>
+  py::dict run_typed(Solver<T>& s, py::object fun, py::array x, const LbfgsOptions& options, bool grad_inplace,
+                     py::object callback) {
+    check_x<T>(x);
+    const std::size_t bytes = static_cast<std::size_t>(n_) * sizeof(T);
+    std::memcpy(s.ws.x[0], x.data(), bytes);
+    PythonObjective<T> objective{s, std::move(fun), grad_inplace, n_};
+    PythonCallback<T> on_iteration{s, std::move(callback)};
+    LbfgsResult res;
+    {
+      py::gil_scoped_release release;
+      res = s.driver.run(s.ws, options, objective, on_iteration);
+    }
+    std::memcpy(x.mutable_data(), s.ws.x[res.slot], bytes);
+    py::array_t<T> jac = new_vector<T>(n_);
+    std::memcpy(jac.mutable_data(), s.ws.g[res.slot], bytes);
+    return py::dict("status"_a = res.status, "message"_a = res.message, "fun"_a = res.f, "jac"_a = jac,
+                    "nit"_a = res.nit, "nfev"_a = res.nfev, "njev"_a = res.nfev, "nskipped"_a = res.nskipped,
+                    "nrestart"_a = res.nrestart, "grad_inf_norm"_a = res.g_max);
+  }
+
+  template <class T>
+  static py::dict state_of(const Solver<T>& s) {
+    const LbfgsMemory<T>& mem = s.driver.memory();
+    const int k = mem.size();
+    const auto n = static_cast<py::ssize_t>(mem.n());
+    const std::vector<py::ssize_t> pairs_shape{k, n}, small_shape{k, k};
+    py::array_t<T> s_rows(pairs_shape), y_rows(pairs_shape);
+    py::array_t<double> r(small_shape), yy(small_shape);
+    for (int i = 0; i < k; ++i) {
+      std::memcpy(s_rows.mutable_data(i), mem.s(i), sizeof(T) * n);
+      std::memcpy(y_rows.mutable_data(i), mem.y(i), sizeof(T) * n);
+      for (int j = 0; j < k; ++j) {
+        *r.mutable_data(i, j) = i <= j ? mem.r(i, j) : 0.0;
+        *yy.mutable_data(i, j) = mem.yy(i, j);
+      }
+    }
+    return py::dict("s"_a = s_rows, "y"_a = y_rows, "sy"_a = r, "yy"_a = yy, "gamma"_a = mem.gamma(),
+                    "n_iter"_a = s.driver.total_iterations, "func_evals"_a = s.driver.total_evaluations,
+                    "skipped"_a = s.driver.total_skipped);
+  }
+
+  template <class T>
+  void load_state(Solver<T>& s, const py::dict& state) {
+    for (const char* key : {"s", "y", "sy", "yy", "gamma", "n_iter", "func_evals", "skipped"})
+      if (!state.contains(key)) throw py::value_error(std::string("L-BFGS state is missing '") + key + "'");
+    auto s_rows = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(state["s"]);
+    auto y_rows = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(state["y"]);
+    auto r = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(state["sy"]);
+    auto yy = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(state["yy"]);
+    if (!s_rows || !y_rows || !r || !yy) throw py::type_error("L-BFGS state arrays must be numeric arrays");
+    const py::ssize_t k = s_rows.ndim() == 2 ? s_rows.shape(0) : -1;
+    if (s_rows.ndim() != 2 || s_rows.shape(1) != n_ || y_rows.ndim() != 2 || y_rows.shape(0) != k ||
+        y_rows.shape(1) != n_ || k > m_)
+      throw py::value_error("L-BFGS state 's' and 'y' must have shape (k, " + std::to_string(n_) + ") with k <= " +
+                            std::to_string(m_) + ", got " + shape_text(s_rows) + " and " + shape_text(y_rows));
+    if (r.ndim() != 2 || r.shape(0) != k || r.shape(1) != k || yy.ndim() != 2 || yy.shape(0) != k || yy.shape(1) != k)
+      throw py::value_error("L-BFGS state 'sy' and 'yy' must have shape (k, k) for k = " + std::to_string(k));
+    s.driver.memory().load(static_cast<int>(k), s_rows.data(), y_rows.data(), r.data(), yy.data(),
+                           py::cast<double>(state["gamma"]));
+    s.driver.total_iterations = py::cast<std::int64_t>(state["n_iter"]);
+    s.driver.total_evaluations = py::cast<std::int64_t>(state["func_evals"]);
+    s.driver.total_skipped = py::cast<std::int64_t>(state["skipped"]);
+  }
+
+  std::int64_t n_;
+  int m_;
+  std::unique_ptr<Solver<float>> f32_;
+  std::unique_ptr<Solver<double>> f64_;
+};
+
+// -H g from the given pairs, through the driver's own passes: each pair
+// enters the memory exactly as in a run (pass 1 with the pair as candidate,
+// the curvature test, the ring update), then pass 2 forms the direction.
+// Returns (d, number of pairs skipped by the curvature test).
+template <class T>
+py::tuple direction_from_pairs(const py::array_t<T, py::array::c_style>& s, const py::array_t<T, py::array::c_style>& y,
+                               const py::array_t<T, py::array::c_style>& g, int m) {
+  const std::int64_t n = g.shape(0);
+  const py::ssize_t k = s.shape(0);
+  LbfgsMemory<T> mem(n, m);
+  BlockPartials partials;
+  GradientDots dots;
+  std::vector<double> a, b;
+  std::vector<T> zeros(static_cast<std::size_t>(n), T(0));
+  int skipped = 0;
+  {
+    py::gil_scoped_release release;
+    for (py::ssize_t i = 0; i < k; ++i) {
+      // As candidate: d = s_i (alpha = 1) and y = g_new - g_old = y_i - 0.
+      std::memcpy(mem.spare_s(), s.data(i), sizeof(T) * n);
+      gradient_pass(mem, y.data(i), zeros.data(), 1.0, 0, partials, dots);
+      if (!update_memory(mem, dots, y.data(i), 0, partials, a, b)) ++skipped;
+    }
+    gradient_pass(mem, g.data(), static_cast<const T*>(nullptr), 1.0, 0, partials, dots);
+    double cg;
+    std::vector<double> cs(mem.size()), cy(mem.size());
+    mem.direction_coefficients(dots.sg.data(), dots.yg.data(), cg, cs.data(), cy.data());
+    std::vector<T> trial(static_cast<std::size_t>(n));
+    direction_pass(mem, g.data(), cg, cs.data(), cy.data(), zeros.data(), 0.0, trial.data(), 0, partials);
+  }
+  py::array_t<T> d = new_vector<T>(n);
+  std::memcpy(d.mutable_data(), mem.spare_s(), sizeof(T) * n);
+  return py::make_tuple(d, skipped);
+}
+
+template <class T>
+py::tuple checked_direction(const py::array& s, const py::array& y, const py::array& g, int m) {
+  if (g.ndim() != 1 || s.ndim() != 2 || y.ndim() != 2 || s.shape(1) != g.shape(0) || y.shape(0) != s.shape(0) ||
+      y.shape(1) != g.shape(0))
+    throw py::value_error("lbfgs_direction takes s and y of shape (k, n) and g of shape (n,)");
+  if (g.shape(0) < 1 || m < 1) throw py::value_error("lbfgs_direction needs n >= 1 and m >= 1");
+  using Arr = py::array_t<T, py::array::c_style>;
+  for (const py::array* a : {&s, &y, &g})
+    if (!a->dtype().is(py::dtype::of<T>()) || !(a->flags() & py::array::c_style))
+      throw py::type_error("lbfgs_direction takes C-contiguous arrays of one dtype");
+  return direction_from_pairs<T>(py::reinterpret_borrow<Arr>(s), py::reinterpret_borrow<Arr>(y),
+                                 py::reinterpret_borrow<Arr>(g), m);
+}
+
+}  // namespace
+
+void bind_lbfgs(py::module_& m) {
+  py::class_<LbfgsOptions>(m, "LbfgsOptions")
+      .def(py::init([](double gtol, double ftol, std::int64_t maxiter, std::int64_t maxfun, int maxls,
+                       const std::string& line_search, double c1, double c2, double initial_step,
+                       const std::string& first_step, int num_threads) {
+             LbfgsOptions o;
+             o.gtol = gtol, o.ftol = ftol, o.maxiter = maxiter, o.maxfun = maxfun, o.maxls = maxls;
+             o.line_search = parse_line_search(line_search);
+             o.c1 = c1, o.c2 = c2, o.initial_step = initial_step, o.num_threads = num_threads;
+             o.first_step = parse_first_step(first_step);
+             o.validate();
+             return o;
+           }),
+           py::kw_only(), "gtol"_a = 1e-5, "ftol"_a = 2.2204460492503131e-09, "maxiter"_a = 15000,
+           "maxfun"_a = 15000, "maxls"_a = 20, "line_search"_a = "strong_wolfe", "c1"_a = 1e-4, "c2"_a = 0.9,
+           "initial_step"_a = 1.0, "first_step"_a = "l1", "num_threads"_a = 0)
+      .def_readonly("gtol", &LbfgsOptions::gtol).def_readonly("ftol", &LbfgsOptions::ftol)
+      .def_readonly("maxiter", &LbfgsOptions::maxiter).def_readonly("maxfun", &LbfgsOptions::maxfun)
+      .def_readonly("maxls", &LbfgsOptions::maxls)
+      .def_property_readonly("line_search", [](const LbfgsOptions& o) { return line_search_name(o.line_search); })
+      .def_readonly("c1", &LbfgsOptions::c1).def_readonly("c2", &LbfgsOptions::c2)
+      .def_readonly("initial_step", &LbfgsOptions::initial_step)
+      .def_property_readonly("first_step", [](const LbfgsOptions& o) { return o.first_step == FirstStep::kL1 ? "l1" : "l2"; })
+      .def_readonly("num_threads", &LbfgsOptions::num_threads);
+
+  py::class_<Lbfgs>(m, "Lbfgs")
+      .def(py::init<std::int64_t, const py::dtype&, int>(), "n"_a, "dtype"_a, "history_size"_a = 10)
+      .def_property_readonly("n", &Lbfgs::n)
+      .def_property_readonly("history_size", &Lbfgs::history_size)
+      .def_property_readonly("dtype", &Lbfgs::dtype)
+      .def("run", &Lbfgs::run, "fun"_a, "x"_a, "options"_a, "grad_inplace"_a = false, "callback"_a = py::none())
+      .def("get_state", &Lbfgs::get_state)
+      .def("set_state", &Lbfgs::set_state, "state"_a);
+
+  m.def("lbfgs_direction", [](const py::array& s, const py::array& y, const py::array& g, int m) {
+    if (g.dtype().is(py::dtype::of<double>())) return checked_direction<double>(s, y, g, m);
+    return checked_direction<float>(s, y, g, m);
+  }, "s"_a, "y"_a, "g"_a, "m"_a = 10);
+
+  m.def("lbfgs_roofline", [](std::int64_t n, const py::dtype& dtype, int m, int iterations, int warmup,
+                             int num_threads) {
+    if (n < 1 || m < 1 || iterations < 1 || warmup < 0 || num_threads < 0)
+      throw py::value_error("lbfgs_roofline needs n, m, iterations >= 1 and warmup, num_threads >= 0");
+    const bool is_double = dtype.is(py::dtype::of<double>());
+    if (!is_double && !dtype.is(py::dtype::of<float>())) throw py::type_error("lbfgs_roofline takes float32 or float64");
+    py::gil_scoped_release release;
+    return is_double ? lbfgs_roofline_seconds<double>(n, m, iterations, warmup, num_threads)
+                     : lbfgs_roofline_seconds<float>(n, m, iterations, warmup, num_threads);
+  }, "n"_a, "dtype"_a, "m"_a = 10, "iterations"_a = 25, "warmup"_a = 15, "num_threads"_a = 0,
+     "Seconds per iteration of a kernel moving the bytes of one L-BFGS iteration with trivial math (bench).");
+
+  m.attr("LBFGS_CURVATURE_TOLERANCE") = kCurvatureTolerance;
+}
+
+}  // namespace fastopt
