@@ -2,7 +2,7 @@
 // pass over p, g, sum.
 //
 //   g = pre(g);  clr = lr / (1 + (t-1)*lr_decay);  p = p*(1 - clr*wd) if decoupled
-//   sum = sum + g*g;  p = prox_l1(p - clr * g / (sqrt(sum) + eps), clr*l1)
+//   sum = sum + g*g;  p = prox_l1<kExtras>(p - clr * g / (sqrt(sum) + eps), clr*l1)
 #pragma once
 
 #include "kernels/common.hpp"
@@ -45,20 +45,20 @@ struct AdagradScalars {
         eps(static_cast<T>(h.eps)) {}
 };
 
-template <class T, bool kStats>
+template <class T, bool kStats, bool kExtras>
 FASTOPT_NOINLINE void adagrad_span(const AdagradScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict sum,
                   std::int64_t n, double (&sums)[kStatFields]) {
-  const SharedScalars<T> pre = s.pre;
+  const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
   const T decay = s.decay, tau = s.tau, clr = s.clr, eps = s.eps;
   double gs = 0, ps = 0, us = 0, nf = 0;
 #pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
     const T g_raw = g[i], param0 = p[i];
-    const T grad = pre.grad(g_raw, param0);
-    const T param = param0 * decay;
+    const T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
+    const T param = kExtras ? param0 * decay : param0;
     const T acc = sum[i] + grad * grad;
     sum[i] = acc;
-    const T updated = prox_l1(param - clr * (grad / (std::sqrt(acc) + eps)), tau);
+    const T updated = prox_l1<kExtras>(param - clr * (grad / (std::sqrt(acc) + eps)), tau);
     p[i] = updated;
     if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
   }
@@ -71,9 +71,10 @@ template <class T>
 void adagrad(const Batch<T>& batch, const AdagradHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::AdagradScalars<T>> scalars(hypers, hypers + n_hypers);
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
+    const auto& s = scalars[hyper_of(batch, t)];
     double sums[kStatFields] = {};
-    with_stats_flag(batch, [&](auto stats) {
-      detail::adagrad_span<T, decltype(stats)::value>(scalars[hyper_of(batch, t)], role_ptr(batch, kAdagradParam, t) + b,
+    with_flags(batch, s.pre.extras, [&](auto stats, auto extras) {
+      detail::adagrad_span<T, decltype(stats)::value, decltype(extras)::value>(s, role_ptr(batch, kAdagradParam, t) + b,
                                                       role_ptr(batch, kAdagradGrad, t) + b,
                                                       role_ptr(batch, kAdagradSum, t) + b, e - b, sums);
     });

@@ -3,7 +3,7 @@
 //
 //   g = pre(g) (maximize, clipping, coupled L2)  |  p = p*(1 - lr*wd) (decoupled: AdamW)
 //   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;  vhat = amsgrad ? (vmax = max(vmax, v)) : v
-//   p = prox_l1(p - (lr/bc1) * m / (sqrt(vhat)/sqrt(bc2) + eps), lr*l1),  bc_k = 1 - b_k^t
+//   p = prox_l1<kExtras>(p - (lr/bc1) * m / (sqrt(vhat)/sqrt(bc2) + eps), lr*l1),  bc_k = 1 - b_k^t
 //
 // Divides and square roots bound this loop (they are not faster per element
 // with wider vectors on current x86 cores), so the division by sqrt(bc2) is a
@@ -64,10 +64,10 @@ struct AdamScalars {
   }
 };
 
-template <class T, bool kAmsgrad, bool kStats>
+template <class T, bool kAmsgrad, bool kStats, bool kExtras>
 FASTOPT_NOINLINE void adam_span(const AdamScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict m,
                T* __restrict v, T* __restrict vmax, std::int64_t n, double (&sums)[kStatFields]) {
-  const SharedScalars<T> pre = s.pre;
+  const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
   const T decay = s.decay, tau = s.tau, beta1 = s.beta1, one_minus_beta1 = s.one_minus_beta1;
   const T beta2 = s.beta2, one_minus_beta2 = s.one_minus_beta2, step_size = s.step_size;
   const T inv_bc2_sqrt = s.inv_bc2_sqrt, eps = s.eps;
@@ -75,8 +75,8 @@ FASTOPT_NOINLINE void adam_span(const AdamScalars<T> s, T* __restrict p, const T
 #pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
     const T g_raw = g[i], param0 = p[i];
-    const T grad = pre.grad(g_raw, param0);
-    const T param = param0 * decay;
+    const T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
+    const T param = kExtras ? param0 * decay : param0;
     const T mi = beta1 * m[i] + one_minus_beta1 * grad;
     const T vi = beta2 * v[i] + one_minus_beta2 * (grad * grad);
     T vhat = vi;
@@ -86,7 +86,7 @@ FASTOPT_NOINLINE void adam_span(const AdamScalars<T> s, T* __restrict p, const T
     }
     m[i] = mi;
     v[i] = vi;
-    const T updated = prox_l1(param - step_size * (mi / (std::sqrt(vhat) * inv_bc2_sqrt + eps)), tau);
+    const T updated = prox_l1<kExtras>(param - step_size * (mi / (std::sqrt(vhat) * inv_bc2_sqrt + eps)), tau);
     p[i] = updated;
     if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
   }
@@ -102,14 +102,14 @@ void adam(const Batch<T>& batch, const AdamHyper* hypers, std::size_t n_hypers) 
     const auto& s = scalars[hyper_of(batch, t)];
     T* vmax = role_ptr(batch, kAdamMaxExpAvgSq, t);
     double sums[kStatFields] = {};
-    auto run = [&](auto amsgrad, auto stats) {
-      detail::adam_span<T, decltype(amsgrad)::value, decltype(stats)::value>(
+    auto run = [&](auto amsgrad, auto stats, auto extras) {
+      detail::adam_span<T, decltype(amsgrad)::value, decltype(stats)::value, decltype(extras)::value>(
           s, role_ptr(batch, kAdamParam, t) + b, role_ptr(batch, kAdamGrad, t) + b, role_ptr(batch, kAdamExpAvg, t) + b,
           role_ptr(batch, kAdamExpAvgSq, t) + b, vmax ? vmax + b : nullptr, e - b, sums);
     };
-    with_stats_flag(batch, [&](auto stats) {
-      if (s.amsgrad) run(std::true_type{}, stats);
-      else run(std::false_type{}, stats);
+    with_flags(batch, s.pre.extras, [&](auto stats, auto extras) {
+      if (s.amsgrad) run(std::true_type{}, stats, extras);
+      else run(std::false_type{}, stats, extras);
     });
     if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });

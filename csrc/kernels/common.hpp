@@ -225,7 +225,7 @@ inline void accumulate_stats(T g_raw, T param_before, T param_after, double& gra
   grad_sq += g * g;
   param_sq += p * p;
   update_sq += du * du;
-  nonfinite += (g_raw - g_raw == T(0)) ? 0.0 : 1.0;
+  nonfinite += (g - g == 0.0) ? 0.0 : 1.0;
 }
 
 inline void add_sums(double (&sums)[kStatFields], double grad_sq, double param_sq, double update_sq,
@@ -236,13 +236,17 @@ inline void add_sums(double (&sums)[kStatFields], double grad_sq, double param_s
   sums[kStatNonfinite] += nonfinite;
 }
 
-// Calls fn(std::true_type{}) when the batch collects statistics, else
-// fn(std::false_type{}): the loops are compiled both ways, so a step that does
-// not ask for statistics does not pay for them.
+// Calls fn(stats, extras) with std::true_type/std::false_type for "the batch
+// collects statistics" and "clipping or regularization beyond coupled L2 is in
+// use": the loops are compiled each way, so a plain step pays for neither.
 template <class T, class Fn>
-inline void with_stats_flag(const Batch<T>& batch, Fn&& fn) {
-  if (batch.unit_stats) fn(std::true_type{});
-  else fn(std::false_type{});
+inline void with_flags(const Batch<T>& batch, bool extras, Fn&& fn) {
+  auto with_extras = [&](auto stats) {
+    if (extras) fn(stats, std::true_type{});
+    else fn(stats, std::false_type{});
+  };
+  if (batch.unit_stats) with_extras(std::true_type{});
+  else with_extras(std::false_type{});
 }
 
 // The shared preprocessing and regularization of SharedHyper, as T values so
@@ -251,23 +255,33 @@ template <class T>
 struct SharedScalars {
   T sign, grad_scale, clip, coupled_wd, wd, l1;
 
+  bool extras;  // any of scaling, value clipping, L1 or decoupled decay in use
+
   SharedScalars(const SharedHyper& h, double weight_decay, bool maximize)
       : sign(maximize ? T(-1) : T(1)),
         grad_scale(static_cast<T>(h.grad_scale)),
         clip(static_cast<T>(h.clip_value)),
         coupled_wd(static_cast<T>(h.decoupled_weight_decay ? 0.0 : weight_decay)),
         wd(static_cast<T>(weight_decay)),
-        l1(static_cast<T>(h.l1)) {}
+        l1(static_cast<T>(h.l1)),
+        extras(h.grad_scale != 1.0 || h.clip_value != HUGE_VAL || h.l1 != 0.0 || h.decoupled_weight_decay) {}
+};
 
-  // maximize, clipping (scale, then value), coupled L2, in that order.
-  T grad(T g, T param) const {
-    g = g * sign;
+// The gradient an optimizer uses: maximize, clipping (scale, then value),
+// coupled L2, in that order. kExtras false: no scaling or clipping in use
+// (compiled out; the same bits, since g*1 and clamping to +-inf change
+// nothing). Free over scalars held in the caller's locals: the form GCC
+// vectorizes in every kernel (a member call on the struct sometimes is not).
+template <bool kExtras, class T>
+inline T preprocess_grad(T g, T param, T sign, T grad_scale, T clip, T coupled_wd) {
+  g = g * sign;
+  if constexpr (kExtras) {
     g = g * grad_scale;
     g = g > clip ? clip : (g < -clip ? -clip : g);
-    if (coupled_wd != T(0)) g = g + coupled_wd * param;
-    return g;
   }
-};
+  if (coupled_wd != T(0)) g = g + coupled_wd * param;
+  return g;
+}
 
 // The decoupled decay factor 1 - lr*wd, computed once in double.
 inline double decoupled_decay(const SharedHyper& h, double lr, double weight_decay) {
@@ -275,8 +289,9 @@ inline double decoupled_decay(const SharedHyper& h, double lr, double weight_dec
 }
 
 // L1 proximal step with threshold tau = lr*l1 (no-op, NaN kept, when tau is 0).
-template <class T>
+template <bool kExtras, class T>
 inline T prox_l1(T p, T tau) {
+  if constexpr (!kExtras) return p;
   const T shrunk = std::fabs(p) - tau;
   const T thresholded = shrunk > T(0) ? std::copysign(shrunk, p) : T(0);
   return tau > T(0) ? thresholded : p;

@@ -10,7 +10,7 @@
 //                    + (mu*d               if s > shrink*sp   (maximum growth)
 //                       d*s/(sp - s)       otherwise          (secant jump))
 //   else (gradient mode): step = lr*s + momentum*d
-//   p = prox_l1(p + step, lr*l1);  d = step;  gp = g
+//   p = prox_l1<kExtras>(p + step, lr*l1);  d = step;  gp = g
 // with shrink = mu/(1+mu). The secant factor s/(sp - s) lies in (-1, mu]; it is
 // computed first and clamped to that interval, so rounding can never turn it
 // into an overflow or 0/0. Fahlman and FANN have no guard.
@@ -60,22 +60,22 @@ struct QuickpropScalars {
         momentum(static_cast<T>(h.momentum)) {}
 };
 
-template <class T, bool kStats>
+template <class T, bool kStats, bool kExtras>
 FASTOPT_NOINLINE void quickprop_span(const QuickpropScalars<T> s, T* __restrict p, const T* __restrict g,
                     T* __restrict prev_step, T* __restrict prev_grad, std::int64_t n,
                     double (&sums)[kStatFields]) {
   // Scalars in locals, and conditions as comparisons of T values: GCC does not
   // vectorize selects on bools or on values it re-loads through the struct.
-  const SharedScalars<T> pre = s.pre;
+  const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
   const T decoupled = s.decoupled, tau = s.tau, decay = s.decay;
   const T lr = s.lr, mu = s.mu, shrink = s.shrink, theta = s.theta, momentum = s.momentum;
   double gs = 0, ps = 0, us = 0, nf = 0;
 #pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
     const T g_raw = g[i], param0 = p[i];
-    T grad = pre.grad(g_raw, param0);
+    T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
     if (decay != T(0)) grad = grad + decay * param0;
-    const T param = param0 * decoupled;
+    const T param = kExtras ? param0 * decoupled : param0;
     const T d = prev_step[i];
     const T slope = -grad, prev_slope = -prev_grad[i];
     const T gradient_step = lr * slope;
@@ -94,7 +94,7 @@ FASTOPT_NOINLINE void quickprop_span(const QuickpropScalars<T> s, T* __restrict 
     const T quadratic_step = (s_along > T(0) ? gradient_step : T(0)) + jump;
     const T secant_or_guard = sp_along > T(0) ? quadratic_step : gradient_step;  // guard: no valid secant
     const T step = dir == T(0) ? gradient_step + momentum * d : secant_or_guard;
-    const T updated = prox_l1(param + step, tau);
+    const T updated = prox_l1<kExtras>(param + step, tau);
     p[i] = updated;
     prev_step[i] = step;
     prev_grad[i] = grad;
@@ -109,10 +109,11 @@ template <class T>
 void quickprop(const Batch<T>& batch, const QuickpropHyper* hypers, std::size_t n_hypers) {
   const std::vector<detail::QuickpropScalars<T>> scalars(hypers, hypers + n_hypers);
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
+    const auto& s = scalars[hyper_of(batch, t)];
     double sums[kStatFields] = {};
-    with_stats_flag(batch, [&](auto stats) {
-      detail::quickprop_span<T, decltype(stats)::value>(
-          scalars[hyper_of(batch, t)], role_ptr(batch, kQuickpropParam, t) + b, role_ptr(batch, kQuickpropGrad, t) + b,
+    with_flags(batch, s.pre.extras, [&](auto stats, auto extras) {
+      detail::quickprop_span<T, decltype(stats)::value, decltype(extras)::value>(
+          s, role_ptr(batch, kQuickpropParam, t) + b, role_ptr(batch, kQuickpropGrad, t) + b,
           role_ptr(batch, kQuickpropPrevStep, t) + b, role_ptr(batch, kQuickpropPrevGrad, t) + b, e - b, sums);
     });
     if (batch.unit_stats) add_unit_stats(batch, unit, sums);

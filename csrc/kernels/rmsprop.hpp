@@ -5,7 +5,7 @@
 //   centered: a = alpha*a + (1-alpha)*g;  avg = sqrt(max(v - a*a, 0)) + eps
 //   else:     avg = sqrt(v) + eps
 //   momentum > 0: b = momentum*b + g/avg;  p = p - lr*b   else  p = p - lr*g/avg
-//   p = prox_l1(p, lr*l1)
+//   p = prox_l1<kExtras>(p, lr*l1)
 //
 // The max(., 0) guards the centered variance against a rounding-negative
 // value (torch would return NaN there); it changes nothing else.
@@ -56,18 +56,18 @@ struct RmspropScalars {
         has_momentum(h.momentum > 0.0) {}
 };
 
-template <class T, bool kCentered, bool kMomentum, bool kStats>
+template <class T, bool kCentered, bool kMomentum, bool kStats, bool kExtras>
 FASTOPT_NOINLINE void rmsprop_span(const RmspropScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict v,
                   T* __restrict a, T* __restrict b, std::int64_t n, double (&sums)[kStatFields]) {
-  const SharedScalars<T> pre = s.pre;
+  const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
   const T decay = s.decay, tau = s.tau, lr = s.lr, alpha = s.alpha, one_minus_alpha = s.one_minus_alpha;
   const T eps = s.eps, momentum = s.momentum;
   double gs = 0, ps = 0, us = 0, nf = 0;
 #pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
     const T g_raw = g[i], param0 = p[i];
-    const T grad = pre.grad(g_raw, param0);
-    const T param = param0 * decay;
+    const T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
+    const T param = kExtras ? param0 * decay : param0;
     const T vi = alpha * v[i] + one_minus_alpha * (grad * grad);
     v[i] = vi;
     T var = vi;
@@ -86,7 +86,7 @@ FASTOPT_NOINLINE void rmsprop_span(const RmspropScalars<T> s, T* __restrict p, c
     } else {
       stepped = param - lr * (grad / avg);
     }
-    const T updated = prox_l1(stepped, tau);
+    const T updated = prox_l1<kExtras>(stepped, tau);
     p[i] = updated;
     if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
   }
@@ -102,16 +102,16 @@ void rmsprop(const Batch<T>& batch, const RmspropHyper* hypers, std::size_t n_hy
     const auto& s = scalars[hyper_of(batch, t)];
     auto offset = [&](int role) { T* q = role_ptr(batch, role, t); return q ? q + b : nullptr; };
     double sums[kStatFields] = {};
-    auto run = [&](auto centered, auto momentum, auto stats) {
-      detail::rmsprop_span<T, decltype(centered)::value, decltype(momentum)::value, decltype(stats)::value>(
+    auto run = [&](auto centered, auto momentum, auto stats, auto extras) {
+      detail::rmsprop_span<T, decltype(centered)::value, decltype(momentum)::value, decltype(stats)::value, decltype(extras)::value>(
           s, offset(kRmspropParam), offset(kRmspropGrad), offset(kRmspropSquareAvg), offset(kRmspropGradAvg),
           offset(kRmspropMomentumBuffer), e - b, sums);
     };
-    with_stats_flag(batch, [&](auto stats) {
+    with_flags(batch, s.pre.extras, [&](auto stats, auto extras) {
       using Yes = std::true_type;
       using No = std::false_type;
-      if (s.centered) s.has_momentum ? run(Yes{}, Yes{}, stats) : run(Yes{}, No{}, stats);
-      else s.has_momentum ? run(No{}, Yes{}, stats) : run(No{}, No{}, stats);
+      if (s.centered) s.has_momentum ? run(Yes{}, Yes{}, stats, extras) : run(Yes{}, No{}, stats, extras);
+      else s.has_momentum ? run(No{}, Yes{}, stats, extras) : run(No{}, No{}, stats, extras);
     });
     if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });

@@ -13,7 +13,7 @@
 //            else   -> dw = -sign(g)*D, p = p + dw, prev = g;   prev_update = dw
 //   irprop+: like rprop+, but p is restored only if loss_t > loss_{t-1}
 // Clipping and regularization (common.hpp) use each weight's new step size D
-// as its learning rate: p = p*(1 - D*wd) before (decoupled), prox_l1(p, D*l1) after.
+// as its learning rate: p = p*(1 - D*wd) before (decoupled), prox_l1<kExtras>(p, D*l1) after.
 // The sign test uses sign(prev)*sign(g) rather than sign(prev*g), so a product
 // that underflows to 0 is not mistaken for "no sign information".
 #pragma once
@@ -75,27 +75,27 @@ struct RpropScalars {
         variant(h.variant) {}
 };
 
-template <class T, RpropVariant kVariant, bool kStats>
+template <class T, RpropVariant kVariant, bool kStats, bool kExtras>
 FASTOPT_NOINLINE void rprop_span(const RpropScalars<T> s, T* __restrict p, const T* __restrict g,
                 T* __restrict prev, T* __restrict step_size, T* __restrict prev_update,
                 std::int64_t n, double (&sums)[kStatFields]) {
   // Scalars in locals, and conditions as comparisons of T values: GCC does not
   // vectorize selects on bools or on values it re-loads through the struct.
-  const SharedScalars<T> pre = s.pre;
-  const T decoupled_wd = s.decoupled_wd, l1 = pre.l1, eta_plus = s.eta_plus, eta_minus = s.eta_minus;
+  const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
+  const T decoupled_wd = s.decoupled_wd, l1 = s.pre.l1, eta_plus = s.eta_plus, eta_minus = s.eta_minus;
   const T step_min = s.step_min, step_max = s.step_max, restore = s.restore;
   double gs = 0, ps = 0, us = 0, nf = 0;
 #pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
     const T g_raw = g[i], param0 = p[i];
-    T grad = pre.grad(g_raw, param0);
+    T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
     const T agreement = sign_of(prev[i]) * sign_of(grad);
     const T shrink_or_keep = agreement < T(0) ? eta_minus : T(1);
     T d = step_size[i] * (agreement > T(0) ? eta_plus : shrink_or_keep);
     d = d > step_min ? d : step_min;
     d = d < step_max ? d : step_max;
     step_size[i] = d;
-    const T param = param0 * (T(1) - d * decoupled_wd);
+    const T param = kExtras ? param0 * (T(1) - d * decoupled_wd) : param0;
     // Branch-free (selects, unconditional loads) so the loop vectorizes: a
     // short-circuit or a conditional load is control flow.
     const bool reversed = agreement < T(0);  // used only directly as a select condition
@@ -112,7 +112,7 @@ FASTOPT_NOINLINE void rprop_span(const RpropScalars<T> s, T* __restrict p, const
       prev[i] = reversed ? T(0) : grad;
       prev_update[i] = dw;
     }
-    const T updated = prox_l1(stepped, d * l1);
+    const T updated = prox_l1<kExtras>(stepped, d * l1);
     p[i] = updated;
     if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
   }
@@ -129,15 +129,15 @@ void rprop(const Batch<T>& batch, const RpropHyper* hypers, std::size_t n_hypers
     auto offset = [&](int role) { T* q = role_ptr(batch, role, t); return q ? q + b : nullptr; };
     double sums[kStatFields] = {};
     using V = RpropVariant;
-    auto run = [&](auto variant, auto stats) {
-      detail::rprop_span<T, decltype(variant)::value, decltype(stats)::value>(
+    auto run = [&](auto variant, auto stats, auto extras) {
+      detail::rprop_span<T, decltype(variant)::value, decltype(stats)::value, decltype(extras)::value>(
           s, offset(kRpropParam), offset(kRpropGrad), offset(kRpropPrev), offset(kRpropStepSize),
           offset(kRpropPrevUpdate), e - b, sums);
     };
-    with_stats_flag(batch, [&](auto stats) {
-      if (s.variant == V::kIrpropMinus) run(std::integral_constant<V, V::kIrpropMinus>{}, stats);
-      else if (s.variant == V::kRpropMinus) run(std::integral_constant<V, V::kRpropMinus>{}, stats);
-      else run(std::integral_constant<V, V::kRpropPlus>{}, stats);  // irprop+: restore flag set above
+    with_flags(batch, s.pre.extras, [&](auto stats, auto extras) {
+      if (s.variant == V::kIrpropMinus) run(std::integral_constant<V, V::kIrpropMinus>{}, stats, extras);
+      else if (s.variant == V::kRpropMinus) run(std::integral_constant<V, V::kRpropMinus>{}, stats, extras);
+      else run(std::integral_constant<V, V::kRpropPlus>{}, stats, extras);  // irprop+: restore flag set above
     });
     if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });

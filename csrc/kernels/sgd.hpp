@@ -4,7 +4,7 @@
 //   g = pre(g) (maximize, clipping, coupled L2; common.hpp);  p = p*(1 - lr*wd) if decoupled
 //   if momentum != 0:  b = g at t == 1, else b = momentum*b + (1-dampening)*g
 //                      g = g + momentum*b if nesterov else b
-//   p = prox_l1(p - lr*g, lr*l1)
+//   p = prox_l1<kExtras>(p - lr*g, lr*l1)
 #pragma once
 
 #include "kernels/common.hpp"
@@ -53,25 +53,25 @@ struct SgdScalars {
 };
 
 // kMode: 0 plain, 1 momentum (first step: b = g), 2 momentum (later steps).
-template <class T, int kMode, bool kStats>
+template <class T, int kMode, bool kStats, bool kExtras>
 FASTOPT_NOINLINE void sgd_span(const SgdScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict b,
               std::int64_t n, double (&sums)[kStatFields]) {
-  const SharedScalars<T> pre = s.pre;
+  const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
   const T decay = s.decay, tau = s.tau, lr = s.lr, momentum = s.momentum, damp = s.one_minus_dampening;
   const T nesterov = s.nesterov;
   double gs = 0, ps = 0, us = 0, nf = 0;
 #pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
     const T g_raw = g[i], param0 = p[i];
-    T grad = pre.grad(g_raw, param0);
-    const T param = param0 * decay;
+    T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
+    const T param = kExtras ? param0 * decay : param0;
     if constexpr (kMode != 0) {
       T buf = grad;
       if constexpr (kMode == 2) buf = momentum * b[i] + damp * grad;
       b[i] = buf;
       grad = nesterov != T(0) ? grad + momentum * buf : buf;
     }
-    const T updated = prox_l1(param - lr * grad, tau);
+    const T updated = prox_l1<kExtras>(param - lr * grad, tau);
     p[i] = updated;
     if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
   }
@@ -87,16 +87,16 @@ void sgd(const Batch<T>& batch, const SgdHyper* hypers, std::size_t n_hypers) {
     const auto& s = scalars[hyper_of(batch, t)];
     T* buf = role_ptr(batch, kSgdMomentumBuffer, t);
     double sums[kStatFields] = {};
-    auto run = [&](auto mode, auto stats) {
-      detail::sgd_span<T, decltype(mode)::value, decltype(stats)::value>(
+    auto run = [&](auto mode, auto stats, auto extras) {
+      detail::sgd_span<T, decltype(mode)::value, decltype(stats)::value, decltype(extras)::value>(
           s, role_ptr(batch, kSgdParam, t) + b, role_ptr(batch, kSgdGrad, t) + b, buf ? buf + b : nullptr, e - b,
           sums);
     };
     const int mode = !s.has_momentum ? 0 : s.first_step ? 1 : 2;
-    with_stats_flag(batch, [&](auto stats) {
-      if (mode == 0) run(std::integral_constant<int, 0>{}, stats);
-      else if (mode == 1) run(std::integral_constant<int, 1>{}, stats);
-      else run(std::integral_constant<int, 2>{}, stats);
+    with_flags(batch, s.pre.extras, [&](auto stats, auto extras) {
+      if (mode == 0) run(std::integral_constant<int, 0>{}, stats, extras);
+      else if (mode == 1) run(std::integral_constant<int, 1>{}, stats, extras);
+      else run(std::integral_constant<int, 2>{}, stats, extras);
     });
     if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });
