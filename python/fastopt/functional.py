@@ -135,14 +135,6 @@ class StepStats:
         return cls(math.sqrt(grad_sq), param_norm, update_norm, ratio, int(nonfinite), grad_scale, skipped)
 
 
-def _stats(result, grad_scale: float = 1.0) -> Optional[StepStats]:
-    return None if result is None else StepStats.from_sums(*result, grad_scale=grad_scale)
-
-
-def _clip(clip_value: Optional[float]) -> float:
-    return math.inf if clip_value is None else clip_value
-
-
 def sgd_(
     params: ArrayOrList,
     grads: ArrayOrList,
@@ -182,13 +174,13 @@ def sgd_(
     try:
         result = _core.sgd_step(params, grads, momentum_buffers, lr, momentum, dampening, weight_decay,
             nesterov, maximize, step, l1, decoupled_weight_decay,
-            grad_scale, _clip(clip_value), num_threads, stats)
+            grad_scale, math.inf if clip_value is None else clip_value, num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(lr=lr, momentum=momentum, dampening=dampening,
             weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, step=step,
             l1=l1, grad_scale=grad_scale,
-            clip_value=_clip(clip_value), num_threads=num_threads))
-    return _stats(result, grad_scale)
+            clip_value=math.inf if clip_value is None else clip_value, num_threads=num_threads))
+    return None if result is None else StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 def adagrad_(
@@ -222,12 +214,12 @@ def adagrad_(
     """
     try:
         result = _core.adagrad_step(params, grads, state_sums, lr, lr_decay, weight_decay, eps, maximize,
-            step, l1, decoupled_weight_decay, grad_scale, _clip(clip_value), num_threads, stats)
+            step, l1, decoupled_weight_decay, grad_scale, math.inf if clip_value is None else clip_value, num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
             eps=eps, maximize=maximize, step=step, l1=l1, grad_scale=grad_scale,
-            clip_value=_clip(clip_value), num_threads=num_threads))
-    return _stats(result, grad_scale)
+            clip_value=math.inf if clip_value is None else clip_value, num_threads=num_threads))
+    return None if result is None else StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 def rmsprop_(
@@ -269,12 +261,12 @@ def rmsprop_(
     try:
         result = _core.rmsprop_step(params, grads, square_avgs, grad_avgs, momentum_buffers, lr, alpha,
             eps, weight_decay, momentum, centered, maximize, l1, decoupled_weight_decay,
-            grad_scale, _clip(clip_value), num_threads, stats)
+            grad_scale, math.inf if clip_value is None else clip_value, num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
             momentum=momentum, centered=centered, maximize=maximize, l1=l1, grad_scale=grad_scale,
-            clip_value=_clip(clip_value), num_threads=num_threads))
-    return _stats(result, grad_scale)
+            clip_value=math.inf if clip_value is None else clip_value, num_threads=num_threads))
+    return None if result is None else StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 def adam_(
@@ -316,17 +308,20 @@ def adam_(
     is computed as ``sqrt(vhat) * (1/sqrt(1-beta2**t))`` with the reciprocal in
     double (one division per element fewer than torch, at most one rounding apart).
     """
-    beta1, beta2 = _pair(betas, "betas")
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
     try:
         result = _core.adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2,
             eps, weight_decay, amsgrad, maximize, step, l1, decoupled_weight_decay, grad_scale,
-            _clip(clip_value), num_threads, stats)
+            math.inf if clip_value is None else clip_value, num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps,
             weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
             decoupled_weight_decay=decoupled_weight_decay, step=step, l1=l1, grad_scale=grad_scale,
-            clip_value=_clip(clip_value), num_threads=num_threads))
-    return _stats(result, grad_scale)
+            clip_value=math.inf if clip_value is None else clip_value, num_threads=num_threads))
+    return None if result is None else StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 def adamw_(
@@ -415,14 +410,14 @@ def rprop_(
     try:
         result = _core.rprop_step(params, grads, prevs, step_sizes, prev_updates, etaminus, etaplus,
             step_size_min, step_size_max, weight_decay, maximize, variant, loss, prev_loss, l1,
-            decoupled_weight_decay, grad_scale, _clip(clip_value), num_threads, stats)
+            decoupled_weight_decay, grad_scale, math.inf if clip_value is None else clip_value, num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(etaminus=etaminus, etaplus=etaplus,
             step_size_min=step_size_min, step_size_max=step_size_max, weight_decay=weight_decay,
             maximize=maximize, variant=variant, loss=loss, prev_loss=prev_loss,
             l1=l1, grad_scale=grad_scale,
-            clip_value=_clip(clip_value), num_threads=num_threads))
-    return _stats(result, grad_scale)
+            clip_value=math.inf if clip_value is None else clip_value, num_threads=num_threads))
+    return None if result is None else StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 def quickprop_(
@@ -467,10 +462,10 @@ def quickprop_(
     try:
         result = _core.quickprop_step(params, grads, prev_steps, prev_grads, lr, mu, decay, mode_switch,
             momentum, weight_decay, maximize, l1, decoupled_weight_decay,
-            grad_scale, _clip(clip_value), num_threads, stats)
+            grad_scale, math.inf if clip_value is None else clip_value, num_threads, stats)
     except TypeError as error:
         _name_bad_scalar(error, dict(lr=lr, mu=mu, decay=decay, mode_switch=mode_switch,
             momentum=momentum, weight_decay=weight_decay, maximize=maximize,
             l1=l1, grad_scale=grad_scale,
-            clip_value=_clip(clip_value), num_threads=num_threads))
-    return _stats(result, grad_scale)
+            clip_value=math.inf if clip_value is None else clip_value, num_threads=num_threads))
+    return None if result is None else StepStats.from_sums(*result, grad_scale=grad_scale)
