@@ -45,7 +45,7 @@ struct AdagradScalars {
         eps(static_cast<T>(h.eps)) {}
 };
 
-template <class T, bool kStats, bool kExtras>
+template <class T, bool kStats, int kExtras>
 FASTOPT_NOINLINE void adagrad_span(const AdagradScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict sum,
                   std::int64_t n, double (&sums)[kStatFields]) {
   const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
@@ -55,7 +55,7 @@ FASTOPT_NOINLINE void adagrad_span(const AdagradScalars<T> s, T* __restrict p, c
   for (std::int64_t i = 0; i < n; ++i) {
     const T g_raw = g[i], param0 = p[i];
     const T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
-    const T param = kExtras ? param0 * decay : param0;
+    const T param = kExtras == kAllExtras ? param0 * decay : param0;
     const T acc = sum[i] + grad * grad;
     sum[i] = acc;
     const T updated = prox_l1<kExtras>(param - clr * (grad / (std::sqrt(acc) + eps)), tau);

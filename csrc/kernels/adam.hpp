@@ -64,7 +64,7 @@ struct AdamScalars {
   }
 };
 
-template <class T, bool kAmsgrad, bool kStats, bool kExtras>
+template <class T, bool kAmsgrad, bool kStats, int kExtras>
 FASTOPT_NOINLINE void adam_span(const AdamScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict m,
                T* __restrict v, T* __restrict vmax, std::int64_t n, double (&sums)[kStatFields]) {
   const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
@@ -76,7 +76,7 @@ FASTOPT_NOINLINE void adam_span(const AdamScalars<T> s, T* __restrict p, const T
   for (std::int64_t i = 0; i < n; ++i) {
     const T g_raw = g[i], param0 = p[i];
     const T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
-    const T param = kExtras ? param0 * decay : param0;
+    const T param = kExtras == kAllExtras ? param0 * decay : param0;
     const T mi = beta1 * m[i] + one_minus_beta1 * grad;
     const T vi = beta2 * v[i] + one_minus_beta2 * (grad * grad);
     T vhat = vi;

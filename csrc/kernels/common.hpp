@@ -236,14 +236,24 @@ inline void add_sums(double (&sums)[kStatFields], double grad_sq, double param_s
   sums[kStatNonfinite] += nonfinite;
 }
 
-// Calls fn(stats, extras) with std::true_type/std::false_type for "the batch
-// collects statistics" and "clipping or regularization beyond coupled L2 is in
-// use": the loops are compiled each way, so a plain step pays for neither.
+// What a kernel loop does around its own rule, as its kExtras template
+// argument: nothing (a plain step), coupled L2 only, or everything of
+// SharedHyper (scaling, value clipping, coupled L2, L1, decoupled decay).
+// Each level is its own loop with no loop-invariant test left inside: GCC's
+// loop unswitching on such a test (coupled L2 on/off) once left some
+// stats=True loops scalar, 4-9x slower (tests/test_dispatch.py checks).
+constexpr int kNoExtras = 0, kCoupledL2 = 1, kAllExtras = 2;
+
+// Calls fn(stats, extras): stats is std::true_type/std::false_type for "the
+// batch collects statistics", extras the level above as an
+// std::integral_constant<int>: the loops are compiled for each, so a plain
+// step pays for neither.
 template <class T, class Fn>
-inline void with_flags(const Batch<T>& batch, bool extras, Fn&& fn) {
+inline void with_flags(const Batch<T>& batch, int extras, Fn&& fn) {
   auto with_extras = [&](auto stats) {
-    if (extras) fn(stats, std::true_type{});
-    else fn(stats, std::false_type{});
+    if (extras == kAllExtras) fn(stats, std::integral_constant<int, kAllExtras>{});
+    else if (extras == kCoupledL2) fn(stats, std::integral_constant<int, kCoupledL2>{});
+    else fn(stats, std::integral_constant<int, kNoExtras>{});
   };
   if (batch.unit_stats) with_extras(std::true_type{});
   else with_extras(std::false_type{});
@@ -255,7 +265,7 @@ template <class T>
 struct SharedScalars {
   T sign, grad_scale, clip, coupled_wd, wd, l1;
 
-  bool extras;  // any of scaling, value clipping, L1 or decoupled decay in use
+  int extras;  // kNoExtras, kCoupledL2 or kAllExtras (above)
 
   SharedScalars(const SharedHyper& h, double weight_decay, bool maximize)
       : sign(maximize ? T(-1) : T(1)),
@@ -264,22 +274,25 @@ struct SharedScalars {
         coupled_wd(static_cast<T>(h.decoupled_weight_decay ? 0.0 : weight_decay)),
         wd(static_cast<T>(weight_decay)),
         l1(static_cast<T>(h.l1)),
-        extras(h.grad_scale != 1.0 || h.clip_value != HUGE_VAL || h.l1 != 0.0 || h.decoupled_weight_decay) {}
+        extras(h.grad_scale != 1.0 || h.clip_value != HUGE_VAL || h.l1 != 0.0 || h.decoupled_weight_decay
+                   ? kAllExtras
+                   : coupled_wd != T(0) ? kCoupledL2 : kNoExtras) {}  // the test the loop made before
 };
 
 // The gradient an optimizer uses: maximize, clipping (scale, then value),
-// coupled L2, in that order. kExtras false: no scaling or clipping in use
-// (compiled out; the same bits, since g*1 and clamping to +-inf change
-// nothing). Free over scalars held in the caller's locals: the form GCC
+// coupled L2, in that order. Below kAllExtras no scaling or clipping is in
+// use (compiled out; the same bits, since g*1 and clamping to +-inf change
+// nothing), and coupled L2 only at kCoupledL2 (its weight decay is not 0). Free over scalars held in the caller's locals: the form GCC
 // vectorizes in every kernel (a member call on the struct sometimes is not).
-template <bool kExtras, class T>
+template <int kExtras, class T>
 inline T preprocess_grad(T g, T param, T sign, T grad_scale, T clip, T coupled_wd) {
   g = g * sign;
-  if constexpr (kExtras) {
+  if constexpr (kExtras == kAllExtras) {
     g = g * grad_scale;
     g = g > clip ? clip : (g < -clip ? -clip : g);
+    if (coupled_wd != T(0)) g = g + coupled_wd * param;
   }
-  if (coupled_wd != T(0)) g = g + coupled_wd * param;
+  if constexpr (kExtras == kCoupledL2) g = g + coupled_wd * param;
   return g;
 }
 
@@ -289,9 +302,9 @@ inline double decoupled_decay(const SharedHyper& h, double lr, double weight_dec
 }
 
 // L1 proximal step with threshold tau = lr*l1 (no-op, NaN kept, when tau is 0).
-template <bool kExtras, class T>
+template <int kExtras, class T>
 inline T prox_l1(T p, T tau) {
-  if constexpr (!kExtras) return p;
+  if constexpr (kExtras != kAllExtras) return p;
   const T shrunk = std::fabs(p) - tau;
   const T thresholded = shrunk > T(0) ? std::copysign(shrunk, p) : T(0);
   return tau > T(0) ? thresholded : p;

@@ -60,7 +60,7 @@ struct QuickpropScalars {
         momentum(static_cast<T>(h.momentum)) {}
 };
 
-template <class T, bool kStats, bool kExtras>
+template <class T, bool kStats, int kExtras>
 FASTOPT_NOINLINE void quickprop_span(const QuickpropScalars<T> s, T* __restrict p, const T* __restrict g,
                     T* __restrict prev_step, T* __restrict prev_grad, std::int64_t n,
                     double (&sums)[kStatFields]) {
@@ -75,7 +75,7 @@ FASTOPT_NOINLINE void quickprop_span(const QuickpropScalars<T> s, T* __restrict 
     const T g_raw = g[i], param0 = p[i];
     T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
     if (decay != T(0)) grad = grad + decay * param0;
-    const T param = kExtras ? param0 * decoupled : param0;
+    const T param = kExtras == kAllExtras ? param0 * decoupled : param0;
     const T d = prev_step[i];
     const T slope = -grad, prev_slope = -prev_grad[i];
     const T gradient_step = lr * slope;

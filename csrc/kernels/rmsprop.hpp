@@ -56,7 +56,7 @@ struct RmspropScalars {
         has_momentum(h.momentum > 0.0) {}
 };
 
-template <class T, bool kCentered, bool kMomentum, bool kStats, bool kExtras>
+template <class T, bool kCentered, bool kMomentum, bool kStats, int kExtras>
 FASTOPT_NOINLINE void rmsprop_span(const RmspropScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict v,
                   T* __restrict a, T* __restrict b, std::int64_t n, double (&sums)[kStatFields]) {
   const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
@@ -67,7 +67,7 @@ FASTOPT_NOINLINE void rmsprop_span(const RmspropScalars<T> s, T* __restrict p, c
   for (std::int64_t i = 0; i < n; ++i) {
     const T g_raw = g[i], param0 = p[i];
     const T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
-    const T param = kExtras ? param0 * decay : param0;
+    const T param = kExtras == kAllExtras ? param0 * decay : param0;
     const T vi = alpha * v[i] + one_minus_alpha * (grad * grad);
     v[i] = vi;
     T var = vi;

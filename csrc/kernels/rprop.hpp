@@ -75,7 +75,7 @@ struct RpropScalars {
         variant(h.variant) {}
 };
 
-template <class T, RpropVariant kVariant, bool kStats, bool kExtras>
+template <class T, RpropVariant kVariant, bool kStats, int kExtras>
 FASTOPT_NOINLINE void rprop_span(const RpropScalars<T> s, T* __restrict p, const T* __restrict g,
                 T* __restrict prev, T* __restrict step_size, T* __restrict prev_update,
                 std::int64_t n, double (&sums)[kStatFields]) {
@@ -95,7 +95,7 @@ FASTOPT_NOINLINE void rprop_span(const RpropScalars<T> s, T* __restrict p, const
     d = d > step_min ? d : step_min;
     d = d < step_max ? d : step_max;
     step_size[i] = d;
-    const T param = kExtras ? param0 * (T(1) - d * decoupled_wd) : param0;
+    const T param = kExtras == kAllExtras ? param0 * (T(1) - d * decoupled_wd) : param0;
     // Branch-free (selects, unconditional loads) so the loop vectorizes: a
     // short-circuit or a conditional load is control flow.
     const bool reversed = agreement < T(0);  // used only directly as a select condition

@@ -37,8 +37,8 @@ namespace detail {
 template <class T>
 struct SgdScalars {
   SharedScalars<T> pre;
-  T decay, tau, lr, momentum, one_minus_dampening, nesterov;
-  bool has_momentum, first_step;
+  T decay, tau, lr, momentum, one_minus_dampening;
+  bool has_momentum, nesterov, first_step;
 
   explicit SgdScalars(const SgdHyper& h)
       : pre(h.shared, h.weight_decay, h.maximize),
@@ -47,29 +47,29 @@ struct SgdScalars {
         lr(static_cast<T>(h.lr)),
         momentum(static_cast<T>(h.momentum)),
         one_minus_dampening(static_cast<T>(1.0 - h.dampening)),
-        nesterov(h.nesterov ? T(1) : T(0)),
         has_momentum(h.momentum != 0.0),
+        nesterov(h.nesterov),
         first_step(h.step == 1) {}
 };
 
 // kMode: 0 plain, 1 momentum (first step: b = g), 2 momentum (later steps).
-template <class T, int kMode, bool kStats, bool kExtras>
+// kNesterov a template flag too: no loop-invariant test inside the loop.
+template <class T, int kMode, bool kNesterov, bool kStats, int kExtras>
 FASTOPT_NOINLINE void sgd_span(const SgdScalars<T> s, T* __restrict p, const T* __restrict g, T* __restrict b,
               std::int64_t n, double (&sums)[kStatFields]) {
   const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
   const T decay = s.decay, tau = s.tau, lr = s.lr, momentum = s.momentum, damp = s.one_minus_dampening;
-  const T nesterov = s.nesterov;
   double gs = 0, ps = 0, us = 0, nf = 0;
 #pragma omp simd reduction(+ : gs, ps, us, nf)
   for (std::int64_t i = 0; i < n; ++i) {
     const T g_raw = g[i], param0 = p[i];
     T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
-    const T param = kExtras ? param0 * decay : param0;
+    const T param = kExtras == kAllExtras ? param0 * decay : param0;
     if constexpr (kMode != 0) {
       T buf = grad;
       if constexpr (kMode == 2) buf = momentum * b[i] + damp * grad;
       b[i] = buf;
-      grad = nesterov != T(0) ? grad + momentum * buf : buf;
+      grad = kNesterov ? grad + momentum * buf : buf;
     }
     const T updated = prox_l1<kExtras>(param - lr * grad, tau);
     p[i] = updated;
@@ -87,16 +87,20 @@ void sgd(const Batch<T>& batch, const SgdHyper* hypers, std::size_t n_hypers) {
     const auto& s = scalars[hyper_of(batch, t)];
     T* buf = role_ptr(batch, kSgdMomentumBuffer, t);
     double sums[kStatFields] = {};
-    auto run = [&](auto mode, auto stats, auto extras) {
-      detail::sgd_span<T, decltype(mode)::value, decltype(stats)::value, decltype(extras)::value>(
-          s, role_ptr(batch, kSgdParam, t) + b, role_ptr(batch, kSgdGrad, t) + b, buf ? buf + b : nullptr, e - b,
-          sums);
+    auto run = [&](auto mode, auto nesterov, auto stats, auto extras) {
+      detail::sgd_span<T, decltype(mode)::value, decltype(nesterov)::value, decltype(stats)::value,
+                       decltype(extras)::value>(s, role_ptr(batch, kSgdParam, t) + b, role_ptr(batch, kSgdGrad, t) + b,
+                                                buf ? buf + b : nullptr, e - b, sums);
     };
-    const int mode = !s.has_momentum ? 0 : s.first_step ? 1 : 2;
+    // Nesterov needs momentum (validated), so plain SGD has one version only.
+    auto with_momentum = [&](auto mode, auto stats, auto extras) {
+      if (s.nesterov) run(mode, std::true_type{}, stats, extras);
+      else run(mode, std::false_type{}, stats, extras);
+    };
     with_flags(batch, s.pre.extras, [&](auto stats, auto extras) {
-      if (mode == 0) run(std::integral_constant<int, 0>{}, stats, extras);
-      else if (mode == 1) run(std::integral_constant<int, 1>{}, stats, extras);
-      else run(std::integral_constant<int, 2>{}, stats, extras);
+      if (!s.has_momentum) run(std::integral_constant<int, 0>{}, std::false_type{}, stats, extras);
+      else if (s.first_step) with_momentum(std::integral_constant<int, 1>{}, stats, extras);
+      else with_momentum(std::integral_constant<int, 2>{}, stats, extras);
     });
     if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });
