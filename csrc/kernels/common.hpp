@@ -282,8 +282,9 @@ struct SharedScalars {
 // The gradient an optimizer uses: maximize, clipping (scale, then value),
 // coupled L2, in that order. Below kAllExtras no scaling or clipping is in
 // use (compiled out; the same bits, since g*1 and clamping to +-inf change
-// nothing), and coupled L2 only at kCoupledL2 (its weight decay is not 0). Free over scalars held in the caller's locals: the form GCC
-// vectorizes in every kernel (a member call on the struct sometimes is not).
+// nothing); kCoupledL2 adds L2 without a test (its weight decay is not 0).
+// Free over scalars held in the caller's locals: the form GCC vectorizes in
+// every kernel (a member call on the struct sometimes is not).
 template <int kExtras, class T>
 inline T preprocess_grad(T g, T param, T sign, T grad_scale, T clip, T coupled_wd) {
   g = g * sign;
