@@ -8,3 +8,17 @@ from pathlib import Path
 ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(params=__import__("fastopt")._core.supported_targets())
+def target(request):
+    """Runs a test once per SIMD target this CPU supports, with that target's kernels."""
+    from fastopt import _core
+
+    previous = _core.kernel_target()
+    _core.select_target(request.param)
+    yield request.param
+    _core.select_target(previous)

@@ -17,14 +17,6 @@ from registry import CASE_IDS, CASES, DTYPES, NoisyQuadratic, run
 SUPPORTED = _core.supported_targets()
 
 
-@pytest.fixture(params=SUPPORTED)
-def target(request):
-    previous = _core.kernel_target()
-    _core.select_target(request.param)
-    yield request.param
-    _core.select_target(previous)
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_every_target_matches_reference_bitwise(target, case, dtype):
@@ -131,6 +123,11 @@ def test_every_optimizer_loop_vectorizes_on_every_target(tmp_path):
     AVX2/AVX-512 targets (on SSE2, GCC leaves the two float32 single-sum
     loops scalar: d'g and the slope, a small part of a pass)."""
     common, targets = _cmake_kernel_flags()
+    # The auto-vectorized loop of for_each_element (common.hpp), which runs the
+    # body of Adam, Adagrad and RMSprop: the rest of common.hpp (walking the
+    # tensors of a batch) is not meant to vectorize.
+    header = (ROOT / "csrc" / "kernels" / "common.hpp").read_text().splitlines()
+    element_loop = next(number for number, line in enumerate(header, 1) if "step(T{}, k," in line)
     jobs = {}
     for name, flags in targets.items():
         command = ["g++", "-std=c++17", "-O3", "-fopenmp", "-DFASTOPT_HAVE_OPENMP=1", *common,
@@ -142,7 +139,8 @@ def test_every_optimizer_loop_vectorizes_on_every_target(tmp_path):
     for name, job in jobs.items():
         _, report = job.communicate(timeout=600)
         assert job.returncode == 0, report[-2000:]
-        checked = r"csrc/kernels/(?!common)" + ("" if name == "baseline" else r"|csrc/lbfgs/")
+        checked = (r"csrc/kernels/(?!common)" + f"|csrc/kernels/common.hpp:{element_loop}:"
+                   + ("" if name == "baseline" else r"|csrc/lbfgs/"))
         missed = {line.split(": missed")[0] for line in report.splitlines()
                   if "couldn't vectorize loop" in line and re.search(checked, line)}
         if missed:

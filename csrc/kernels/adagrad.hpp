@@ -50,19 +50,17 @@ FASTOPT_NOINLINE void adagrad_span(const AdagradScalars<T> s, T* __restrict p, c
                   std::int64_t n, double (&sums)[kStatFields]) {
   const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
   const T decay = s.decay, tau = s.tau, clr = s.clr, eps = s.eps;
-  double gs = 0, ps = 0, us = 0, nf = 0;
-#pragma omp simd reduction(+ : gs, ps, us, nf)
-  for (std::int64_t i = 0; i < n; ++i) {
-    const T g_raw = g[i], param0 = p[i];
-    const T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
-    const T param = kExtras == kAllExtras ? param0 * decay : param0;
-    const T acc = sum[i] + grad * grad;
-    sum[i] = acc;
-    const T updated = prox_l1<kExtras>(param - clr * (grad / (std::sqrt(acc) + eps)), tau);
-    p[i] = updated;
+  for_each_element<T, kStats>(n, sums, [=](auto lane, std::int64_t i, auto& gs, auto& ps, auto& us, auto& nf) {
+    using V = decltype(lane);
+    const V g_raw = load_as(g + i, lane), param0 = load_as(p + i, lane);
+    const V grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
+    const V param = kExtras == kAllExtras ? param0 * decay : param0;
+    const V acc = load_as(sum + i, lane) + grad * grad;
+    store_to(sum + i, acc);
+    const V updated = prox_l1<kExtras>(param - clr * divide(grad, square_root(acc) + eps), tau);
+    store_to(p + i, updated);
     if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
-  }
-  if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
+  });
 }
 
 }  // namespace detail

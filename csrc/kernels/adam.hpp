@@ -9,6 +9,7 @@
 // with wider vectors on current x86 cores), so the division by sqrt(bc2) is a
 // multiplication by its reciprocal, computed once in double: one division and
 // one square root per element. torch divides; the two differ by one rounding.
+// The division is divide() of wide_f64.hpp: FMAs in the float64 AVX-512 loop.
 #pragma once
 
 #include "kernels/common.hpp"
@@ -71,26 +72,26 @@ FASTOPT_NOINLINE void adam_span(const AdamScalars<T> s, T* __restrict p, const T
   const T decay = s.decay, tau = s.tau, beta1 = s.beta1, one_minus_beta1 = s.one_minus_beta1;
   const T beta2 = s.beta2, one_minus_beta2 = s.one_minus_beta2, step_size = s.step_size;
   const T inv_bc2_sqrt = s.inv_bc2_sqrt, eps = s.eps;
-  double gs = 0, ps = 0, us = 0, nf = 0;
-#pragma omp simd reduction(+ : gs, ps, us, nf)
-  for (std::int64_t i = 0; i < n; ++i) {
-    const T g_raw = g[i], param0 = p[i];
-    const T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
-    const T param = kExtras == kAllExtras ? param0 * decay : param0;
-    const T mi = beta1 * m[i] + one_minus_beta1 * grad;
-    const T vi = beta2 * v[i] + one_minus_beta2 * (grad * grad);
-    T vhat = vi;
+  for_each_element<T, kStats>(n, sums, [=](auto lane, std::int64_t i, auto& gs, auto& ps, auto& us, auto& nf) {
+    using V = decltype(lane);
+    const V g_raw = load_as(g + i, lane), param0 = load_as(p + i, lane);
+    const V grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
+    const V param = kExtras == kAllExtras ? param0 * decay : param0;
+    const V mi = beta1 * load_as(m + i, lane) + one_minus_beta1 * grad;
+    const V vi = beta2 * load_as(v + i, lane) + one_minus_beta2 * (grad * grad);
+    V vhat = vi;
     if constexpr (kAmsgrad) {
-      vhat = vmax[i] > vi ? vmax[i] : vi;
-      vmax[i] = vhat;
+      const V vmax_old = load_as(vmax + i, lane);
+      vhat = vmax_old > vi ? vmax_old : vi;
+      store_to(vmax + i, vhat);
     }
-    m[i] = mi;
-    v[i] = vi;
-    const T updated = prox_l1<kExtras>(param - step_size * (mi / (std::sqrt(vhat) * inv_bc2_sqrt + eps)), tau);
-    p[i] = updated;
+    store_to(m + i, mi);
+    store_to(v + i, vi);
+    const V updated =
+        prox_l1<kExtras>(param - step_size * divide(mi, square_root(vhat) * inv_bc2_sqrt + eps), tau);
+    store_to(p + i, updated);
     if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
-  }
-  if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
+  });
 }
 
 }  // namespace detail

@@ -138,6 +138,8 @@ inline void SharedHyper::validate() const {
 #define FASTOPT_TARGET_NAME baseline
 #endif
 
+#include "kernels/wide_f64.hpp"
+
 namespace fastopt {
 namespace FASTOPT_TARGET_NAME {
 
@@ -285,8 +287,8 @@ struct SharedScalars {
 // nothing); kCoupledL2 adds L2 without a test (its weight decay is not 0).
 // Free over scalars held in the caller's locals: the form GCC vectorizes in
 // every kernel (a member call on the struct sometimes is not).
-template <int kExtras, class T>
-inline T preprocess_grad(T g, T param, T sign, T grad_scale, T clip, T coupled_wd) {
+template <int kExtras, class V, class T>
+inline V preprocess_grad(V g, V param, T sign, T grad_scale, T clip, T coupled_wd) {
   g = g * sign;
   if constexpr (kExtras == kAllExtras) {
     g = g * grad_scale;
@@ -303,11 +305,12 @@ inline double decoupled_decay(const SharedHyper& h, double lr, double weight_dec
 }
 
 // L1 proximal step with threshold tau = lr*l1 (no-op, NaN kept, when tau is 0).
-template <int kExtras, class T>
-inline T prox_l1(T p, T tau) {
+// V is T, or a group of lanes of T (wide_f64.hpp).
+template <int kExtras, class V, class T>
+inline V prox_l1(V p, T tau) {
   if constexpr (kExtras != kAllExtras) return p;
-  const T shrunk = std::fabs(p) - tau;
-  const T thresholded = shrunk > T(0) ? std::copysign(shrunk, p) : T(0);
+  const V shrunk = magnitude(p) - tau;
+  const V thresholded = shrunk > T(0) ? with_sign_of(shrunk, p) : T(0);
   return tau > T(0) ? thresholded : p;
 }
 
@@ -318,6 +321,35 @@ template <class T>
 inline T sign_of(T x) {
   const T negative_or_zero = x < T(0) ? T(-1) : T(0);
   return x > T(0) ? T(1) : negative_or_zero;
+}
+
+}  // namespace FASTOPT_TARGET_NAME
+}  // namespace fastopt
+
+namespace fastopt {
+namespace FASTOPT_TARGET_NAME {
+
+// Runs step(lane, i, grad_sq, param_sq, update_sq, nonfinite) for every
+// element i of [0, n), lane being a T (one element) or an F64x8 (elements i to
+// i + 7), then adds the statistics into sums. The wide groups come first where
+// kWideLoop<T>; the rest, or everything elsewhere, is an auto-vectorized loop.
+// Both run the same step, so the same bits come out of either.
+template <class T, bool kStats, class Step>
+inline void for_each_element(std::int64_t n, double (&sums)[kStatFields], Step step) {
+  double gs = 0, ps = 0, us = 0, nf = 0;
+  std::int64_t i = 0;
+#ifdef FASTOPT_WIDE_F64
+  if constexpr (kWideLoop<T>) {
+    F64x8 wide_gs{}, wide_ps{}, wide_us{}, wide_nf{};
+    for (; i + kWideLanes <= n; i += kWideLanes) step(F64x8{}, i, wide_gs, wide_ps, wide_us, wide_nf);
+    if constexpr (kStats) {
+      gs = sum_lanes(wide_gs), ps = sum_lanes(wide_ps), us = sum_lanes(wide_us), nf = sum_lanes(wide_nf);
+    }
+  }
+#endif
+#pragma omp simd reduction(+ : gs, ps, us, nf)
+  for (std::int64_t k = i; k < n; ++k) step(T{}, k, gs, ps, us, nf);
+  if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
 }
 
 }  // namespace FASTOPT_TARGET_NAME

@@ -62,35 +62,33 @@ FASTOPT_NOINLINE void rmsprop_span(const RmspropScalars<T> s, T* __restrict p, c
   const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, coupled_wd = s.pre.coupled_wd;
   const T decay = s.decay, tau = s.tau, lr = s.lr, alpha = s.alpha, one_minus_alpha = s.one_minus_alpha;
   const T eps = s.eps, momentum = s.momentum;
-  double gs = 0, ps = 0, us = 0, nf = 0;
-#pragma omp simd reduction(+ : gs, ps, us, nf)
-  for (std::int64_t i = 0; i < n; ++i) {
-    const T g_raw = g[i], param0 = p[i];
-    const T grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
-    const T param = kExtras == kAllExtras ? param0 * decay : param0;
-    const T vi = alpha * v[i] + one_minus_alpha * (grad * grad);
-    v[i] = vi;
-    T var = vi;
+  for_each_element<T, kStats>(n, sums, [=](auto lane, std::int64_t i, auto& gs, auto& ps, auto& us, auto& nf) {
+    using V = decltype(lane);
+    const V g_raw = load_as(g + i, lane), param0 = load_as(p + i, lane);
+    const V grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
+    const V param = kExtras == kAllExtras ? param0 * decay : param0;
+    const V vi = alpha * load_as(v + i, lane) + one_minus_alpha * (grad * grad);
+    store_to(v + i, vi);
+    V var = vi;
     if constexpr (kCentered) {
-      const T ai = alpha * a[i] + one_minus_alpha * grad;
-      a[i] = ai;
+      const V ai = alpha * load_as(a + i, lane) + one_minus_alpha * grad;
+      store_to(a + i, ai);
       var = vi - ai * ai;
       var = var > T(0) ? var : T(0);
     }
-    const T avg = std::sqrt(var) + eps;
-    T stepped;
+    const V avg = square_root(var) + eps;
+    V stepped;
     if constexpr (kMomentum) {
-      const T bi = momentum * b[i] + grad / avg;
-      b[i] = bi;
+      const V bi = momentum * load_as(b + i, lane) + divide(grad, avg);
+      store_to(b + i, bi);
       stepped = param - lr * bi;
     } else {
-      stepped = param - lr * (grad / avg);
+      stepped = param - lr * divide(grad, avg);
     }
-    const T updated = prox_l1<kExtras>(stepped, tau);
-    p[i] = updated;
+    const V updated = prox_l1<kExtras>(stepped, tau);
+    store_to(p + i, updated);
     if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
-  }
-  if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
+  });
 }
 
 }  // namespace detail
