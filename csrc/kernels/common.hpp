@@ -323,12 +323,6 @@ inline T sign_of(T x) {
   return x > T(0) ? T(1) : negative_or_zero;
 }
 
-}  // namespace FASTOPT_TARGET_NAME
-}  // namespace fastopt
-
-namespace fastopt {
-namespace FASTOPT_TARGET_NAME {
-
 // Runs step(lane, i, grad_sq, param_sq, update_sq, nonfinite) for every
 // element i of [0, n), lane being a T (one element) or an F64x8 (elements i to
 // i + 7), then adds the statistics into sums. The wide groups come first where
