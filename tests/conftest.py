@@ -5,12 +5,11 @@ root holds no `fastopt` package, so the installed one is always the one tested."
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(params=__import__("fastopt")._core.supported_targets())
