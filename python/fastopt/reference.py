@@ -22,7 +22,11 @@ import math
 
 import numpy as np
 
-__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "rprop_", "quickprop_"]
+__all__ = [
+    "sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "rprop_", "quickprop_",
+    "adadelta_", "adamax_", "nadam_", "nadam_mu", "radam_", "asgd_", "asgd_schedule",
+    "lion_", "lamb_", "adafactor_",
+]
 
 
 def _as_list(x):
@@ -78,11 +82,11 @@ def sgd_(params, grads, momentum_buffers=None, *, step, lr, momentum=0.0, dampen
         p[...] = _prox_l1(param - lr * g, lr * l1)
 
 
-def adagrad_(params, grads, state_sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+def adagrad_(params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
              eps=1e-10, maximize=False, l1=0.0, decoupled_weight_decay=False, grad_scale=1.0,
              clip_value=None):
     clr = lr / (1 + (step - 1) * lr_decay)
-    for p, g, s in zip(_as_list(params), _as_list(grads), _as_list(state_sums)):
+    for p, g, s in zip(_as_list(params), _as_list(grads), _as_list(sums)):
         g = _preprocess(g, p, maximize, weight_decay, decoupled_weight_decay, grad_scale, clip_value)
         param = _decoupled(p, clr, weight_decay, decoupled_weight_decay)
         s[...] = s + g * g
@@ -208,3 +212,237 @@ def quickprop_(params, grads, prev_steps, prev_grads, *, lr=1e-2, mu=1.75, decay
         p[...] = _prox_l1(param + step, lr * l1)
         d[...] = step
         gp[...] = g
+
+
+# Reductions (LAMB's trust ratio, Adafactor's RMS and row means) use the
+# kernels' deterministic order, so the reference matches them bit for bit
+# whatever the thread count or SIMD width: the array is cut into chunks of
+# 4096 consecutive elements; inside a chunk, element i is added to lane
+# i % 8, each lane summed sequentially from 0.0; the eight lanes are combined
+# as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)); the chunk sums are
+# then added sequentially from 0.0, in chunk order. All of it in double.
+# (np.sum and math.fsum round differently; Adafactor's column means and mean
+# of the row factor are plain sequential sums, cumsum(...)[-1].)
+_CHUNK = 4096
+_LANES = 8
+
+
+def _ordered_sum(x):
+    """Sum of a 1-D float64 array in the kernels' order (comment above); the
+    zeros padding a chunk to a multiple of 8 do not change a sum of
+    non-negative terms. An empty array sums to 0.0."""
+    total = 0.0
+    for start in range(0, x.size, _CHUNK):
+        chunk = x[start:start + _CHUNK]
+        padded = np.concatenate([chunk, np.zeros(-chunk.size % _LANES)])
+        lane = [float(v) for v in padded.reshape(-1, _LANES).cumsum(axis=0)[-1]]
+        total += ((lane[0] + lane[1]) + (lane[2] + lane[3])) + (
+            (lane[4] + lane[5]) + (lane[6] + lane[7]))
+    return total
+
+
+def _seq_sum(x, axis):
+    """Plain sequential sum from 0.0 in index order along ``axis`` (kept)."""
+    return np.take(np.cumsum(x, axis=axis), [-1], axis=axis)
+
+
+def _sign(x):
+    """The kernels' sign: 1 if x > 0, -1 if x < 0, else 0 (NaN gives 0)."""
+    return (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)
+
+
+def adadelta_(params, grads, square_avgs, acc_deltas, *, lr=1.0, rho=0.9, eps=1e-6,
+              weight_decay=0.0, maximize=False, decoupled_weight_decay=False, l1=0.0,
+              grad_scale=1.0, clip_value=None):
+    """``v = rho*v + (1-rho)*g*g``, ``delta = sqrt(u+eps)/sqrt(v+eps) * g``,
+    ``u = rho*u + (1-rho)*delta*delta``, ``p = p - lr*delta``."""
+    for p, g, v, u in zip(_as_list(params), _as_list(grads), _as_list(square_avgs),
+                          _as_list(acc_deltas)):
+        g = _preprocess(g, p, maximize, weight_decay, decoupled_weight_decay, grad_scale, clip_value)
+        param = _decoupled(p, lr, weight_decay, decoupled_weight_decay)
+        v[...] = rho * v + (1 - rho) * (g * g)
+        delta = (np.sqrt(u + eps) / np.sqrt(v + eps)) * g
+        u[...] = rho * u + (1 - rho) * (delta * delta)
+        p[...] = _prox_l1(param - lr * delta, lr * l1)
+
+
+def adamax_(params, grads, exp_avgs, exp_infs, *, step, lr=2e-3, betas=(0.9, 0.999), eps=1e-8,
+            weight_decay=0.0, maximize=False, decoupled_weight_decay=False, l1=0.0,
+            grad_scale=1.0, clip_value=None):
+    """``m = b1*m + (1-b1)*g``, ``u = max(b2*u, |g| + eps)``,
+    ``p = p - lr/(1 - b1**step) * m/u``."""
+    beta1, beta2 = betas
+    clr = lr / (1 - beta1**step)
+    for p, g, m, u in zip(_as_list(params), _as_list(grads), _as_list(exp_avgs),
+                          _as_list(exp_infs)):
+        g = _preprocess(g, p, maximize, weight_decay, decoupled_weight_decay, grad_scale, clip_value)
+        param = _decoupled(p, lr, weight_decay, decoupled_weight_decay)
+        m[...] = beta1 * m + (1 - beta1) * g
+        u[...] = np.maximum(beta2 * u, np.abs(g) + eps)
+        p[...] = _prox_l1(param - clr * (m / u), lr * l1)
+
+
+def nadam_mu(step, beta1, momentum_decay):
+    """NAdam's momentum coefficient ``b1 * (1 - 0.5 * 0.96**(step*momentum_decay))``."""
+    return beta1 * (1 - 0.5 * 0.96 ** (step * momentum_decay))
+
+
+def nadam_(params, grads, exp_avgs, exp_avg_sqs, *, step, mu_product, lr=2e-3,
+           betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
+           decoupled_weight_decay=False, maximize=False, l1=0.0, grad_scale=1.0,
+           clip_value=None):
+    """With ``mu_product`` the product of mu_1 .. mu_{step-1} (the caller then
+    multiplies it by :func:`nadam_mu` of this step), ``prod = mu_product*mu``:
+    ``m = b1*m + (1-b1)*g``, ``v = b2*v + (1-b2)*g*g``,
+    ``denom = sqrt(v)/sqrt(1 - b2**step) + eps``,
+    ``p = p - lr*(1-mu)/(1-prod) * g/denom - lr*mu_next/(1-prod*mu_next) * m/denom``."""
+    beta1, beta2 = betas
+    mu = nadam_mu(step, beta1, momentum_decay)
+    mu_next = nadam_mu(step + 1, beta1, momentum_decay)
+    prod = mu_product * mu
+    prod_next = prod * mu_next
+    c_grad = lr * (1 - mu) / (1 - prod)
+    c_avg = lr * mu_next / (1 - prod_next)
+    inv_bias_correction2_sqrt = 1 / math.sqrt(1 - beta2**step)
+    for p, g, m, v in zip(_as_list(params), _as_list(grads), _as_list(exp_avgs),
+                          _as_list(exp_avg_sqs)):
+        g = _preprocess(g, p, maximize, weight_decay, decoupled_weight_decay, grad_scale, clip_value)
+        param = _decoupled(p, lr, weight_decay, decoupled_weight_decay)
+        m[...] = beta1 * m + (1 - beta1) * g
+        v[...] = beta2 * v + (1 - beta2) * (g * g)
+        denom = np.sqrt(v) * inv_bias_correction2_sqrt + eps
+        p[...] = _prox_l1((param - c_grad * (g / denom)) - c_avg * (m / denom), lr * l1)
+
+
+def radam_(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+           weight_decay=0.0, decoupled_weight_decay=False, maximize=False, l1=0.0,
+           grad_scale=1.0, clip_value=None):
+    """Adam's moments; when the SMA length ``rho_t`` exceeds 5,
+    ``p = p - lr*r*sqrt(bc2)/bc1 * m/(sqrt(v) + eps)`` with the rectification r,
+    else the unadapted step ``p = p - lr/bc1 * m``."""
+    beta1, beta2 = betas
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
+    rectified = rho_t > 5
+    if rectified:
+        r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        c = lr * r * math.sqrt(bias_correction2) / bias_correction1
+    for p, g, m, v in zip(_as_list(params), _as_list(grads), _as_list(exp_avgs),
+                          _as_list(exp_avg_sqs)):
+        g = _preprocess(g, p, maximize, weight_decay, decoupled_weight_decay, grad_scale, clip_value)
+        param = _decoupled(p, lr, weight_decay, decoupled_weight_decay)
+        m[...] = beta1 * m + (1 - beta1) * g
+        v[...] = beta2 * v + (1 - beta2) * (g * g)
+        if rectified:
+            stepped = param - c * (m / (np.sqrt(v) + eps))
+        else:
+            stepped = param - (lr / bias_correction1) * m
+        p[...] = _prox_l1(stepped, lr * l1)
+
+
+def asgd_schedule(step, lr, lambd, alpha, t0):
+    """ASGD's ``(eta, mu)`` after ``step``: ``eta = lr / (1 + lambd*lr*step)**alpha``,
+    ``mu = 1 / max(1, step - t0)``."""
+    return lr / (1 + lambd * lr * step) ** alpha, 1 / max(1, step - t0)
+
+
+def asgd_(params, grads, axs, *, step, eta, mu, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6,
+          weight_decay=0.0, maximize=False, decoupled_weight_decay=False, l1=0.0,
+          grad_scale=1.0, clip_value=None):
+    """With ``eta``, ``mu`` the values before this step (:func:`asgd_schedule`;
+    eta starts at lr, mu at 1): ``p = p*(1 - lambd*eta) - eta*g``, then the
+    average ``ax = p`` if mu == 1 else ``ax = ax + mu*(p - ax)``. ``l1``
+    thresholds by ``eta*l1``; decoupled decay uses ``lr``."""
+    for p, g, ax in zip(_as_list(params), _as_list(grads), _as_list(axs)):
+        g = _preprocess(g, p, maximize, weight_decay, decoupled_weight_decay, grad_scale, clip_value)
+        param = _decoupled(p, lr, weight_decay, decoupled_weight_decay)
+        p1 = param * (1 - lambd * eta)
+        p2 = p1 - eta * g
+        p[...] = _prox_l1(p2, eta * l1)
+        ax[...] = p if mu == 1 else ax + mu * (p - ax)
+
+
+def lion_(params, grads, exp_avgs, *, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0,
+          maximize=False, decoupled_weight_decay=True, l1=0.0, grad_scale=1.0, clip_value=None):
+    """``p = p - lr*sign(b1*m + (1-b1)*g)``, then ``m = b2*m + (1-b2)*g``.
+    Weight decay is decoupled by default."""
+    beta1, beta2 = betas
+    for p, g, m in zip(_as_list(params), _as_list(grads), _as_list(exp_avgs)):
+        g = _preprocess(g, p, maximize, weight_decay, decoupled_weight_decay, grad_scale, clip_value)
+        param = _decoupled(p, lr, weight_decay, decoupled_weight_decay)
+        c = beta1 * m + (1 - beta1) * g
+        p[...] = _prox_l1(param - lr * _sign(c), lr * l1)
+        m[...] = beta2 * m + (1 - beta2) * g
+
+
+def lamb_(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-6,
+          weight_decay=0.0, maximize=False, l1=0.0, grad_scale=1.0, clip_value=None):
+    """Per array, the Adam direction plus its own decay term
+    ``r = (m/bc1) / (sqrt(v)/sqrt(bc2) + eps) + weight_decay*p``, scaled by the
+    trust ratio ``phi = ||p|| / ||r||`` (1 if either norm is 0):
+    ``p = p - lr*phi * r``. Norms use :func:`_ordered_sum`."""
+    beta1, beta2 = betas
+    inv_bias_correction1 = 1 / (1 - beta1**step)
+    inv_bias_correction2_sqrt = 1 / math.sqrt(1 - beta2**step)
+    for p, g, m, v in zip(_as_list(params), _as_list(grads), _as_list(exp_avgs),
+                          _as_list(exp_avg_sqs)):
+        g = _preprocess(g, p, maximize, 0.0, False, grad_scale, clip_value)
+        m[...] = beta1 * m + (1 - beta1) * g
+        v[...] = beta2 * v + (1 - beta2) * (g * g)
+        adam_direction = (inv_bias_correction1 * m) / (np.sqrt(v) * inv_bias_correction2_sqrt + eps)
+        r = adam_direction + weight_decay * p
+        p_norm_sq = _ordered_sum(np.ravel(p).astype(np.float64) ** 2)
+        r_norm_sq = _ordered_sum(np.ravel(r).astype(np.float64) ** 2)
+        both_positive = p_norm_sq > 0 and r_norm_sq > 0
+        phi = math.sqrt(p_norm_sq) / math.sqrt(r_norm_sq) if both_positive else 1.0
+        p[...] = _prox_l1(p - (lr * phi) * r, lr * l1)
+
+
+def _lerp(a, b, w):
+    """torch.lerp's formula: ``a + w*(b - a)`` if w < 0.5 else ``b - (b - a)*(1 - w)``."""
+    return a + w * (b - a) if w < 0.5 else b - (b - a) * (1 - w)
+
+
+def adafactor_(params, grads, row_vars, col_vars, variances, *, step, lr=1e-2, beta2_decay=-0.8,
+               eps=(None, 1e-3), d=1.0, weight_decay=0.0, maximize=False, l1=0.0, grad_scale=1.0,
+               clip_value=None):
+    """torch.optim.Adafactor. With ``w = step**beta2_decay``: an array of ndim >= 2
+    keeps factored second moments over its last two axes (row_var: shape[:-1]
+    + (1,), col_var: shape[:-2] + (1, C); variances[i] is None), lerped by w
+    towards the row and column means of g*g, ``V = row_var*col_var /
+    max(mean(row_var), eps1)``; ndim <= 1 keeps ``variance`` (lerped towards
+    g*g; row and col None) and ``V = variance``. Then ``u = g/sqrt(max(V, eps1**2))``,
+    ``p = p*(1 - lr*wd) - alpha/max(1, rms(u)/d) * u`` with
+    ``alpha = max(eps2, rms(p)) * min(lr, 1/sqrt(step))`` (p before the decay);
+    eps1 None means the dtype's machine epsilon."""
+    eps1, eps2 = eps
+    row_vars, col_vars, variances = _as_list(row_vars), _as_list(col_vars), _as_list(variances)
+    one_minus_beta2 = step**beta2_decay
+    rho = min(lr, 1 / step**0.5)
+    for i, (p, g) in enumerate(zip(_as_list(params), _as_list(grads))):
+        e1 = float(np.finfo(p.dtype).eps) if eps1 is None else eps1
+        g = _preprocess(g, p, maximize, 0.0, False, grad_scale, clip_value)
+        p_norm_sq = _ordered_sum(np.ravel(p).astype(np.float64) ** 2)
+        alpha = max(eps2, math.sqrt(p_norm_sq) / math.sqrt(p.size)) * rho
+        param = _decoupled(p, lr, weight_decay, True)
+        if p.ndim >= 2:
+            row_var, col_var = row_vars[i], col_vars[i]
+            rows, cols = p.shape[-2], p.shape[-1]
+            g_sq = g.astype(np.float64) ** 2
+            row_sums = np.array([_ordered_sum(g_sq[ix]) for ix in np.ndindex(g_sq.shape[:-1])])
+            row_mean = (row_sums.reshape(row_var.shape) / cols).astype(p.dtype)
+            col_mean = (_seq_sum(g_sq, -2) / rows).astype(p.dtype)
+            row_var[...] = _lerp(row_var, row_mean, one_minus_beta2)
+            col_var[...] = _lerp(col_var, col_mean, one_minus_beta2)
+            row_var_mean = (_seq_sum(row_var.astype(np.float64), -2) / rows).astype(p.dtype)
+            var_estimate = (row_var * col_var) / np.maximum(row_var_mean, e1)
+        else:
+            variance = variances[i]
+            variance[...] = _lerp(variance, g * g, one_minus_beta2)
+            var_estimate = variance
+        u = g / np.sqrt(np.maximum(var_estimate, e1 * e1))
+        u_norm_sq = _ordered_sum(np.ravel(u).astype(np.float64) ** 2)
+        denom = max(1.0, math.sqrt(u_norm_sq) / (math.sqrt(p.size) * d))
+        p[...] = _prox_l1(param - (alpha / denom) * u, lr * l1)
