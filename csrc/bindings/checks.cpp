@@ -3,21 +3,35 @@
 #include <algorithm>
 
 namespace fastopt {
-namespace {
 
 std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr("__name__")); }
 
-std::string shape_str(const py::array& a) {
+std::string shape_text(const py::array& a) {
   std::string s = "(";
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += std::to_string(a.shape(d)) + (a.ndim() == 1 || d + 1 < a.ndim() ? "," : "");
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    s += std::to_string(a.shape(d)) + (a.ndim() == 1 || d + 1 < a.ndim() ? "," : "");
   return s + ")";
 }
 
-bool same_shape(const py::array& a, const py::array& b) {
-  if (a.ndim() != b.ndim()) return false;
-  for (py::ssize_t d = 0; d < a.ndim(); ++d)
-    if (a.shape(d) != b.shape(d)) return false;
-  return true;
+namespace {
+
+// The shape a state array must have, from its parameter's.
+std::vector<py::ssize_t> expected_shape(const py::array& param, StateShape rule) {
+  std::vector<py::ssize_t> shape(param.shape(), param.shape() + param.ndim());
+  if (rule == StateShape::kRowsOfParam && !shape.empty()) shape.back() = 1;
+  if (rule == StateShape::kColsOfParam && shape.size() >= 2) shape[shape.size() - 2] = 1;
+  return shape;
+}
+
+bool has_shape(const py::array& a, const std::vector<py::ssize_t>& shape) {
+  return std::equal(shape.begin(), shape.end(), a.shape(), a.shape() + a.ndim());
+}
+
+std::string shape_text(const std::vector<py::ssize_t>& shape) {
+  std::string s = "(";
+  for (std::size_t d = 0; d < shape.size(); ++d)
+    s += std::to_string(shape[d]) + (shape.size() == 1 || d + 1 < shape.size() ? "," : "");
+  return s + ")";
 }
 
 // 0 = float32, 1 = float64, -1 = anything else (including non-native byte order).
@@ -34,45 +48,46 @@ struct Items {
   py::ssize_t count;
 };
 
-Items role_items(const RoleArg& role, PyObject* const& single) {
-  if (py::isinstance<py::array>(role.value)) return {&single, 1};
-  if (PyList_Check(role.value.ptr()) || PyTuple_Check(role.value.ptr())) {
-    PyObject* seq = role.value.ptr();
+Items role_items(const char* name, py::handle value, PyObject* const& single) {
+  if (py::isinstance<py::array>(value)) return {&single, 1};
+  if (PyList_Check(value.ptr()) || PyTuple_Check(value.ptr())) {
+    PyObject* seq = value.ptr();
     return {PySequence_Fast_ITEMS(seq), PySequence_Fast_GET_SIZE(seq)};
   }
-  throw py::type_error(std::string(role.name) + " must be a numpy.ndarray or a list of numpy.ndarrays, got " +
-                       type_name(role.value));
+  throw py::type_error(std::string(name) + " must be a numpy.ndarray or a list of numpy.ndarrays, got " +
+                       type_name(value));
 }
 
 }  // namespace
 
-CheckedBuffers::CheckedBuffers(const RoleArg* roles, std::size_t n_roles) {
-  for (std::size_t r = 0; r < n_roles; ++r) {
-    const RoleArg& role = roles[r];
-    if (role.value.is_none()) {
-      if (role.required) throw py::value_error(std::string(role.name) + " is required " + role.required);
-      if (r == 0) throw py::type_error(std::string(role.name) + " must be a numpy.ndarray or a list of them");
-      continue;
-    }
-    PyObject* const single = role.value.ptr();
-    const Items items = role_items(role, single);
-    if (r == 0) {
-      n_tensors_ = static_cast<int>(items.count);
-      raw_.assign(n_roles * items.count, nullptr);
-      buffers_.reserve(n_roles * items.count);
-      sizes_.reserve(items.count);
-    } else if (items.count != n_tensors_) {
-      throw py::value_error(std::string(role.name) + " has " + std::to_string(items.count) + " arrays but " +
-                            roles[0].name + " has " + std::to_string(n_tensors_));
-    }
-    for (int i = 0; i < n_tensors_; ++i) add(role, r, items.items[i], i);
-  }
-  check_overlap();
+CheckedBuffers::CheckedBuffers(py::handle params, std::size_t n_roles, const RoleSpec& first) : n_roles_(n_roles) {
+  if (params.is_none()) throw py::type_error(std::string(first.name) + " must be a numpy.ndarray or a list of them");
+  PyObject* const single = params.ptr();
+  const Items items = role_items(first.name, params, single);
+  n_tensors_ = static_cast<int>(items.count);
+  raw_.assign(n_roles * items.count, nullptr);
+  buffers_.reserve(n_roles * items.count);
+  sizes_.reserve(items.count);
+  dims_.reserve(3 * items.count);
+  for (int i = 0; i < n_tensors_; ++i) add_array(0, first, items.items[i], i);
 }
 
-void CheckedBuffers::add(const RoleArg& role, std::size_t r, py::handle item, int i) {
-  const Label where{role.name, i};
-  const bool written = role.access == Access::kWrite;
+void CheckedBuffers::add_role(std::size_t role, const RoleSpec& spec, py::handle value) {
+  if (value.is_none()) return;
+  PyObject* const single = value.ptr();
+  const Items items = role_items(spec.name, value, single);
+  if (items.count != n_tensors_)
+    throw py::value_error(std::string(spec.name) + " has " + std::to_string(items.count) + " arrays but params has " +
+                          std::to_string(n_tensors_));
+  if (role == 1) grads_.clear();
+  for (int i = 0; i < n_tensors_; ++i) {
+    if (role == 1) add_grad(items.items[i], i);
+    else if (items.items[i] != Py_None) add_array(role, spec, items.items[i], i);
+  }
+}
+
+void CheckedBuffers::add_array(std::size_t role, const RoleSpec& spec, py::handle item, int i) {
+  const Label where{spec.name, i};
   if (!py::isinstance<py::array>(item))
     throw py::type_error(where.text() + " must be a numpy.ndarray, got " + type_name(item));
   py::array a = py::reinterpret_borrow<py::array>(item);
@@ -82,66 +97,123 @@ void CheckedBuffers::add(const RoleArg& role, std::size_t r, py::handle item, in
                          "; fastopt kernels take float32 or float64 (native byte order)");
   if (buffers_.empty()) is_double_ = kind == 1;
   if (kind != static_cast<int>(is_double_))
-    throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) + " but " +
-                         buffers_.front().label.role + "[0] has dtype " + (is_double_ ? "float64" : "float32") +
-                         ": one call takes a single dtype");
-  if (r == 0) {
+    throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) + " but " + buffers_.front().label.text() + " has dtype " +
+                         (is_double_ ? "float64" : "float32") + ": one call takes a single dtype");
+  if (role == 0) {
     sizes_.push_back(static_cast<std::int64_t>(a.size()));
     total_ += sizes_.back();
-  } else if (!same_shape(a, buffers_[static_cast<std::size_t>(i)].array)) {  // buffers_[i]: the first role's
-    throw py::value_error(where.text() + " has shape " + shape_str(a) + " but " + buffers_.front().label.role + "[" +
-                          std::to_string(i) + "] has shape " + shape_str(buffers_[static_cast<std::size_t>(i)].array));
+    const py::ssize_t nd = a.ndim();
+    const std::int64_t rows = nd >= 2 ? a.shape(nd - 2) : 0, cols = nd >= 2 ? a.shape(nd - 1) : 0;
+    dims_.insert(dims_.end(), {rows * cols ? sizes_.back() / (rows * cols) : 0, rows, cols});
+  } else {
+    const py::array& param = buffers_[static_cast<std::size_t>(i)].array;
+    const std::vector<py::ssize_t> shape = expected_shape(param, spec.shape);
+    if (!has_shape(a, shape))
+      throw py::value_error(where.text() + " has shape " + shape_text(a) + " but " +
+                            (spec.shape == StateShape::kLikeParam ? std::string(buffers_.front().label.role) + "[" +
+                                                                        std::to_string(i) + "] has shape "
+                                                                  : std::string("it must have shape ")) +
+                            shape_text(shape));
   }
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(where.text() + " is not C-contiguous; fastopt updates arrays in place and never copies "
                           "(use np.ascontiguousarray and keep the result)");
   if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
     throw py::value_error(where.text() + " is not aligned to its dtype");
-  if (written && !a.writeable())
+  if (spec.written && !a.writeable())
     throw py::value_error(where.text() + " is read-only but is updated in place");
-  raw_[r * static_cast<std::size_t>(n_tensors_) + static_cast<std::size_t>(i)] = const_cast<void*>(a.data());
-  buffers_.push_back(Buffer{std::move(a), where, written});
+  raw_[role * static_cast<std::size_t>(n_tensors_) + static_cast<std::size_t>(i)] = const_cast<void*>(a.data());
+  buffers_.push_back(Buffer{std::move(a), where, spec.written});
 }
 
-// Rejects any two buffers that share memory when at least one is written
-// (an aliased state buffer would be updated twice or read after a write).
-// Sweep over intervals sorted by start, remembering the furthest end among
-// all buffers and among written ones.
+void CheckedBuffers::add_grad(py::handle item, int i) {
+  const Label where{"grads", i};
+  if (!py::isinstance<py::array>(item))
+    throw py::type_error(where.text() + " must be a numpy.ndarray, got " + type_name(item));
+  py::array a = py::reinterpret_borrow<py::array>(item);
+  const int kind = float_kind(a);
+  if (kind < 0)
+    throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) +
+                         "; fastopt kernels take float32 or float64 (native byte order)");
+  if (kind != static_cast<int>(is_double_))
+    throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) + " but params[0] has dtype " +
+                         (is_double_ ? "float64" : "float32") + ": one call takes a single dtype");
+  const py::array& param = buffers_[static_cast<std::size_t>(i)].array;
+  if (a.ndim() != param.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), param.shape()))
+    throw py::value_error(where.text() + " has shape " + shape_text(a) + " but params[" + std::to_string(i) +
+                          "] has shape " + shape_text(param));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(where.text() + " is not C-contiguous; fastopt reads arrays in place and never copies "
+                          "(use np.ascontiguousarray)");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(where.text() + " is not aligned to its dtype");
+  raw_[static_cast<std::size_t>(n_tensors_) + static_cast<std::size_t>(i)] = const_cast<void*>(a.data());
+  grads_.push_back(Buffer{std::move(a), where, false});
+}
+
+std::vector<CheckedBuffers::Interval> CheckedBuffers::intervals(bool written_only) const {
+  std::vector<Interval> spans;
+  spans.reserve(buffers_.size() + grads_.size());
+  auto add = [&](const std::vector<Buffer>& from, std::size_t offset) {
+    for (std::size_t k = 0; k < from.size(); ++k) {
+      const py::array& a = from[k].array;
+      if (a.nbytes() == 0 || (written_only && !from[k].written)) continue;
+      const auto begin = reinterpret_cast<std::uintptr_t>(a.data());
+      spans.push_back({begin, begin + static_cast<std::uintptr_t>(a.nbytes()), offset + k});
+    }
+  };
+  add(buffers_, 0);
+  if (!written_only) add(grads_, buffers_.size());
+  std::sort(spans.begin(), spans.end(), [](const Interval& x, const Interval& y) { return x.begin < y.begin; });
+  return spans;
+}
+
+// A sweep over intervals sorted by start, remembering the furthest end among
+// all buffers and among written ones. On success the written intervals are
+// disjoint and kept (sorted) for replace_grads.
 void CheckedBuffers::check_overlap() const {
-  struct Interval { std::uintptr_t begin, end; std::size_t id; };
-  constexpr std::size_t kOnStack = 8;  // one tensor of any optimizer: no allocation
-  Interval stack[kOnStack];
-  std::vector<Interval> heap;
-  Interval* spans = stack;
-  if (buffers_.size() > kOnStack) {
-    heap.resize(buffers_.size());
-    spans = heap.data();
-  }
-  std::size_t n = 0;
-  for (std::size_t k = 0; k < buffers_.size(); ++k) {
-    const py::array& a = buffers_[k].array;
-    if (a.nbytes() == 0) continue;
-    const auto begin = reinterpret_cast<std::uintptr_t>(a.data());
-    spans[n++] = {begin, begin + static_cast<std::uintptr_t>(a.nbytes()), k};
-  }
-  std::sort(spans, spans + n, [](const Interval& x, const Interval& y) { return x.begin < y.begin; });
+  const std::vector<Interval> spans = intervals(false);
+  auto label = [&](std::size_t id) {
+    return id < buffers_.size() ? buffers_[id].label.text() : grads_[id - buffers_.size()].label.text();
+  };
+  auto written = [&](std::size_t id) { return id < buffers_.size() && buffers_[id].written; };
   std::uintptr_t end_any = 0, end_written = 0;
   std::size_t owner_any = 0, owner_written = 0;
-  for (std::size_t k = 0; k < n; ++k) {
-    const Interval& s = spans[k];
-    const bool written = buffers_[s.id].written;
+  for (const Interval& s : spans) {
     std::size_t clash = SIZE_MAX;
-    if (written && s.begin < end_any) clash = owner_any;
+    if (written(s.id) && s.begin < end_any) clash = owner_any;
     else if (s.begin < end_written) clash = owner_written;
     if (clash != SIZE_MAX)
-      throw py::value_error(buffers_[clash].label.text() + " and " + buffers_[s.id].label.text() +
+      throw py::value_error(label(clash) + " and " + label(s.id) +
                             " share memory; every buffer that is updated in place must be a separate array");
     if (s.end > end_any) { end_any = s.end; owner_any = s.id; }
-    if (written && s.end > end_written) { end_written = s.end; owner_written = s.id; }
+    if (written(s.id) && s.end > end_written) { end_written = s.end; owner_written = s.id; }
+  }
+  const_cast<CheckedBuffers*>(this)->written_ = intervals(true);
+}
+
+CheckedBuffers::Interval CheckedBuffers::clash_with_written(const py::array& a) const {
+  const auto begin = reinterpret_cast<std::uintptr_t>(a.data());
+  const auto end = begin + static_cast<std::uintptr_t>(a.nbytes());
+  // The first written interval that ends after begin (they are disjoint and sorted).
+  auto it = std::upper_bound(written_.begin(), written_.end(), begin,
+                             [](std::uintptr_t x, const Interval& s) { return x < s.end; });
+  if (a.nbytes() != 0 && it != written_.end() && it->begin < end) return *it;
+  return Interval{0, 0, SIZE_MAX};
+}
+
+void CheckedBuffers::replace_grads(py::handle grads) {
+  if (grads.is_none()) throw py::type_error("grads must be a numpy.ndarray or a list of them");
+  add_role(1, RoleSpec{"grads", false, StateShape::kLikeParam}, grads);
+  for (const Buffer& g : grads_) {
+    const Interval clash = clash_with_written(g.array);
+    if (clash.id != SIZE_MAX)
+      throw py::value_error(buffers_[clash.id].label.text() + " and " + g.label.text() +
+                            " share memory; every buffer that is updated in place must be a separate array");
   }
 }
 
-std::vector<std::int32_t> check_hyper_index(const py::object& hyper_index, int n_tensors, std::size_t n_hypers) {
+std::vector<std::int32_t> check_hyper_index(const py::handle& hyper_index, int n_tensors, std::size_t n_hypers) {
   if (n_hypers == 0) throw py::value_error("hypers must hold at least one hyperparameter set");
   std::vector<std::int32_t> index;
   if (hyper_index.is_none()) return index;

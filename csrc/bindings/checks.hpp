@@ -6,8 +6,9 @@
 // be lost (pybind11's default py::array_t casting does exactly that).
 //
 // This runs on every optimizer step, so it is written to cost well under a
-// microsecond: one allocation per container, list items read in place, and
-// error messages formatted only when an error is raised.
+// microsecond per array: list items read in place, and error messages
+// formatted only when an error is raised. A step plan (bindings/optimizers.cpp)
+// checks the parameters and state once and only the gradients at each step.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -17,28 +18,50 @@
 #include <string>
 #include <vector>
 
-#include "kernels/common.hpp"
+#include "core/batch.hpp"
+#include "core/hyper.hpp"
 
 namespace fastopt {
 namespace py = pybind11;
 
-enum class Access { kRead, kWrite };
+std::string type_name(py::handle h);
+std::string shape_text(const py::array& a);
 
-struct RoleArg {
-  const char* name;      // the Python argument name, used in every message
-  py::handle value;      // an ndarray, a list/tuple of ndarrays, or None
-  Access access;
-  const char* required;  // nullptr: optional (None allowed); else why it is needed, e.g. "when amsgrad=True"
+// The role a buffer plays in a call: the parameters (role 0, written), the
+// gradients (role 1, read) and the optimizer's state arrays (written).
+struct RoleSpec {
+  const char* name;     // the Python argument name, used in every message ("exp_avgs")
+  bool written;
+  StateShape shape;     // how its shape follows the parameter's
 };
 
 // The validated buffers of one call: role-major raw pointers plus sizes.
 class CheckedBuffers {
  public:
-  CheckedBuffers(const RoleArg* roles, std::size_t n_roles);
-  CheckedBuffers(std::initializer_list<RoleArg> roles) : CheckedBuffers(roles.begin(), roles.size()) {}
+  // params: an ndarray or a list/tuple of them (role 0). The roles after the
+  // parameters are added with add_role, in kernel order (gradients first).
+  // `first` names role 0 in messages and says whether it is written.
+  CheckedBuffers(py::handle params, std::size_t n_roles,
+                 const RoleSpec& first = RoleSpec{"params", true, StateShape::kLikeParam});
+
+  // value: an ndarray, a list/tuple of ndarrays (items may be None: absent
+  // for that tensor) or None (absent for every tensor).
+  void add_role(std::size_t role, const RoleSpec& spec, py::handle value);
+  // Rejects any two buffers that share memory when at least one is written.
+  void check_overlap() const;
+
+  // Replaces role 1 (the gradients) in a checked set whose other roles do
+  // not change (a step plan): checks them and their overlap with the written
+  // buffers only.
+  void replace_grads(py::handle grads);
+  // Drops the references to the gradients (a plan keeps none between steps).
+  void release_grads() { grads_.clear(); }
 
   bool is_double() const { return is_double_; }
   int n_tensors() const { return n_tensors_; }
+  int ndim(int tensor) const { return static_cast<int>(buffers_[static_cast<std::size_t>(tensor)].array.ndim()); }
+  bool present(std::size_t role, int tensor) const { return raw_[role * n_tensors_ + tensor] != nullptr; }
+  std::int64_t total() const { return total_; }
 
   // The kernel's view; valid while this object lives. hyper_index may be
   // empty (every tensor uses hyperparameter set 0).
@@ -47,7 +70,7 @@ class CheckedBuffers {
                  double* unit_stats) const {
     return Batch<T>{n_tensors_, sizes_.data(), reinterpret_cast<T* const*>(raw_.data()),
                     hyper_index.empty() ? nullptr : hyper_index.data(), total_, num_threads, threads_used,
-                    unit_stats};
+                    dims_.data(), unit_stats};
   }
 
  private:
@@ -61,13 +84,24 @@ class CheckedBuffers {
     Label label;
     bool written;
   };
+  struct Interval {
+    std::uintptr_t begin, end;
+    std::size_t id;  // index into buffers_
+  };
 
-  void add(const RoleArg& role, std::size_t r, py::handle item, int i);
-  void check_overlap() const;
+  void add_array(std::size_t role, const RoleSpec& spec, py::handle item, int i);
+  std::vector<Interval> intervals(bool written_only) const;
 
-  std::vector<Buffer> buffers_;
-  std::vector<void*> raw_;            // raw_[role * n + i]; nullptr for an absent role
-  std::vector<std::int64_t> sizes_;
+  void add_grad(py::handle item, int i);
+  Interval clash_with_written(const py::array& a) const;
+
+  std::size_t n_roles_;
+  std::vector<Buffer> buffers_;       // params first (buffers_[i] is params[i]), then the state arrays
+  std::vector<Buffer> grads_;         // role 1, replaced at every step of a plan
+  std::vector<void*> raw_;            // raw_[role * n + i]; nullptr for an absent buffer
+  std::vector<std::int64_t> sizes_;   // elements of params[i]
+  std::vector<std::int64_t> dims_;    // (leading, rows, cols) of params[i] (Batch::dims)
+  std::vector<Interval> written_;     // sorted, disjoint written intervals (check_overlap), for replace_grads
   std::int64_t total_ = 0;
   int n_tensors_ = 0;
   bool is_double_ = false;
@@ -75,7 +109,7 @@ class CheckedBuffers {
 
 // Checks a hyperparameter-set index per tensor; None gives an empty vector
 // (every tensor uses set 0).
-std::vector<std::int32_t> check_hyper_index(const py::object& hyper_index, int n_tensors,
+std::vector<std::int32_t> check_hyper_index(const py::handle& hyper_index, int n_tensors,
                                             std::size_t n_hypers);
 
 }  // namespace fastopt

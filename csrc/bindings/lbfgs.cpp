@@ -13,6 +13,8 @@
 #include <cstring>
 #include <memory>
 
+#include "bindings/checks.hpp"
+#include "bindings/optimizers.hpp"
 #include "lbfgs/driver.hpp"
 #include "lbfgs/roofline.hpp"
 
@@ -42,14 +44,6 @@ const char* line_search_name(LineSearchKind kind) {
     case LineSearchKind::kFixed: return "fixed";
   }
   return "?";
-}
-
-std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr("__name__")); }
-
-std::string shape_text(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) s += std::to_string(a.shape(d)) + (a.ndim() == 1 || d + 1 < a.ndim() ? "," : "");
-  return s + ")";
 }
 
 // The objective value: a Python number or a 0-d array.

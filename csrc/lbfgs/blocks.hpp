@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/common.hpp"
+#include "core/batch.hpp"
 
 namespace fastopt {
 

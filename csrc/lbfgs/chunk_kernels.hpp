@@ -4,7 +4,7 @@
 // They are the only code of the passes that touches every element, and they
 // are compute-bound in L2/L3 at the baseline ISA (SSE2: two doubles per
 // instruction, float->double conversions). So, like the optimizer kernels,
-// they are compiled once per SIMD target (kernels/instantiate.cpp) into the
+// they are compiled once per SIMD target (lbfgs/instantiate.cpp) into their own
 // kernel table, and the passes call the active target's version through it
 // (one indirect call per chunk): FASTOPT_TARGET forces them too, and every
 // target is tested. Dot products accumulate in double; the lane count of the
@@ -14,8 +14,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
-#include "kernels/common.hpp"
+#include "core/batch.hpp"
 
 namespace fastopt {
 
@@ -23,7 +24,7 @@ struct CandidateSums {
   double dg, sg, yg, sy, yy, l1, sq, max;
 };
 
-// One dtype's chunk kernels for one SIMD target (a member of Kernels<T>).
+// One dtype's chunk kernels for one SIMD target.
 template <class T>
 struct LbfgsChunkKernels {
   void (*to_double)(const T* src, double* dst, std::int64_t len);
@@ -36,6 +37,23 @@ struct LbfgsChunkKernels {
   double (*finish_direction)(const T* acc, T* d, const T* x, T* x_trial, const T* g, T alpha, std::int64_t len);
 };
 
+// One SIMD target's chunk kernels for both dtypes (constant data, filled by
+// lbfgs/instantiate.cpp), and the active target's (lbfgs/tables.cpp).
+struct LbfgsChunkTable {
+  LbfgsChunkKernels<float> f32;
+  LbfgsChunkKernels<double> f64;
+};
+const LbfgsChunkTable& active_lbfgs_chunk_table();
+
+template <class T>
+const LbfgsChunkKernels<T>& active_chunk_kernels() {
+  if constexpr (std::is_same_v<T, float>) return active_lbfgs_chunk_table().f32;
+  else return active_lbfgs_chunk_table().f64;
+}
+
+}  // namespace fastopt
+
+namespace fastopt {
 namespace FASTOPT_TARGET_NAME {
 namespace lbfgs_chunk {
 
@@ -152,7 +170,7 @@ double finish_direction(const T* __restrict acc, T* __restrict d,
 }
 
 template <class T>
-LbfgsChunkKernels<T> chunk_kernels() {
+constexpr LbfgsChunkKernels<T> chunk_kernels() {
   return {&to_double<T>, &candidate<T>, &norms<T>, &pair_dots4<T>, &pair_dots2<T>, &axpy2<T>, &finish_direction<T>};
 }
 

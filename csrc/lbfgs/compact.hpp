@@ -35,7 +35,6 @@
 #include <vector>
 
 #include "lbfgs/blocks.hpp"
-#include "dispatch.hpp"
 #include "lbfgs/chunk_kernels.hpp"
 
 namespace fastopt {
@@ -188,7 +187,7 @@ class LbfgsMemory {
 template <class T>
 void gradient_pass(LbfgsMemory<T>& mem, const T* g_new, const T* g_old, double alpha, int num_threads,
                    BlockPartials& partials, GradientDots& out) {
-  const LbfgsChunkKernels<T>& chunk = active_kernels().get<T>().lbfgs;  // the active SIMD target's
+  const LbfgsChunkKernels<T>& chunk = active_chunk_kernels<T>();  // the active SIMD target's
   const std::int64_t n = mem.n();
   const int k = mem.size();
   const bool candidate = g_old != nullptr;
@@ -270,7 +269,7 @@ void oldest_pair_dots(const LbfgsMemory<T>& mem, const T* g, int num_threads, Bl
 template <class T>
 double direction_pass(LbfgsMemory<T>& mem, const T* g, double cg, const double* cs, const double* cy,
                       const T* x, double alpha, T* x_trial, int num_threads, BlockPartials& partials) {
-  const LbfgsChunkKernels<T>& chunk = active_kernels().get<T>().lbfgs;  // the active SIMD target's
+  const LbfgsChunkKernels<T>& chunk = active_chunk_kernels<T>();  // the active SIMD target's
   const std::int64_t n = mem.n();
   const int k = mem.size();
   partials.reset(n, 1);

@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/hyper.hpp"
 #include "lbfgs/compact.hpp"
 #include "lbfgs/line_search.hpp"
 

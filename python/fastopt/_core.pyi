@@ -7,226 +7,47 @@ from __future__ import annotations
 import collections.abc
 import numpy
 import typing
-__all__: list[str] = ['AdagradHyper', 'AdamHyper', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'PARALLEL_GRAIN', 'QuickpropHyper', 'RmspropHyper', 'RpropHyper', 'SgdHyper', 'adagrad', 'adagrad_step', 'adam', 'adam_step', 'compiled_targets', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'quickprop', 'quickprop_step', 'rmsprop', 'rmsprop_step', 'roofline', 'rprop', 'rprop_step', 'select_target', 'set_num_threads', 'sgd', 'sgd_step', 'supported_targets']
-class SgdHyper:
-    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
-        ...
-    @property
-    def clip_value(self) -> float:
-        ...
-    @property
-    def dampening(self) -> float:
-        ...
-    @property
-    def decoupled_weight_decay(self) -> bool:
-        ...
-    @property
-    def grad_scale(self) -> float:
-        ...
-    @property
-    def l1(self) -> float:
-        ...
-    @property
-    def lr(self) -> float:
-        ...
-    @property
-    def maximize(self) -> bool:
-        ...
-    @property
-    def momentum(self) -> float:
-        ...
-    @property
-    def nesterov(self) -> bool:
-        ...
-    @property
-    def step(self) -> int:
-        ...
-    @property
-    def weight_decay(self) -> float:
-        ...
-class AdagradHyper:
-    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, lr_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-10, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
-        ...
-    @property
-    def clip_value(self) -> float:
-        ...
-    @property
-    def decoupled_weight_decay(self) -> bool:
-        ...
-    @property
-    def eps(self) -> float:
-        ...
-    @property
-    def grad_scale(self) -> float:
-        ...
-    @property
-    def l1(self) -> float:
-        ...
-    @property
-    def lr(self) -> float:
-        ...
-    @property
-    def lr_decay(self) -> float:
-        ...
-    @property
-    def maximize(self) -> bool:
-        ...
-    @property
-    def step(self) -> int:
-        ...
-    @property
-    def weight_decay(self) -> float:
-        ...
-class RmspropHyper:
-    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.99, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-08, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, centered: bool = False, maximize: bool = False, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
-        ...
-    @property
-    def alpha(self) -> float:
-        ...
-    @property
-    def centered(self) -> bool:
-        ...
-    @property
-    def clip_value(self) -> float:
-        ...
-    @property
-    def decoupled_weight_decay(self) -> bool:
-        ...
-    @property
-    def eps(self) -> float:
-        ...
-    @property
-    def grad_scale(self) -> float:
-        ...
-    @property
-    def l1(self) -> float:
-        ...
-    @property
-    def lr(self) -> float:
-        ...
-    @property
-    def maximize(self) -> bool:
-        ...
-    @property
-    def momentum(self) -> float:
-        ...
-    @property
-    def weight_decay(self) -> float:
-        ...
-class AdamHyper:
-    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.001, beta1: typing.SupportsFloat | typing.SupportsIndex = 0.9, beta2: typing.SupportsFloat | typing.SupportsIndex = 0.999, eps: typing.SupportsFloat | typing.SupportsIndex = 1e-08, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, amsgrad: bool = False, maximize: bool = False, step: typing.SupportsInt | typing.SupportsIndex = 1, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
-        ...
-    @property
-    def amsgrad(self) -> bool:
-        ...
-    @property
-    def beta1(self) -> float:
-        ...
-    @property
-    def beta2(self) -> float:
-        ...
-    @property
-    def clip_value(self) -> float:
-        ...
-    @property
-    def decoupled_weight_decay(self) -> bool:
-        ...
-    @property
-    def eps(self) -> float:
-        ...
-    @property
-    def grad_scale(self) -> float:
-        ...
-    @property
-    def l1(self) -> float:
-        ...
-    @property
-    def lr(self) -> float:
-        ...
-    @property
-    def maximize(self) -> bool:
-        ...
-    @property
-    def step(self) -> int:
-        ...
-    @property
-    def weight_decay(self) -> float:
-        ...
-class RpropHyper:
-    def __init__(self, *, etaminus: typing.SupportsFloat | typing.SupportsIndex = 0.5, etaplus: typing.SupportsFloat | typing.SupportsIndex = 1.2, step_size_min: typing.SupportsFloat | typing.SupportsIndex = 1e-06, step_size_max: typing.SupportsFloat | typing.SupportsIndex = 50.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, maximize: bool = False, variant: str = 'irprop-', loss: typing.SupportsFloat | typing.SupportsIndex | None = None, prev_loss: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
-        ...
-    @property
-    def clip_value(self) -> float:
-        ...
-    @property
-    def decoupled_weight_decay(self) -> bool:
-        ...
-    @property
-    def etaminus(self) -> float:
-        ...
-    @property
-    def etaplus(self) -> float:
-        ...
-    @property
-    def grad_scale(self) -> float:
-        ...
-    @property
-    def l1(self) -> float:
-        ...
-    @property
-    def loss_increased(self) -> bool:
-        ...
-    @property
-    def maximize(self) -> bool:
-        ...
-    @property
-    def step_size_max(self) -> float:
-        ...
-    @property
-    def step_size_min(self) -> float:
-        ...
-    @property
-    def variant(self) -> str:
-        ...
-    @property
-    def weight_decay(self) -> float:
-        ...
-class QuickpropHyper:
-    def __init__(self, *, lr: typing.SupportsFloat | typing.SupportsIndex = 0.01, mu: typing.SupportsFloat | typing.SupportsIndex = 1.75, decay: typing.SupportsFloat | typing.SupportsIndex = 0.0001, mode_switch: typing.SupportsFloat | typing.SupportsIndex = 0.0, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, maximize: bool = False, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, decoupled_weight_decay: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
-        ...
-    @property
-    def clip_value(self) -> float:
-        ...
-    @property
-    def decay(self) -> float:
-        ...
-    @property
-    def decoupled_weight_decay(self) -> bool:
-        ...
-    @property
-    def grad_scale(self) -> float:
-        ...
-    @property
-    def l1(self) -> float:
-        ...
-    @property
-    def lr(self) -> float:
-        ...
-    @property
-    def maximize(self) -> bool:
-        ...
-    @property
-    def mode_switch(self) -> float:
-        ...
-    @property
-    def momentum(self) -> float:
-        ...
-    @property
-    def mu(self) -> float:
-        ...
-    @property
-    def weight_decay(self) -> float:
-        ...
+__all__: list[str] = ['LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'OptimizerSpec', 'PARALLEL_GRAIN', 'StalePlan', 'StepPlan', 'compiled_targets', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'optimizers', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
+class StepPlan:
+    """
+    A class step's checked buffers (see OptimizerSpec.plan).
+    """
+    def run(self, grads: typing.Any, hypers: typing.Any, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
+        ...
+    @property
+    def n_tensors(self) -> int:
+        ...
+class OptimizerSpec:
+    """
+    One optimizer's declaration (from its C++ header) and its step. Private: use the classes and functions of fastopt.optim / fastopt.functional.
+    """
+    def needed_state(self, values: typing.Any, ndim: typing.SupportsInt | typing.SupportsIndex) -> list:
+        """
+        The state keys a parameter with `ndim` dimensions needs under these hyperparameter values (checked: raises like step()).
+        """
+    def plan(self, params: typing.Any, state: typing.Any, hyper_index: typing.Any, grad_index: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], n_grads: typing.SupportsInt | typing.SupportsIndex, n_none: typing.SupportsInt | typing.SupportsIndex) -> StepPlan:
+        """
+        A StepPlan: params and state checked once; run(grads, hypers, ...) takes the optimizer's whole gradient list (n_grads entries, n_none of them None), uses entry grad_index[i] for params[i], and checks only the gradients and hyperparameters. Raises StalePlan when the None entries changed or the hyperparameters need state the plan does not hold.
+        """
+    def step(self, params: typing.Any, grads: typing.Any, state: typing.Any, hypers: typing.Any, hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
+        """
+        One fused step over every tensor: state is a list (one entry per state key) of arrays or lists of arrays (None: absent); hypers a list of hyperparameter sets (tuples in `hypers` order); hyper_index which set each tensor uses. Everything is checked before any buffer is written. Returns the step statistics' sums with stats=True, else None.
+        """
+    @property
+    def hypers(self) -> list:
+        """
+        (name, default, check, origin, choices) per hyperparameter, in the order step() takes them.
+        """
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def state(self) -> list:
+        """
+        (key, shape rule) per state array, in the order step() takes them.
+        """
+class StalePlan(Exception):
+    pass
 class LbfgsOptions:
     def __init__(self, *, gtol: typing.SupportsFloat | typing.SupportsIndex = 1e-05, ftol: typing.SupportsFloat | typing.SupportsIndex = 2.220446049250313e-09, maxiter: typing.SupportsInt | typing.SupportsIndex = 15000, maxfun: typing.SupportsInt | typing.SupportsIndex = 15000, maxls: typing.SupportsInt | typing.SupportsIndex = 20, line_search: str = 'strong_wolfe', c1: typing.SupportsFloat | typing.SupportsIndex = 0.0001, c2: typing.SupportsFloat | typing.SupportsIndex = 0.9, initial_step: typing.SupportsFloat | typing.SupportsIndex = 1.0, first_step: str = 'l1', num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
@@ -281,14 +102,6 @@ class Lbfgs:
     @property
     def n(self) -> int:
         ...
-def adagrad(params: typing.Any, grads: typing.Any, state_sums: typing.Any, hypers: collections.abc.Sequence[AdagradHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
-    ...
-def adagrad_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.SupportsFloat | typing.SupportsIndex, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: bool, arg8: typing.SupportsInt | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: typing.SupportsFloat | typing.SupportsIndex, arg12: typing.SupportsFloat | typing.SupportsIndex, arg13: typing.SupportsInt | typing.SupportsIndex, arg14: bool) -> typing.Any:
-    ...
-def adam(params: typing.Any, grads: typing.Any, exp_avgs: typing.Any, exp_avg_sqs: typing.Any, max_exp_avg_sqs: typing.Any, hypers: collections.abc.Sequence[AdamHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
-    ...
-def adam_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.Any, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: bool, arg12: typing.SupportsInt | typing.SupportsIndex, arg13: typing.SupportsFloat | typing.SupportsIndex, arg14: bool, arg15: typing.SupportsFloat | typing.SupportsIndex, arg16: typing.SupportsFloat | typing.SupportsIndex, arg17: typing.SupportsInt | typing.SupportsIndex, arg18: bool) -> typing.Any:
-    ...
 def compiled_targets() -> list[str]:
     """
     SIMD targets compiled into this build, best last.
@@ -315,23 +128,15 @@ def lbfgs_roofline(n: typing.SupportsInt | typing.SupportsIndex, dtype: numpy.dt
     """
     Seconds per iteration of a kernel moving the bytes of one L-BFGS iteration with trivial math (bench).
     """
-def quickprop(params: typing.Any, grads: typing.Any, prev_steps: typing.Any, prev_grads: typing.Any, hypers: collections.abc.Sequence[QuickpropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
-    ...
-def quickprop_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: typing.SupportsFloat | typing.SupportsIndex, arg12: bool, arg13: typing.SupportsFloat | typing.SupportsIndex, arg14: typing.SupportsFloat | typing.SupportsIndex, arg15: typing.SupportsInt | typing.SupportsIndex, arg16: bool) -> typing.Any:
-    ...
-def rmsprop(params: typing.Any, grads: typing.Any, square_avgs: typing.Any, grad_avgs: typing.Any, momentum_buffers: typing.Any, hypers: collections.abc.Sequence[RmspropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
-    ...
-def rmsprop_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.Any, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: bool, arg12: typing.SupportsFloat | typing.SupportsIndex, arg13: bool, arg14: typing.SupportsFloat | typing.SupportsIndex, arg15: typing.SupportsFloat | typing.SupportsIndex, arg16: typing.SupportsInt | typing.SupportsIndex, arg17: bool) -> typing.Any:
-    ...
+def optimizers() -> dict:
+    """
+    Every registered optimizer's OptimizerSpec, by name.
+    """
 def roofline(written: list, read: list, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """
     Benchmark yardstick: one pass reading every array and writing `written` with trivial math
     (each element becomes the mean of all arrays), so it moves the bytes of an optimizer step.
     """
-def rprop(params: typing.Any, grads: typing.Any, prevs: typing.Any, step_sizes: typing.Any, prev_updates: typing.Any, hypers: collections.abc.Sequence[RpropHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
-    ...
-def rprop_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.Any, arg4: typing.Any, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool, arg11: str, arg12: typing.SupportsFloat | typing.SupportsIndex | None, arg13: typing.SupportsFloat | typing.SupportsIndex | None, arg14: typing.SupportsFloat | typing.SupportsIndex, arg15: bool, arg16: typing.SupportsFloat | typing.SupportsIndex, arg17: typing.SupportsFloat | typing.SupportsIndex, arg18: typing.SupportsInt | typing.SupportsIndex, arg19: bool) -> typing.Any:
-    ...
 def select_target(name: str) -> None:
     """
     Use the kernels of one SIMD target (for tests and benchmarks; FASTOPT_TARGET does it at import).
@@ -340,10 +145,6 @@ def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     Threads for every later call that does not pass num_threads (0: the OpenMP default).
     """
-def sgd(params: typing.Any, grads: typing.Any, momentum_buffers: typing.Any, hypers: collections.abc.Sequence[SgdHyper], hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
-    ...
-def sgd_step(arg0: typing.Any, arg1: typing.Any, arg2: typing.Any, arg3: typing.SupportsFloat | typing.SupportsIndex, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: bool, arg8: bool, arg9: typing.SupportsInt | typing.SupportsIndex, arg10: typing.SupportsFloat | typing.SupportsIndex, arg11: bool, arg12: typing.SupportsFloat | typing.SupportsIndex, arg13: typing.SupportsFloat | typing.SupportsIndex, arg14: typing.SupportsInt | typing.SupportsIndex, arg15: bool) -> typing.Any:
-    ...
 def supported_targets() -> list[str]:
     """
     Compiled SIMD targets this CPU and OS can run.

@@ -5,7 +5,7 @@
 // result is bitwise identical for any thread count.
 #pragma once
 
-#include "kernels/common.hpp"
+#include "simd/elementwise.hpp"
 
 namespace fastopt {
 

@@ -16,7 +16,7 @@
 // sequence needs a float reciprocal and two Newton steps, and on 4 lanes it
 // ran Adagrad at 2.4 ns per element against the hardware's 1.7).
 //
-// Included by common.hpp, before the per-target namespace opens.
+// Included by simd/elementwise.hpp; compiled once per SIMD target (core/batch.hpp).
 #pragma once
 
 #include <cmath>

@@ -9,7 +9,7 @@
 // subnormals that would slow the arithmetic).
 #pragma once
 
-#include "kernels/common.hpp"
+#include "simd/elementwise.hpp"
 
 namespace fastopt {
 

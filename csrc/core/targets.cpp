@@ -1,4 +1,4 @@
-#include "dispatch.hpp"
+#include "core/targets.hpp"
 
 #include <atomic>
 #include <cstdlib>
@@ -14,14 +14,6 @@
 #endif
 
 namespace fastopt {
-
-const KernelTable& kernel_table_baseline();
-#if defined(FASTOPT_HAVE_AVX2)
-const KernelTable& kernel_table_avx2();
-#endif
-#if defined(FASTOPT_HAVE_AVX512)
-const KernelTable& kernel_table_avx512();
-#endif
 
 namespace {
 
@@ -53,7 +45,7 @@ unsigned long long os_saved_state() {
 #endif
 }
 
-bool cpu_has_avx2_fma() {
+bool cpu_has_avx2() {  // with FMA
   const unsigned long long xcr0 = os_saved_state();
   const bool ymm_saved = (xcr0 & 0x6) == 0x6;  // SSE and AVX state
   const bool fma = cpuid(1, 0).ecx & (1u << 12);
@@ -66,40 +58,33 @@ bool cpu_has_avx512() {  // F + DQ + BW + VL, the Skylake-SP set
   const bool zmm_saved = (xcr0 & 0xE6) == 0xE6;  // + opmask, zmm hi256, hi16 zmm
   const unsigned ebx = cpuid(7, 0).ebx;
   const bool f = ebx & (1u << 16), dq = ebx & (1u << 17), bw = ebx & (1u << 30), vl = ebx & (1u << 31);
-  return zmm_saved && f && dq && bw && vl && cpu_has_avx2_fma();
+  return zmm_saved && f && dq && bw && vl && cpu_has_avx2();
 }
 #endif
 
 struct Target {
   const char* name;
-  const KernelTable& (*table)();
   bool (*supported)();
 };
 
-bool always() { return true; }
+bool cpu_has_baseline() { return true; }
 
-// Preference order: later entries are better.
+// Preference order: later entries are better; the same order as
+// FASTOPT_FOR_EACH_TARGET, whose position is each target's index.
 const std::vector<Target>& targets() {
-  static const std::vector<Target> all = {
-      {"baseline", &kernel_table_baseline, &always},
-#if defined(FASTOPT_HAVE_AVX2)
-      {"avx2", &kernel_table_avx2, &cpu_has_avx2_fma},
-#endif
-#if defined(FASTOPT_HAVE_AVX512)
-      {"avx512", &kernel_table_avx512, &cpu_has_avx512},
-#endif
-  };
+#define FASTOPT_TARGET_ENTRY(name) {#name, &cpu_has_##name},
+  static const std::vector<Target> all = {FASTOPT_FOR_EACH_TARGET(FASTOPT_TARGET_ENTRY)};
+#undef FASTOPT_TARGET_ENTRY
   return all;
 }
 
-std::atomic<const KernelTable*> g_active{nullptr};
+std::atomic<int> g_active{0};  // baseline until init_dispatch()
 
 }  // namespace
 
-const KernelTable& active_kernels() {
-  const KernelTable* table = g_active.load(std::memory_order_acquire);
-  return table ? *table : kernel_table_baseline();
-}
+int active_target() { return g_active.load(std::memory_order_acquire); }
+
+std::string active_target_name() { return targets()[static_cast<std::size_t>(active_target())].name; }
 
 std::vector<std::string> compiled_targets() {
   std::vector<std::string> names;
@@ -115,11 +100,12 @@ std::vector<std::string> supported_targets() {
 }
 
 void select_target(const std::string& name) {
-  for (const Target& t : targets()) {
-    if (name != t.name) continue;
-    if (!t.supported())
+  const std::vector<Target>& all = targets();
+  for (std::size_t k = 0; k < all.size(); ++k) {
+    if (name != all[k].name) continue;
+    if (!all[k].supported())
       throw std::invalid_argument("SIMD target '" + name + "' is compiled in but this CPU/OS cannot run it");
-    g_active.store(&t.table(), std::memory_order_release);
+    g_active.store(static_cast<int>(k), std::memory_order_release);
     return;
   }
   std::string known;

@@ -1,0 +1,141 @@
+// Hyperparameters, declared once per optimizer.
+//
+// An optimizer header lists its hyperparameters in one X-macro: name, default,
+// check. From that single list come the C++ struct the kernel reads (one
+// double per hyperparameter, in the listed order), the table the bindings use
+// to parse and validate Python values (error messages name the argument), and
+// the specification fastopt exposes to Python (`_core.optimizers()`), against
+// which the Python signatures and the stub are tested.
+//
+//   #define FASTOPT_ADAM_HYPERPARAMETERS(X)
+//     X(lr,    1e-3, kNonNegative, "lr")
+//     X(beta1, 0.9,  kUnitOpen,    "beta parameter at index 0")   ...
+//   struct Adam { FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ADAM_HYPERPARAMETERS) ... };
+//
+// Everything here is data: no inline code runs from a header that SIMD-target
+// translation units also include (see core/registry.hpp).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace fastopt {
+
+// How a value is checked (and, for flags and choices, how it is parsed).
+enum class Check : int {
+  kFinite,         // any finite number
+  kNonNegative,    // finite, >= 0
+  kPositive,       // finite, > 0
+  kNonPositive,    // finite, <= 0
+  kPositiveOrInf,  // > 0, +inf allowed (None means +inf)
+  kUnitOpen,       // in [0, 1)
+  kUnitClosed,     // in [0, 1]
+  kFlag,           // a bool
+  kStep,           // the 1-based step count: an integer >= 1
+  kChoice,         // one of HyperDecl::choices, passed as a str, stored as its index
+  kOptionalNonNegative,  // None (stored as NaN: the kernel's own default) or finite >= 0
+};
+
+// Where a hyperparameter comes from in the Python API.
+enum class Origin : int {
+  kHyper,    // a hyperparameter: a keyword of the class and of the functional form
+  kInit,     // sets up new state only (Rprop's initial step size lr): class only, kernels ignore it
+  kPerStep,  // per-step state the class computes (step, NAdam's mu_product, ...): functional only
+  kShared,   // regularization and clipping every optimizer takes (SharedHyper)
+};
+
+struct HyperDecl {
+  const char* name;
+  double default_value;
+  Check check;
+  const char* label;           // how messages name it: "invalid <label>: ..."
+  Origin origin = Origin::kHyper;
+  const char* const* choices = nullptr;  // kChoice: nullptr-terminated
+};
+
+// The regularization and clipping every optimizer offers, applied in the same
+// pass as the update (simd/elementwise.hpp): appended to every optimizer's
+// own hyperparameters, in this order.
+struct SharedHyper {
+  double l1;                      // L1 proximal step after the update
+  double decoupled_weight_decay;  // flag: weight_decay as p*(1 - lr*wd) before the update
+  double grad_scale;              // global-norm clipping factor
+  double clip_value;              // value clipping (inf: none)
+};
+
+inline constexpr HyperDecl kSharedHypers[] = {
+    {"l1", 0.0, Check::kNonNegative, "l1", Origin::kShared},
+    {"decoupled_weight_decay", 0.0, Check::kFlag, "decoupled_weight_decay", Origin::kShared},
+    {"grad_scale", 1.0, Check::kNonNegative, "grad_scale", Origin::kShared},
+    {"clip_value", HUGE_VAL, Check::kPositiveOrInf, "clip_value", Origin::kShared},
+};
+constexpr int kSharedHyperCount = 4;
+
+// Each struct member and each table row come from one line of the list.
+#define FASTOPT_HYPER_MEMBER(name, default_value, check, ...) double name;
+#define FASTOPT_HYPER_ROW(name, default_value, check, ...) \
+  ::fastopt::HyperDecl{#name, default_value, ::fastopt::Check::check, __VA_ARGS__},
+
+// Inside an optimizer's struct: its Hyper (the doubles the kernel reads, then
+// the shared ones) and kHypers (the declaration table, same order).
+#define FASTOPT_DECLARE_HYPERPARAMETERS(LIST)                                   \
+  struct Hyper {                                                                \
+    LIST(FASTOPT_HYPER_MEMBER)                                                  \
+    ::fastopt::SharedHyper shared;                                              \
+  };                                                                            \
+  static constexpr ::fastopt::HyperDecl kHypers[] = {LIST(FASTOPT_HYPER_ROW)}; \
+  static constexpr int kHyperCount = sizeof(kHypers) / sizeof(kHypers[0]);      \
+  static_assert(sizeof(Hyper) == (kHyperCount + ::fastopt::kSharedHyperCount) * sizeof(double))
+
+// How a state array's shape follows its parameter's.
+enum class StateShape : int {
+  kLikeParam,     // the parameter's shape
+  kRowsOfParam,   // p.shape[:-1] + (1,): one value per row of the last two dimensions
+  kColsOfParam,   // p.shape[:-2] + (1, p.shape[-1]): one value per column
+};
+
+struct StateDecl {
+  const char* name;  // torch's state key ("exp_avg")
+  StateShape shape = StateShape::kLikeParam;
+};
+
+}  // namespace fastopt
+
+// ------------------------------------------------------------ host-side checks
+// Used by the bindings and by the optimizers' cross-field checks (validate()),
+// which only the bindings call: kernel translation units never odr-use these,
+// so no target-flagged copy of them exists.
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+namespace fastopt {
+
+// Shortest round-trip text of a double, for error messages ("-1", "0.999").
+inline std::string num(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
+  std::string shortest = buf;
+  for (int digits = 1; digits < 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+    if (std::strtod(buf, nullptr) == x) return buf;
+  }
+  return shortest;
+}
+
+// Throws std::invalid_argument (ValueError in Python) with message() unless
+// ok. `message` is a callable: a valid call formats nothing.
+template <class Message>
+inline void require(bool ok, Message&& message) {
+  if (!ok) throw std::invalid_argument(std::string(message()));
+}
+inline void require_finite(double x, const char* name) {
+  require(std::isfinite(x), [&] { return std::string(name) + " must be finite, got " + num(x); });
+}
+inline void require_nonnegative(double x, const char* name) {
+  require_finite(x, name);
+  require(x >= 0.0, [&] { return std::string("invalid ") + name + ": " + num(x) + " (must be >= 0)"; });
+}
+
+}  // namespace fastopt

@@ -1,0 +1,103 @@
+// RMSprop (Hinton, Coursera lecture 6e; centered form Graves 2013), in the
+// torch.optim.RMSprop form, one fused pass over p, g, v (and a, b).
+// Rule: docs/algorithms.md#rmsprop.
+//
+//   g = pre(g);  p = p*(1 - lr*wd) if decoupled;  v = alpha*v + (1-alpha)*g*g
+//   centered: a = alpha*a + (1-alpha)*g;  avg = sqrt(max(v - a*a, 0)) + eps
+//   else:     avg = sqrt(v) + eps
+//   momentum > 0: b = momentum*b + g/avg;  p = p - lr*b   else  p = p - lr*g/avg
+//   p = prox_l1(p, lr*l1)
+//
+// The max(., 0) guards the centered variance against a rounding-negative
+// value (torch would return NaN there); it changes nothing else.
+#pragma once
+
+#include "core/registry.hpp"
+#include "simd/elementwise.hpp"
+
+namespace fastopt {
+
+struct Rmsprop {
+  static constexpr const char* kName = "rmsprop";
+#define FASTOPT_RMSPROP_HYPERPARAMETERS(X)           \
+  X(lr, 1e-2, kNonNegative, "lr")                    \
+  X(alpha, 0.99, kUnitClosed, "alpha value")         \
+  X(eps, 1e-8, kNonNegative, "eps")                  \
+  X(weight_decay, 0.0, kNonNegative, "weight_decay") \
+  X(momentum, 0.0, kNonNegative, "momentum")         \
+  X(centered, 0, kFlag, "centered")                  \
+  X(maximize, 0, kFlag, "maximize")
+  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_RMSPROP_HYPERPARAMETERS);
+  static constexpr StateDecl kState[] = {{"square_avg"}, {"grad_avg"}, {"momentum_buffer"}};
+  enum Role { kParam, kGrad, kSquareAvg, kGradAvg, kMomentumBuffer };
+
+  static bool needs_state(int role, const Hyper& h, int) {
+    if (role == kGradAvg) return h.centered != 0.0;
+    if (role == kMomentumBuffer) return h.momentum > 0.0;
+    return true;
+  }
+  static void validate(const Hyper&) {}
+};
+
+namespace FASTOPT_TARGET_NAME {
+
+template <>
+struct Kernel<Rmsprop> {
+  static constexpr int kVariants = 4;  // 2*centered + (momentum > 0)
+
+  template <class T>
+  struct Scalars {
+    SharedScalars<T> pre;
+    T decay, tau, lr, alpha, one_minus_alpha, eps, momentum;
+    int variant;
+
+    explicit Scalars(const Rmsprop::Hyper& h)
+        : pre(h.shared, h.weight_decay, h.maximize),
+          decay(static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay))),
+          tau(static_cast<T>(h.lr * h.shared.l1)),
+          lr(static_cast<T>(h.lr)),
+          alpha(static_cast<T>(h.alpha)),
+          one_minus_alpha(static_cast<T>(1.0 - h.alpha)),
+          eps(static_cast<T>(h.eps)),
+          momentum(static_cast<T>(h.momentum)),
+          variant(2 * (h.centered != 0.0) + (h.momentum > 0.0)) {}
+  };
+
+  template <int kVariant, bool kStats, int kExtras, class T>
+  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    constexpr bool kCentered = kVariant / 2, kMomentum = kVariant % 2;
+    T* __restrict v = x[Rmsprop::kSquareAvg];
+    T* __restrict a = x[Rmsprop::kGradAvg];
+    T* __restrict b = x[Rmsprop::kMomentumBuffer];
+    const T decay = s.decay, tau = s.tau, lr = s.lr, alpha = s.alpha, one_minus_alpha = s.one_minus_alpha;
+    const T eps = s.eps, momentum = s.momentum;
+    update_elements<T, kStats, kExtras, true>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param0) {
+      using V = decltype(lane);
+      const V param = decayed<kExtras>(param0, decay);
+      const V vi = alpha * load_as(v + i, lane) + one_minus_alpha * (grad * grad);
+      store_to(v + i, vi);
+      V var = vi;
+      if constexpr (kCentered) {
+        const V ai = alpha * load_as(a + i, lane) + one_minus_alpha * grad;
+        store_to(a + i, ai);
+        var = vi - ai * ai;
+        var = var > T(0) ? var : T(0);
+      }
+      const V avg = square_root(var) + eps;
+      V stepped;
+      if constexpr (kMomentum) {
+        const V bi = momentum * load_as(b + i, lane) + divide(grad, avg);
+        store_to(b + i, bi);
+        stepped = param - lr * bi;
+      } else {
+        stepped = param - lr * divide(grad, avg);
+      }
+      return prox_l1<kExtras>(stepped, tau);
+    });
+  }
+};
+
+}  // namespace FASTOPT_TARGET_NAME
+}  // namespace fastopt
+
+FASTOPT_REGISTER_OPTIMIZER(Rmsprop)

@@ -1,0 +1,799 @@
+"""What every optimizer shares: the class machinery (param groups, state,
+the cached step plan), the functional call, and :class:`StepStats`.
+
+An optimizer is declared once in its C++ header (hyperparameters with
+defaults and checks, state keys, element rule); ``fastopt._core.optimizers()``
+exposes that declaration. A module of this package adds only what Python
+needs on top: the class with its torch-style signature and docstring, the
+functional form, and, where the optimizer keeps scalar state (NAdam's
+``mu_product``, ASGD's ``eta``/``mu``, irprop+'s loss), two small hooks.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .. import _core
+from ..clip import NonFiniteGradientError, _norm_type, clip_factor, global_grad_norm
+
+ArrayOrList = Union[np.ndarray, Sequence[np.ndarray]]
+
+SPECS = _core.optimizers()
+
+# Class arguments that hold two of the kernel's hyperparameters.
+PAIRS = {"betas": ("beta1", "beta2"), "etas": ("etaminus", "etaplus"),
+         "step_sizes": ("step_size_min", "step_size_max")}
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """Diagnostics of one step, gathered during the update pass (no extra
+    pass over memory), with a reduction that is bitwise identical for any
+    thread count.
+
+    Attributes:
+        grad_norm: L2 norm of the gradients as passed in (before clipping).
+        param_norm: L2 norm of the parameters before the step.
+        update_norm: L2 norm of the change the step made to the parameters.
+        update_ratio: ``update_norm / param_norm`` (the lectures' rule of thumb:
+            about 1e-2); ``inf`` when ``param_norm`` is 0 and something moved.
+        nonfinite_grads: gradient elements that are NaN or +-Inf.
+        grad_scale: the global-norm clipping factor applied (1.0: none).
+        skipped: True when the step was skipped (``nonfinite="skip"``).
+    """
+
+    grad_norm: float
+    param_norm: float
+    update_norm: float
+    update_ratio: float
+    nonfinite_grads: int
+    grad_scale: float = 1.0
+    skipped: bool = False
+
+    @classmethod
+    def from_sums(cls, grad_sq: float, param_sq: float, update_sq: float, nonfinite: int,
+                  grad_scale: float = 1.0, skipped: bool = False) -> StepStats:
+        param_norm, update_norm = math.sqrt(param_sq), math.sqrt(update_sq)
+        if param_norm > 0:
+            ratio = update_norm / param_norm
+        else:
+            ratio = math.inf if update_norm > 0 else 0.0
+        return cls(math.sqrt(grad_sq), param_norm, update_norm, ratio, int(nonfinite), grad_scale, skipped)
+
+
+def pair(value, name: str) -> Tuple[float, float]:
+    try:
+        first, second = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of numbers, got {value!r}") from None
+    return first, second
+
+
+def functional_step(spec, params, grads, state, values: tuple, num_threads: int,
+                    stats: bool) -> Optional[StepStats]:
+    """One kernel call of the functional form: ``values`` holds the spec's
+    hyperparameters in declared order, the shared ones (l1,
+    decoupled_weight_decay, grad_scale, clip_value) last."""
+    sums = spec.step(params, grads, state, [values], None, num_threads, False, stats)
+    return None if sums is None else StepStats.from_sums(*sums, grad_scale=values[-2])
+
+
+def _check_param(p: Any, where: str) -> np.ndarray:
+    if not isinstance(p, np.ndarray):
+        raise TypeError(f"{where} must be a numpy.ndarray, got {type(p).__name__}")
+    if p.dtype not in (np.float32, np.float64) or not p.dtype.isnative:
+        raise TypeError(f"{where} has dtype {p.dtype}; fastopt optimizes float32 or float64 arrays")
+    if not p.flags.c_contiguous:
+        raise ValueError(f"{where} is not C-contiguous; it is updated in place and never copied")
+    if not p.flags.writeable:
+        raise ValueError(f"{where} is read-only but is updated in place")
+    return p
+
+
+def hyperparameters(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    """A class's defaults from its ``__init__``'s ``locals()``."""
+    return {k: v for k, v in arguments.items() if k not in ("self", "params", "step_options", "__class__")}
+
+
+# ------------------------------------------------------------------- state
+class ParamState(dict):
+    """Per-parameter state, keyed by the parameter's index in ``param_groups``
+    order (as in torch's ``state_dict``); a parameter array itself is also
+    accepted as a key, like ``torch_opt.state[p]``.
+
+    Every change made through this mapping or through a parameter's state
+    dict bumps ``version``, which tells the optimizer to rebuild its step
+    plan. Scalar state the plan advances at every step (``step``, ...) is
+    written into the per-parameter dicts when they are read, not at every
+    step: a step costs no Python work per array.
+    """
+
+    def __init__(self, index_of: Dict[int, int]):
+        super().__init__()
+        self._index_of = index_of
+        self.version = 0
+        self._pending = None  # the plan whose scalar state is not written back yet
+
+    def _sync(self):
+        if self._pending is not None:
+            plan, self._pending = self._pending, None
+            plan.write_scalar_state()
+
+    def _key(self, key):
+        if isinstance(key, np.ndarray):
+            try:
+                return self._index_of[id(key)]
+            except KeyError:
+                raise KeyError("this array is not a parameter of the optimizer") from None
+        return key
+
+    def _changed(self):
+        self._sync()
+        self.version += 1
+
+    # reads
+    def __getitem__(self, key):
+        self._sync()
+        return super().__getitem__(self._key(key))
+
+    def __contains__(self, key):
+        try:
+            return super().__contains__(self._key(key))
+        except KeyError:
+            return False
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def items(self):
+        self._sync()
+        return super().items()
+
+    def values(self):
+        self._sync()
+        return super().values()
+
+    def __iter__(self):
+        self._sync()
+        return super().__iter__()
+
+    def __repr__(self):
+        self._sync()
+        return super().__repr__()
+
+    def copy(self):
+        self._sync()
+        return dict(super().items())
+
+    # writes: each invalidates the step plan
+    def __setitem__(self, key, value):
+        self._changed()
+        super().__setitem__(self._key(key), TrackedState(self, value))
+
+    def __delitem__(self, key):
+        self._changed()
+        super().__delitem__(self._key(key))
+
+    def pop(self, key, *default):
+        self._changed()
+        return super().pop(self._key(key), *default)
+
+    def popitem(self):
+        self._changed()
+        return super().popitem()
+
+    def setdefault(self, key, default=None):
+        self._changed()
+        key = self._key(key)
+        if not super().__contains__(key):
+            super().__setitem__(key, TrackedState(self, default or {}))
+        return super().__getitem__(key)
+
+    def update(self, *args, **kwargs):
+        self._changed()
+        for key, value in dict(*args, **kwargs).items():
+            super().__setitem__(self._key(key), TrackedState(self, value))
+
+    def clear(self):
+        self._changed()
+        super().clear()
+
+
+class TrackedState(dict):
+    """One parameter's state dict; reading brings it up to date, any change
+    bumps the owner's version."""
+
+    def __init__(self, owner: ParamState, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._owner = owner
+
+    def __getitem__(self, key):
+        self._owner._sync()
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._owner._sync()
+        return super().get(key, default)
+
+    def items(self):
+        self._owner._sync()
+        return super().items()
+
+    def values(self):
+        self._owner._sync()
+        return super().values()
+
+    def __repr__(self):
+        self._owner._sync()
+        return super().__repr__()
+
+    def copy(self):
+        self._owner._sync()
+        return dict(super().items())
+
+    def _changed(self):
+        self._owner._changed()
+
+    def __setitem__(self, key, value):
+        self._changed()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key):
+        self._changed()
+        super().__delitem__(key)
+
+    def update(self, *args, **kwargs):
+        self._changed()
+        super().update(*args, **kwargs)
+
+    def pop(self, *args):
+        self._changed()
+        return super().pop(*args)
+
+    def popitem(self):
+        self._changed()
+        return super().popitem()
+
+    def setdefault(self, key, default=None):
+        self._changed()
+        return super().setdefault(key, default)
+
+    def clear(self):
+        self._changed()
+        super().clear()
+
+
+class ParamGroups(list):
+    """``param_groups``: replacing, adding or removing a group, or changing a
+    group's ``params`` list, invalidates the step plan (hyperparameter values
+    such as ``lr`` are read at every step and need no rebuild)."""
+
+    def __init__(self, owner: ParamState):
+        super().__init__()
+        self._owner = owner
+
+    def _changed(self):
+        self._owner._changed()
+
+    def __setitem__(self, index, value):
+        self._changed()
+        super().__setitem__(index, value)
+
+    def __delitem__(self, index):
+        self._changed()
+        super().__delitem__(index)
+
+    def append(self, group):
+        self._changed()
+        super().append(group)
+
+    def extend(self, groups):
+        self._changed()
+        super().extend(groups)
+
+    def insert(self, index, group):
+        self._changed()
+        super().insert(index, group)
+
+    def pop(self, *args):
+        self._changed()
+        return super().pop(*args)
+
+    def remove(self, group):
+        self._changed()
+        super().remove(group)
+
+    def clear(self):
+        self._changed()
+        super().clear()
+
+
+class ParamList(list):
+    """A group's ``params``: any change invalidates the step plan."""
+
+    def __init__(self, owner: ParamState, items):
+        super().__init__(items)
+        self._owner = owner
+
+    def _changed(self):
+        self._owner._changed()
+
+    def __setitem__(self, index, value):
+        self._changed()
+        super().__setitem__(index, value)
+
+    def __delitem__(self, index):
+        self._changed()
+        super().__delitem__(index)
+
+    def __iadd__(self, other):
+        self._changed()
+        return super().__iadd__(other)
+
+    def append(self, p):
+        self._changed()
+        super().append(p)
+
+    def extend(self, ps):
+        self._changed()
+        super().extend(ps)
+
+    def insert(self, index, p):
+        self._changed()
+        super().insert(index, p)
+
+    def pop(self, *args):
+        self._changed()
+        return super().pop(*args)
+
+    def remove(self, p):
+        self._changed()
+        super().remove(p)
+
+    def clear(self):
+        self._changed()
+        super().clear()
+
+
+class Group(dict):
+    """A param group: setting its ``params`` invalidates the step plan."""
+
+    def __init__(self, owner: ParamState, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._owner = owner
+        if "params" in self:
+            dict.__setitem__(self, "params", ParamList(owner, self["params"]))
+
+    def __setitem__(self, key, value):
+        if key == "params":
+            self._owner._changed()
+            value = ParamList(self._owner, value)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key):
+        self._owner._changed()
+        super().__delitem__(key)
+
+    def update(self, *args, **kwargs):
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def clear(self):
+        self._owner._changed()
+        super().clear()
+
+
+# --------------------------------------------------------------- optimizer
+class Optimizer:
+    """Base class: param groups, lazily created state, one kernel call per
+    step (one per dtype when a model mixes float32 and float64).
+
+    A subclass sets ``_name`` (its C++ declaration) and defines ``__init__``
+    with torch's signature, passing its hyperparameters to this class. The
+    hyperparameter names, defaults and checks, the state keys and which of
+    them a group needs all come from the declaration. Hooks, for optimizers
+    with per-parameter scalar state:
+
+    * ``_per_step(group, scalars, fresh, loss)``: the declaration's per-step
+      values (``step`` and the like) for this step, from the parameter's
+      scalar state (``step`` already incremented);
+    * ``_after_step(group, scalars, loss)``: the scalar state after the step;
+    * ``_initial_value(role, group)``: the fill value of a new state array.
+
+    Options every optimizer takes (keyword-only), for the whole step:
+
+    * ``max_grad_norm``: clip by the global norm of all the step's gradients,
+      computed in C++ with a deterministic reduction (``norm_type`` 2, 1 or
+      inf): the gradients are scaled by ``min(1, max_norm/(norm + 1e-6))``
+      inside the kernel, as ``torch.nn.utils.clip_grad_norm_`` would, but
+      without writing the caller's gradient arrays. Costs one read-only pass
+      over the gradients before the update.
+    * ``grad_clip_value``: clip each gradient element to ``[-v, v]`` (fused).
+    * ``nonfinite``: what a NaN/Inf gradient does: ``"ignore"`` (default, as
+      torch: it flows into the update), ``"raise"``
+      (:class:`~fastopt.clip.NonFiniteGradientError`, nothing changed) or
+      ``"skip"`` (the step is skipped: no buffer or counter changes). The
+      check is part of the norm pass above (one read-only pass over the
+      gradients when ``max_grad_norm`` is not set).
+
+    and, per param group, ``l1`` (proximal L1 after the update: exact zeros)
+    and ``decoupled_weight_decay`` (see :mod:`fastopt.functional`).
+    """
+
+    _name: str = ""
+    _pairs = PAIRS
+    _scalar_state_keys: Sequence[str] = ()
+
+    def __init__(self, params, defaults: Dict[str, Any], *, max_grad_norm: Optional[float] = None,
+                 grad_clip_value: Optional[float] = None, norm_type: float = 2.0, nonfinite: str = "ignore"):
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"invalid max_grad_norm: {max_grad_norm!r} (must be > 0 or None)")
+        if grad_clip_value is not None and not grad_clip_value > 0:
+            raise ValueError(f"invalid grad_clip_value: {grad_clip_value!r} (must be > 0 or None)")
+        if nonfinite not in ("ignore", "raise", "skip"):
+            raise ValueError(f"invalid nonfinite: {nonfinite!r} (expected 'ignore', 'raise' or 'skip')")
+        self.max_grad_norm = max_grad_norm
+        self.grad_clip_value = grad_clip_value
+        self.norm_type = _norm_type(norm_type)
+        self.nonfinite = nonfinite
+        self.last_stats: Optional[StepStats] = None
+        self._grad_scale = 1.0  # this step's global-norm clipping factor
+        self.defaults = dict(defaults)
+        self._index_of: Dict[int, int] = {}
+        self.state = ParamState(self._index_of)
+        self.param_groups: List[Dict[str, Any]] = ParamGroups(self.state)
+        self._n_params = 0
+        self._plan: Optional[StepPlan] = None
+        self._plan_version = -1
+        if self._name:
+            self._spec = SPECS[self._name]
+            self._fields = self._spec.hypers
+        if isinstance(params, np.ndarray):
+            params = [params]
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(params[0], dict):
+            params = [{"params": params}]
+        for group in params:
+            self.add_param_group(group)
+
+    # ----------------------------------------------------------------- groups
+    @property
+    def params(self) -> List[np.ndarray]:
+        """All parameters, in param_groups order (the order of ``step``'s grads)."""
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+        if not isinstance(param_group, dict):
+            raise TypeError(f"a param group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        params = group.get("params")
+        if isinstance(params, np.ndarray):
+            params = [params]
+        if params is None or isinstance(params, (set, dict)):
+            raise TypeError("param group 'params' must be an array or an ordered sequence of arrays")
+        params = list(params)
+        start = len(self._index_of)
+        for k, p in enumerate(params):
+            _check_param(p, f"params[{start + k}]")
+        unknown = set(group) - set(self.defaults) - {"params"}
+        if unknown:
+            raise ValueError(f"unknown hyperparameters in param group: {sorted(unknown)}")
+        for name, default in self.defaults.items():
+            group.setdefault(name, default)
+        group["params"] = params
+        self._validate_group(group)
+        self._check_distinct(self.params + params)
+        for k, p in enumerate(params):
+            self._index_of[id(p)] = start + k
+        self.param_groups.append(Group(self.state, group))
+        self._n_params += len(params)
+
+    @staticmethod
+    def _check_distinct(params: List[np.ndarray]) -> None:
+        spans = sorted(
+            (p.__array_interface__["data"][0], p.nbytes, k) for k, p in enumerate(params) if p.nbytes
+        )
+        for (start_a, size_a, a), (start_b, _, b) in zip(spans, spans[1:]):
+            if start_b < start_a + size_a:
+                raise ValueError(f"params[{a}] and params[{b}] share memory; each parameter must "
+                                 "appear once and own its memory")
+
+    def _validate_group(self, group: Dict[str, Any]) -> None:
+        """Raise TypeError/ValueError for invalid hyperparameters (checked by
+        the C++ declaration, which names the argument)."""
+        self._spec.needed_state(self._values(group, self._per_step(group, {"step": 1}, set(), 0.0)), 1)
+
+    # ---------------------------------------------------- hyperparameter sets
+    def _values(self, group, per_step: Dict[str, Any]) -> tuple:
+        """The C++ hyperparameter set of ``group`` for this step: the
+        declaration's fields in order, from the group (pairs split), the
+        per-step values and the step options."""
+        values = []
+        pairs = self._pairs
+        for name, _default, _check, origin, _choices in self._fields:
+            if origin == "per_step":
+                values.append(per_step[name])
+            elif name == "grad_scale":
+                values.append(self._grad_scale)
+            elif name == "clip_value":
+                values.append(math.inf if self.grad_clip_value is None else self.grad_clip_value)
+            elif name in group:
+                values.append(group[name])
+            else:  # one half of a pair
+                for pair_name, halves in pairs.items():
+                    if name in halves and pair_name in group:
+                        values.append(pair(group[pair_name], pair_name)[halves.index(name)])
+                        break
+                else:
+                    raise KeyError(f"{type(self).__name__} has no value for hyperparameter {name!r}")
+        return tuple(values)
+
+    def _per_step(self, group, scalars: Dict[str, Any], fresh, loss) -> Dict[str, Any]:
+        return {"step": scalars["step"]}
+
+    def _after_step(self, group, scalars: Dict[str, Any], loss) -> Dict[str, Any]:
+        return scalars
+
+    def _initial_value(self, role: str, group) -> float:
+        return 0.0
+
+    def _roles_needed(self, group, p: np.ndarray) -> Tuple[str, ...]:
+        values = self._values(group, self._per_step(group, {"step": 1}, set(), 0.0))
+        return tuple(self._spec.needed_state(values, p.ndim))
+
+    # ------------------------------------------------------------------- step
+    def step(self, grads, loss: Optional[float] = None, stats: bool = False):
+        """Update every parameter in place from ``grads`` (aligned with
+        :attr:`params`; ``None`` skips a parameter). Returns ``loss``, or with
+        ``stats=True`` a :class:`StepStats` (also kept in :attr:`last_stats`)."""
+        if isinstance(grads, np.ndarray):
+            grads = [grads]
+        if not isinstance(grads, list):
+            grads = list(grads)
+        if len(grads) != self._n_params:
+            raise ValueError(f"grads has {len(grads)} entries but the optimizer has {self._n_params} parameters")
+
+        self._grad_scale = 1.0
+        if self.max_grad_norm is not None or self.nonfinite != "ignore":
+            present = [g for g in grads if g is not None]
+            norm, nonfinite = global_grad_norm(present, self.norm_type)
+            if nonfinite and self.nonfinite == "raise":
+                raise NonFiniteGradientError(f"{nonfinite} gradient elements are NaN or Inf "
+                                             "(nonfinite='raise'); nothing was changed")
+            if nonfinite and self.nonfinite == "skip":
+                self.last_stats = StepStats(grad_norm=norm, param_norm=math.nan, update_norm=0.0,
+                                            update_ratio=0.0, nonfinite_grads=nonfinite, skipped=True)
+                return self.last_stats if stats else loss
+            if self.max_grad_norm is not None and math.isfinite(norm):
+                self._grad_scale = clip_factor(norm, self.max_grad_norm)
+
+        sums = self._run_plan(grads, loss, stats)
+        if not stats:
+            return loss
+        self.last_stats = StepStats.from_sums(*sums, grad_scale=self._grad_scale)
+        return self.last_stats
+
+    def _run_plan(self, grads, loss, stats):
+        for attempt in (0, 1):
+            if self._plan is None or self._plan_version != self.state.version:
+                self.state._sync()
+                self._plan = StepPlan(self, grads)
+                self._plan_version = self.state.version
+            try:
+                return self._plan.run(self, grads, loss, stats)
+            except _core.StalePlan:  # None gradients changed, or a group now needs new state
+                if attempt:
+                    raise
+                self._plan = None
+        return None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """NumPy arrays carry no ``.grad``: nothing to clear (torch compatibility)."""
+
+    # ----------------------------------------------------------- state dicts
+    def state_dict(self) -> Dict[str, Any]:
+        """A deep copy of the state (arrays copied) and the param groups, with
+        parameters replaced by their indices, as in torch."""
+        groups, start = [], 0
+        for group in self.param_groups:
+            saved = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            saved["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(saved)
+        state = {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+                 for i, s in self.state.items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`. Everything is checked (group and
+        parameter counts, each state array's shape, known keys, hyperparameters)
+        before anything changes; arrays are copied into the parameters' dtype."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(saved_groups)} param groups, optimizer has "
+                             f"{len(self.param_groups)}")
+        new_groups = []
+        for k, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"param group {k} has {len(saved['params'])} parameters in "
+                                 f"state_dict but {len(group['params'])} in the optimizer")
+            new_group = {**group, **{n: copy.deepcopy(v) for n, v in saved.items() if n != "params"}}
+            new_group["params"] = list(group["params"])
+            self._validate_group(new_group)
+            new_groups.append(new_group)
+
+        params = self.params
+        new_state = {}
+        for raw_index, saved_state in state_dict["state"].items():
+            i = int(raw_index)
+            if not 0 <= i < len(params):
+                raise ValueError(f"state_dict has state for parameter {i}, optimizer has {len(params)}")
+            new_state[i] = self._load_param_state(i, params[i], saved_state)
+
+        self.state._changed()
+        for group, new_group in zip(self.param_groups, new_groups):
+            dict.clear(group)
+            dict.update(group, new_group)
+            dict.__setitem__(group, "params", ParamList(self.state, new_group["params"]))
+        dict.clear(self.state)
+        dict.update(self.state, {i: TrackedState(self.state, st) for i, st in new_state.items()})
+
+    def _state_shape(self, role: str, p: np.ndarray) -> tuple:
+        rule = dict(self._spec.state)[role]
+        if rule == "rows":
+            return p.shape[:-1] + (1,)
+        if rule == "cols":
+            return p.shape[:-2] + (1,) + p.shape[-1:]
+        return p.shape
+
+    def _load_param_state(self, i: int, p: np.ndarray, saved: Dict[str, Any]) -> Dict[str, Any]:
+        out = {}
+        roles = [name for name, _ in self._spec.state]
+        for key, value in saved.items():
+            if key in roles:
+                value = np.asarray(value)
+                shape = self._state_shape(key, p)
+                if value.shape != shape:
+                    raise ValueError(f"state[{i}][{key!r}] has shape {value.shape} but parameter {i} "
+                                     f"needs shape {shape}")
+                if value.dtype.kind != "f":
+                    raise TypeError(f"state[{i}][{key!r}] has dtype {value.dtype}; expected floating point")
+                out[key] = np.array(value, dtype=p.dtype, order="C", copy=True)
+            elif key == "step":
+                step = int(value)
+                if step < 0 or step != value:
+                    raise ValueError(f"state[{i}]['step'] must be a non-negative integer, got {value!r}")
+                out[key] = step
+            elif key in self._scalar_state_keys:
+                out[key] = None if value is None else float(value)
+            else:
+                raise ValueError(f"state[{i}] has unknown key {key!r} for {type(self).__name__}")
+        return out
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for k, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {k}")
+            lines += [f"    {n}: {v}" for n, v in sorted(group.items()) if n != "params"]
+        return "\n".join(lines + [")"])
+
+
+# --------------------------------------------------------------- step plan
+class _Slot:
+    """Parameters that share one C++ hyperparameter set: the same group, the
+    same scalar state (step count, ...) and the same state arrays to create."""
+
+    __slots__ = ("group", "scalars", "fresh", "entries")
+
+    def __init__(self, group, scalars, fresh):
+        self.group, self.scalars, self.fresh, self.entries = group, scalars, fresh, []
+
+
+class StepPlan:
+    """Everything a step does that does not change from step to step.
+
+    Built from the current state (creating the state arrays a parameter does
+    not have yet, which are stored only once the step has succeeded): one C++
+    plan (``OptimizerSpec.plan``) per dtype, holding the checked pointers of
+    the parameters and state arrays. A step then costs, in Python, one
+    hyperparameter tuple per slot (group and step count) and one call per
+    dtype: nothing per array. The optimizer rebuilds the plan when its state
+    or groups change (``ParamState.version``) or a gradient turns None.
+    """
+
+    def __init__(self, opt: Optimizer, grads: List[Any]):
+        self.calls = []      # per dtype: [cpp plan, slots]
+        self.slots: List[_Slot] = []
+        self.committed = False  # new state arrays stored in opt.state
+        by_dtype: Dict[Any, Dict[str, Any]] = {}
+        index = 0
+        roles = [name for name, _ in opt._spec.state]
+        for group_number, group in enumerate(opt.param_groups):
+            for p in group["params"]:
+                g = grads[index]
+                if g is not None:
+                    self._add(opt, by_dtype, roles, group_number, group, p, index)
+                index += 1
+        n_none = sum(g is None for g in grads)
+        for call in by_dtype.values():
+            state = [call["state"][r] for r in roles]
+            plan = opt._spec.plan(call["params"], state, call["hyper_index"], call["grad_index"], len(grads),
+                                  n_none)
+            self.calls.append((plan, call["slots"]))
+        self.opt = opt
+
+    def _add(self, opt, by_dtype, roles, group_number, group, p, index):
+        state = dict.get(opt.state, index)
+        old = dict(state) if state is not None else {}
+        needed = opt._roles_needed(group, p)
+        fresh = {r: np.full(opt._state_shape(r, p), opt._initial_value(r, group), dtype=p.dtype, order="C")
+                 for r in needed if r not in old}
+        scalars = {k: v for k, v in old.items() if not isinstance(v, np.ndarray)}
+        scalars["step"] = old.get("step", 0)
+        call = by_dtype.setdefault(p.dtype, {"params": [], "grad_index": [], "hyper_index": [],
+                                             "state": {r: [] for r in roles}, "slots": [], "slot_of": {}})
+        key = (group_number, tuple(sorted(scalars.items())), frozenset(fresh))
+        if key not in call["slot_of"]:
+            call["slot_of"][key] = len(call["slots"])
+            slot = _Slot(group, scalars, set(fresh))
+            call["slots"].append(slot)
+            self.slots.append(slot)
+        slot = call["slots"][call["slot_of"][key]]
+        slot.entries.append((index, state, fresh))
+        call["params"].append(p)
+        call["grad_index"].append(index)
+        call["hyper_index"].append(call["slot_of"][key])
+        for r in roles:
+            call["state"][r].append(old.get(r, fresh.get(r)) if r in needed else None)
+
+    def run(self, opt: Optimizer, grads: List[Any], loss, stats: bool = False):
+        """Runs the step; with ``stats``, returns the statistics' sums over all calls."""
+        hypers = []
+        for _, slots in self.calls:
+            sets = []
+            for slot in slots:
+                scalars = {**slot.scalars, "step": slot.scalars["step"] + 1}
+                sets.append(opt._values(slot.group, opt._per_step(slot.group, scalars, slot.fresh, loss)))
+            hypers.append(sets)
+        # Validate every call before running any, so a bad gradient in the
+        # second dtype cannot leave the first one updated.
+        if len(self.calls) > 1:
+            for (plan, _), sets in zip(self.calls, hypers):
+                plan.run(grads, sets, 0, True, False)
+        totals = [0.0, 0.0, 0.0, 0]
+        for (plan, _), sets in zip(self.calls, hypers):
+            sums = plan.run(grads, sets, 0, False, stats)
+            if stats:
+                totals = [a + b for a, b in zip(totals, sums)]
+        self._commit(opt, loss)
+        return totals if stats else None
+
+    def _commit(self, opt: Optimizer, loss) -> None:
+        """Advance every slot's scalar state; store new state arrays once.
+        Per-parameter dicts get the scalar state when next read."""
+        for slot in self.slots:
+            scalars = {**slot.scalars, "step": slot.scalars["step"] + 1}
+            slot.scalars = opt._after_step(slot.group, scalars, loss)
+            slot.fresh = set()
+        if not self.committed:
+            for slot in self.slots:
+                for k, (index, state, fresh) in enumerate(slot.entries):
+                    if state is None:
+                        state = TrackedState(opt.state)
+                        dict.__setitem__(opt.state, index, state)
+                    dict.update(state, fresh)
+                    slot.entries[k] = (index, state, {})
+            self.committed = True
+        opt.state._pending = self
+
+    def write_scalar_state(self) -> None:
+        for slot in self.slots:
+            for _, state, _ in slot.entries:
+                dict.update(state, slot.scalars)

@@ -1,0 +1,64 @@
+"""RMSprop (plain, centered, with momentum): the class and the functional form.
+
+Rule (docs/algorithms.md, "RMSprop"); kernel: csrc/optimizers/rmsprop.hpp.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters
+
+__all__ = ["RMSprop", "rmsprop_"]
+
+_SPEC = SPECS["rmsprop"]
+
+_DOC = r"""
+    .. math::
+        g \leftarrow \pm g + \lambda p, \quad
+        v \leftarrow \alpha v + (1-\alpha) g^2, \quad
+        a \leftarrow \alpha a + (1-\alpha) g \;\text{(centered)}, \\
+        d = \sqrt{\max(v - a^2, 0)} + \epsilon \;\text{(centered) or}\; \sqrt{v} + \epsilon, \quad
+        b \leftarrow \mu b + g/d,\; p \leftarrow p - \eta b \;\text{(momentum > 0) or}\;
+        p \leftarrow p - \eta g / d
+
+    Defaults (torch.optim.RMSprop): lr 1e-2, alpha 0.99, eps 1e-8,
+    weight_decay 0, momentum 0, centered False. The ``max(., 0)`` only guards
+    a variance that rounding made negative, where torch would return NaN.
+    References: Hinton, Coursera lecture 6e (2012); Graves (2013), centered form.
+"""
+
+
+class RMSprop(Optimizer):
+    __doc__ = r"""RMSprop (torch.optim.RMSprop semantics). State: ``step``,
+    ``square_avg``, ``grad_avg`` (centered), ``momentum_buffer`` (momentum > 0).
+    """ + _DOC
+
+    _name = "rmsprop"
+
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
+                 maximize: bool = False, l1: float = 0.0, decoupled_weight_decay: bool = False,
+                 **step_options):
+        super().__init__(params, hyperparameters(locals()), **step_options)
+
+    def _per_step(self, group, scalars, fresh, loss):
+        return {}
+
+
+def rmsprop_(params: ArrayOrList, grads: ArrayOrList, square_avgs: ArrayOrList,
+             grad_avgs: Optional[ArrayOrList] = None, momentum_buffers: Optional[ArrayOrList] = None, *,
+             lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+             momentum: float = 0.0, centered: bool = False, maximize: bool = False, l1: float = 0.0,
+             decoupled_weight_decay: bool = False, grad_scale: float = 1.0,
+             clip_value: Optional[float] = None, num_threads: int = 0,
+             stats: bool = False) -> Optional[StepStats]:
+    values = (lr, alpha, eps, weight_decay, momentum, centered, maximize,
+              l1, decoupled_weight_decay, grad_scale, clip_value)
+    return functional_step(_SPEC, params, grads, [square_avgs, grad_avgs, momentum_buffers], values,
+                           num_threads, stats)
+
+
+rmsprop_.__doc__ = r"""RMSprop (Hinton 2012; centered form Graves 2013), in place.
+    ``grad_avgs`` is needed when ``centered``, ``momentum_buffers`` when ``momentum > 0``.
+""" + _DOC
