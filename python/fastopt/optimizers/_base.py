@@ -118,8 +118,11 @@ class ParamState(dict):
         self._index_of = index_of
         self.version = 0
         self._pending = None  # the plan whose scalar state is not written back yet
+        self._restructure = None  # set by the optimizer: re-keys state after param_groups changed
 
     def _sync(self):
+        if self._restructure is not None:
+            self._restructure()
         if self._pending is not None:
             plan, self._pending = self._pending, None
             plan.write_scalar_state()
@@ -142,6 +145,7 @@ class ParamState(dict):
         return super().__getitem__(self._key(key))
 
     def __contains__(self, key):
+        self._sync()
         try:
             return super().__contains__(self._key(key))
         except KeyError:
@@ -161,6 +165,14 @@ class ParamState(dict):
     def __iter__(self):
         self._sync()
         return super().__iter__()
+
+    def keys(self):
+        self._sync()
+        return super().keys()
+
+    def __len__(self):
+        self._sync()
+        return super().__len__()
 
     def __repr__(self):
         self._sync()
@@ -228,6 +240,14 @@ class TrackedState(dict):
         self._owner._sync()
         return super().values()
 
+    def keys(self):
+        self._owner._sync()
+        return super().keys()
+
+    def __iter__(self):
+        self._owner._sync()
+        return super().__iter__()
+
     def __repr__(self):
         self._owner._sync()
         return super().__repr__()
@@ -270,15 +290,16 @@ class TrackedState(dict):
 
 class ParamGroups(list):
     """``param_groups``: replacing, adding or removing a group, or changing a
-    group's ``params`` list, invalidates the step plan (hyperparameter values
-    such as ``lr`` are read at every step and need no rebuild)."""
+    group's ``params`` list, re-keys the state (each parameter keeps its own)
+    and invalidates the step plan; hyperparameter values such as ``lr`` are
+    read at every step and need neither."""
 
-    def __init__(self, owner: ParamState):
+    def __init__(self, owner: Optimizer):
         super().__init__()
         self._owner = owner
 
     def _changed(self):
-        self._owner._changed()
+        self._owner._structure_changing()
 
     def __setitem__(self, index, value):
         self._changed()
@@ -314,14 +335,14 @@ class ParamGroups(list):
 
 
 class ParamList(list):
-    """A group's ``params``: any change invalidates the step plan."""
+    """A group's ``params``: any change re-keys the state and invalidates the step plan."""
 
-    def __init__(self, owner: ParamState, items):
+    def __init__(self, owner: Optimizer, items):
         super().__init__(items)
         self._owner = owner
 
     def _changed(self):
-        self._owner._changed()
+        self._owner._structure_changing()
 
     def __setitem__(self, index, value):
         self._changed()
@@ -361,9 +382,9 @@ class ParamList(list):
 
 
 class Group(dict):
-    """A param group: setting its ``params`` invalidates the step plan."""
+    """A param group: setting its ``params`` re-keys the state and invalidates the step plan."""
 
-    def __init__(self, owner: ParamState, *args, **kwargs):
+    def __init__(self, owner: Optimizer, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._owner = owner
         if "params" in self:
@@ -371,12 +392,12 @@ class Group(dict):
 
     def __setitem__(self, key, value):
         if key == "params":
-            self._owner._changed()
-            value = ParamList(self._owner, value)
+            self._owner._structure_changing()
+            value = ParamList(self._owner, value if not isinstance(value, np.ndarray) else [value])
         super().__setitem__(key, value)
 
     def __delitem__(self, key):
-        self._owner._changed()
+        self._owner._structure_changing()
         super().__delitem__(key)
 
     def update(self, *args, **kwargs):
@@ -384,7 +405,7 @@ class Group(dict):
             self[key] = value
 
     def clear(self):
-        self._owner._changed()
+        self._owner._structure_changing()
         super().clear()
 
 
@@ -446,8 +467,9 @@ class Optimizer:
         self.defaults = dict(defaults)
         self._index_of: Dict[int, int] = {}
         self.state = ParamState(self._index_of)
-        self.param_groups: List[Dict[str, Any]] = ParamGroups(self.state)
+        self.param_groups: List[Dict[str, Any]] = ParamGroups(self)
         self._n_params = 0
+        self._params_before: Optional[List[int]] = None  # ids, while param_groups is being changed
         self._plan: Optional[StepPlan] = None
         self._plan_version = -1
         if self._name:
@@ -490,10 +512,43 @@ class Optimizer:
         group["params"] = params
         self._validate_group(group)
         self._check_distinct(self.params + params)
+        self.param_groups.append(Group(self, group))
+
+    # --------------------------------------------- param_groups edited in place
+    def _structure_changing(self) -> None:
+        """Called before param_groups or a group's params change: remember
+        which parameter each state index belongs to, so the state can follow
+        its parameter (``_restructure``, at the next read or step)."""
+        if self._params_before is None:
+            self.state._sync()
+            self._params_before = [id(p) for g in self.param_groups for p in g["params"]]
+            self.state._restructure = self._restructure
+        self.state.version += 1
+
+    def _restructure(self) -> None:
+        """Re-key the state after param_groups changed: each parameter keeps
+        its state, a removed parameter's state goes, a new one starts fresh."""
+        before, self._params_before = self._params_before, None
+        self.state._restructure = None
+        if before is None:
+            return
+        for k, group in enumerate(self.param_groups):
+            if not isinstance(group, Group):  # a dict placed in param_groups directly
+                group = Group(self, {**self.defaults, **group})
+                list.__setitem__(self.param_groups, k, group)
+            self._validate_group(group)
+        params = self.params
         for k, p in enumerate(params):
-            self._index_of[id(p)] = start + k
-        self.param_groups.append(Group(self.state, group))
-        self._n_params += len(params)
+            _check_param(p, f"params[{k}]")
+        self._check_distinct(params)
+        index_of = {id(p): k for k, p in enumerate(params)}
+        moved = {index_of[before[i]]: st for i, st in dict.items(self.state)
+                 if i < len(before) and before[i] in index_of}
+        dict.clear(self.state)
+        dict.update(self.state, moved)
+        self._index_of.clear()
+        self._index_of.update(index_of)
+        self._n_params = len(params)
 
     @staticmethod
     def _check_distinct(params: List[np.ndarray]) -> None:
@@ -526,13 +581,13 @@ class Optimizer:
                 values.append(math.inf if self.grad_clip_value is None else self.grad_clip_value)
             elif name in group:
                 values.append(group[name])
-            else:  # one half of a pair
+            else:  # one half of a pair, or an option this class does not offer (its default)
                 for pair_name, halves in pairs.items():
                     if name in halves and pair_name in group:
                         values.append(pair(group[pair_name], pair_name)[halves.index(name)])
                         break
                 else:
-                    raise KeyError(f"{type(self).__name__} has no value for hyperparameter {name!r}")
+                    values.append(_default)
         return tuple(values)
 
     def _per_step(self, group, scalars: Dict[str, Any], fresh, loss) -> Dict[str, Any]:
@@ -557,6 +612,8 @@ class Optimizer:
             grads = [grads]
         if not isinstance(grads, list):
             grads = list(grads)
+        if self._params_before is not None:
+            self._restructure()
         if len(grads) != self._n_params:
             raise ValueError(f"grads has {len(grads)} entries but the optimizer has {self._n_params} parameters")
 
@@ -582,7 +639,7 @@ class Optimizer:
 
     def _run_plan(self, grads, loss, stats):
         for attempt in (0, 1):
-            if self._plan is None or self._plan_version != self.state.version:
+            if self._plan is None or self._plan_version != self.state.version or not self._plan.calls:
                 self.state._sync()
                 self._plan = StepPlan(self, grads)
                 self._plan_version = self.state.version
@@ -641,7 +698,7 @@ class Optimizer:
         for group, new_group in zip(self.param_groups, new_groups):
             dict.clear(group)
             dict.update(group, new_group)
-            dict.__setitem__(group, "params", ParamList(self.state, new_group["params"]))
+            dict.__setitem__(group, "params", ParamList(self, new_group["params"]))
         dict.clear(self.state)
         dict.update(self.state, {i: TrackedState(self.state, st) for i, st in new_state.items()})
 
