@@ -8,7 +8,7 @@ and the state arrays it takes (functional argument order, with initial fill).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -35,9 +35,10 @@ class KernelCase:
     label: str
     hyper: Dict = field(default_factory=dict)
     state: Tuple[str, ...] = ()       # state argument names, in functional order
-    init: Dict[str, float] = field(default_factory=dict)  # fill value per state (default 0)
+    init: Dict[str, Optional[float]] = field(default_factory=dict)  # fill per state (default 0; None: pass None)
     uses_step: bool = False
     uses_loss: bool = False
+    per_step: Optional[Callable[[int], Dict]] = None  # per-step extras (NAdam's mu_product, ASGD's eta, mu)
 
     @property
     def id(self) -> str:
@@ -51,8 +52,14 @@ class KernelCase:
     def reference(self):
         return getattr(R, self.name + "_")
 
-    def new_state(self, shape, dtype) -> List[np.ndarray]:
-        return [np.full(shape, self.init.get(s, 0.0), dtype=dtype) for s in self.state]
+    @property
+    def array_state(self) -> Tuple[str, ...]:
+        """The state arguments that are arrays (the others are passed as None)."""
+        return tuple(s for s in self.state if self.init.get(s, 0.0) is not None)
+
+    def new_state(self, shape, dtype) -> List[Optional[np.ndarray]]:
+        return [None if self.init.get(s, 0.0) is None else np.full(shape, self.init.get(s, 0.0), dtype=dtype)
+                for s in self.state]
 
     def kwargs(self, t: int, losses: Optional[np.ndarray] = None) -> Dict:
         """Hyperparameters for 1-based step t."""
@@ -62,6 +69,8 @@ class KernelCase:
         if self.uses_loss:
             kw["loss"] = float(losses[t - 1])
             kw["prev_loss"] = float(losses[t - 2]) if t > 1 else None
+        if self.per_step:
+            kw.update(self.per_step(t))
         return kw
 
 
@@ -111,6 +120,58 @@ CASES = [
                ("prev_steps", "prev_grads")),
 ]
 
+
+
+def _nadam(label, **hyper):
+    beta1, psi = hyper.get("betas", (0.9, 0.999))[0], hyper.get("momentum_decay", 4e-3)
+
+    def mu_product(t):  # product of mu_1 .. mu_{t-1}, as the class keeps it
+        product = 1.0
+        for k in range(1, t):
+            product *= R.nadam_mu(k, beta1, psi)
+        return {"mu_product": product}
+    return KernelCase("nadam", label, hyper, ("exp_avgs", "exp_avg_sqs"), uses_step=True, per_step=mu_product)
+
+
+def _asgd(label, **hyper):
+    lr, lambd = hyper.get("lr", 1e-2), hyper.get("lambd", 1e-4)
+    alpha, t0 = hyper.pop("alpha", 0.75), hyper.pop("t0", 1e6)
+
+    def schedule(t):  # eta, mu before step t
+        eta, mu = (lr, 1.0) if t == 1 else R.asgd_schedule(t - 1, lr, lambd, alpha, t0)
+        return {"eta": eta, "mu": mu}
+    return KernelCase("asgd", label, hyper, ("axs",), per_step=schedule)
+
+
+CASES += [
+    KernelCase("adadelta", "default", dict(lr=1.0), ("square_avgs", "acc_deltas")),
+    KernelCase("adadelta", "rho-eps-wd-maximize", dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.01, maximize=True),
+               ("square_avgs", "acc_deltas")),
+    KernelCase("adamax", "default", dict(lr=0.01), ("exp_avgs", "exp_infs"), uses_step=True),
+    KernelCase("adamax", "betas-wd-maximize", dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.02, maximize=True),
+               ("exp_avgs", "exp_infs"), uses_step=True),
+    _nadam("default", lr=0.01),
+    _nadam("decoupled-momentum-decay", lr=0.01, weight_decay=0.05, decoupled_weight_decay=True,
+           momentum_decay=0.01, betas=(0.85, 0.99)),
+    KernelCase("radam", "default", dict(lr=0.01), ("exp_avgs", "exp_avg_sqs"), uses_step=True),
+    KernelCase("radam", "short-horizon-wd-maximize", dict(lr=0.01, betas=(0.9, 0.8), weight_decay=0.02, maximize=True),
+               ("exp_avgs", "exp_avg_sqs"), uses_step=True),
+    _asgd("default", lr=0.05),
+    _asgd("averaging-wd", lr=0.05, lambd=0.01, weight_decay=0.01, t0=10),
+    KernelCase("lion", "default", dict(lr=0.01), ("exp_avgs",)),
+    KernelCase("lion", "betas-wd-maximize", dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.1, maximize=True),
+               ("exp_avgs",)),
+    KernelCase("lamb", "default", dict(lr=0.01), ("exp_avgs", "exp_avg_sqs"), uses_step=True),
+    KernelCase("lamb", "wd-betas-maximize", dict(lr=0.01, weight_decay=0.05, betas=(0.8, 0.95), maximize=True),
+               ("exp_avgs", "exp_avg_sqs"), uses_step=True),
+    # 1-D parameters: the full `variance` (tests/test_new_optimizers.py covers the factored path).
+    KernelCase("adafactor", "default", dict(lr=0.01), ("row_vars", "col_vars", "variances"),
+               init={"row_vars": None, "col_vars": None}, uses_step=True),
+    KernelCase("adafactor", "eps-d-wd-maximize", dict(lr=0.05, eps=(1e-20, 1e-2), d=2.0, weight_decay=0.1,
+                                                     beta2_decay=-0.5, maximize=True),
+               ("row_vars", "col_vars", "variances"), init={"row_vars": None, "col_vars": None}, uses_step=True),
+]
+
 # The regularization and clipping every optimizer offers (functional.py):
 # L1 prox with decoupled decay, the elastic net (L1 + coupled L2), and a
 # global-norm factor with value clipping, on top of one configuration each.
@@ -121,13 +182,18 @@ SHARED_OPTIONS = {
 }
 _BASE = {"sgd": CASES[2], "adagrad": CASES[4], "rmsprop": CASES[9], "adam": CASES[11],
          "rprop": CASES[18], "quickprop": CASES[21]}
+_BASE.update({case.name: case for case in CASES if case.label == "default" and case.name not in (*_BASE, "adamw")})
+# LAMB and Adafactor have their own weight-decay rule: no coupled L2 or decoupled flag.
+_OWN_DECAY = ("lamb", "adafactor")
 for _option, _extra in SHARED_OPTIONS.items():
     for _name, _base in _BASE.items():
         _hyper = {**_base.hyper, **_extra}
-        if _name == "adam" and _option != "l1-decoupled":
+        if _name in ("adam", "lion") and _option != "l1-decoupled":
+            _hyper.pop("decoupled_weight_decay", None)
+        if _name in _OWN_DECAY:
             _hyper.pop("decoupled_weight_decay", None)
         CASES.append(KernelCase(_name, f"{_base.label}+{_option}", _hyper, _base.state, _base.init,
-                                _base.uses_step, _base.uses_loss))
+                                _base.uses_step, _base.uses_loss, _base.per_step))
 
 CASE_IDS = [c.id for c in CASES]
 

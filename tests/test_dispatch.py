@@ -116,13 +116,16 @@ def _cmake_kernel_flags():
 def test_every_optimizer_loop_vectorizes_on_every_target(tmp_path):
     """GCC's own report (-fopt-info-vec-missed) on the per-target translation
     units (csrc/core/instantiate.cpp: every optimizer; csrc/lbfgs/instantiate.cpp)
-    with the build's flags: no loop of an optimizer kernel stays scalar on any
-    target, in any instantiation (statistics on/off, regularization on/off,
-    every variant). A loop-invariant test in a kernel loop (coupled L2 on/off,
-    Nesterov) once let GCC's loop unswitching leave SGD/Adagrad/RMSprop with
-    stats=True scalar, 4-9x slower. The L-BFGS chunk loops are checked on the
-    AVX2/AVX-512 targets (on SSE2, GCC leaves the two float32 single-sum
-    loops scalar: d'g and the slope, a small part of a pass)."""
+    with the build's flags: no element loop stays scalar on any target, in any
+    instantiation (statistics on/off, regularization on/off, every variant).
+    Element loops are the one loop of simd/elementwise.hpp that runs every
+    elementwise rule, and each loop under `#pragma omp simd` in
+    csrc/optimizers/ (per-array passes); loops that walk tensors, chunks or
+    rows are not meant to vectorize. A loop-invariant test in a kernel loop
+    (coupled L2 on/off, Nesterov) once let GCC's loop unswitching leave
+    SGD/Adagrad/RMSprop with stats=True scalar, 4-9x slower. The L-BFGS chunk
+    loops are checked on the AVX2/AVX-512 targets (on SSE2, GCC leaves the two
+    float32 single-sum loops scalar: d'g and the slope, a small part of a pass)."""
     common, targets = _cmake_kernel_flags()
     # The optimizer list CMake generates from csrc/optimizers/.
     generated = tmp_path / "generated"
@@ -135,6 +138,11 @@ def test_every_optimizer_loop_vectorizes_on_every_target(tmp_path):
     # tensors of a batch.
     header = (ROOT / "csrc" / "simd" / "elementwise.hpp").read_text().splitlines()
     element_loop = next(number for number, line in enumerate(header, 1) if "step(T{}, k," in line)
+    simd_loops = [f"csrc/simd/elementwise.hpp:{element_loop}:"]
+    for path in sorted((ROOT / "csrc" / "optimizers").glob("*.hpp")):
+        lines = path.read_text().splitlines()
+        simd_loops += [f"csrc/optimizers/{path.name}:{number + 1}:" for number, line in enumerate(lines, 1)
+                       if line.strip().startswith("#pragma omp simd") and lines[number].lstrip().startswith("for")]
     jobs = {}
     for name, flags in targets.items():
         for unit in ("core", "lbfgs"):
@@ -147,8 +155,7 @@ def test_every_optimizer_loop_vectorizes_on_every_target(tmp_path):
     for (name, unit), job in jobs.items():
         _, report = job.communicate(timeout=600)
         assert job.returncode == 0, report[-2000:]
-        checked = (r"csrc/optimizers/" + f"|csrc/simd/elementwise.hpp:{element_loop}:"
-                   + ("" if name == "baseline" else r"|csrc/lbfgs/"))
+        checked = "|".join(map(re.escape, simd_loops)) + ("" if name == "baseline" else r"|csrc/lbfgs/")
         missed = {line.split(": missed")[0] for line in report.splitlines()
                   if "couldn't vectorize loop" in line and re.search(checked, line)}
         if missed:

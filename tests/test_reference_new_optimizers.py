@@ -38,11 +38,16 @@ def gradient(p, t, k, sign=1.0):
     return np.asarray(g.astype(p.dtype))
 
 
+# Hyperparameters only the classes take (ASGD's schedule), with torch's defaults.
+CLASS_ONLY = {"alpha": 0.75, "t0": 1e6}
+
+
 def hyper(fn, kw):
-    """The reference function's keyword defaults, overridden by kw."""
+    """The reference function's keyword defaults (and the class-only ones),
+    overridden by kw."""
     defaults = {n: q.default for n, q in inspect.signature(fn).parameters.items()
                 if q.default is not inspect.Parameter.empty}
-    return {**defaults, **kw}
+    return {**(CLASS_ONLY if fn is R.asgd_ else {}), **defaults, **kw}
 
 
 def initial_params(dtype, seed=0):
@@ -93,7 +98,9 @@ class _Group:
         elif self.name == "RAdam":
             R.radam_(ps, grads, a["exp_avg"], a["exp_avg_sq"], step=t, **kw)
         elif self.name == "ASGD":
-            R.asgd_(ps, grads, a["ax"], step=t, eta=s["eta"], mu=s["mu"], **kw)
+            schedule_only = ("alpha", "t0")  # used by the schedule below, not by the step
+            R.asgd_(ps, grads, a["ax"], eta=s["eta"], mu=s["mu"],
+                    **{k: v for k, v in kw.items() if k not in schedule_only})
             s["eta"], s["mu"] = R.asgd_schedule(t, full["lr"], full["lambd"], full["alpha"],
                                                 full["t0"])
         elif self.name == "Adafactor":
@@ -312,7 +319,7 @@ def one_step(name, p, g, wrap=np.asarray, **kw):
         R.radam_(p, g, *state, step=3, betas=(0.9, 0.5), **kw)
     elif name == "asgd_":
         state = [signed()]
-        R.asgd_(p, g, *state, step=3, eta=0.05, mu=0.5, **kw)
+        R.asgd_(p, g, *state, eta=0.05, mu=0.5, **kw)
     elif name == "lion_":
         state = [signed()]
         R.lion_(p, g, *state, **kw)

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cmath>
 #include <map>
+#include <type_traits>
 #include <memory>
 #include <utility>
 
@@ -62,11 +63,22 @@ typename Opt::Hyper as_hyper(const double* values) {
   return h;
 }
 
+// An optimizer whose weight decay is decoupled unless asked otherwise (Lion)
+// declares static constexpr bool kDecoupledByDefault = true.
+template <class Opt, class = void>
+struct DecoupledByDefault : std::false_type {};
+template <class Opt>
+struct DecoupledByDefault<Opt, std::void_t<decltype(Opt::kDecoupledByDefault)>>
+    : std::integral_constant<bool, Opt::kDecoupledByDefault> {};
+
 template <class Opt>
 HostSpec host_spec() {
   HostSpec spec{Opt::kName, {}, {}, {}, nullptr, nullptr};
   spec.hypers.assign(std::begin(Opt::kHypers), std::end(Opt::kHypers));
   spec.hypers.insert(spec.hypers.end(), std::begin(kSharedHypers), std::end(kSharedHypers));
+  if (DecoupledByDefault<Opt>::value)
+    for (HyperDecl& d : spec.hypers)
+      if (std::string(d.name) == "decoupled_weight_decay") d.default_value = 1.0;
   spec.state.assign(std::begin(Opt::kState), std::end(Opt::kState));
   for (const StateDecl& s : spec.state) spec.state_args.push_back(std::string(s.name) + "s");
   spec.needs_state = [](int role, const double* v, int ndim) { return Opt::needs_state(role, as_hyper<Opt>(v), ndim); };
@@ -106,6 +118,7 @@ const char* check_text(const HyperDecl& d) {
     case Check::kFinite: return "a finite number";
     case Check::kNonNegative: return ">= 0";
     case Check::kPositive: return "> 0";
+    case Check::kAtLeastOne: return ">= 1";
     case Check::kNonPositive: return "<= 0";
     case Check::kPositiveOrInf: return "> 0 (inf: none)";
     case Check::kUnitOpen: return "in [0, 1)";
@@ -123,6 +136,7 @@ bool in_range(const HyperDecl& d, double x) {
     case Check::kFinite: return std::isfinite(x);
     case Check::kNonNegative: return std::isfinite(x) && x >= 0.0;
     case Check::kPositive: return std::isfinite(x) && x > 0.0;
+    case Check::kAtLeastOne: return std::isfinite(x) && x >= 1.0;
     case Check::kNonPositive: return std::isfinite(x) && x <= 0.0;
     case Check::kPositiveOrInf: return x > 0.0;
     case Check::kUnitOpen: return x >= 0.0 && x < 1.0;
@@ -383,6 +397,7 @@ const char* check_name(Check c) {
     case Check::kFinite: return "finite";
     case Check::kNonNegative: return "nonnegative";
     case Check::kPositive: return "positive";
+    case Check::kAtLeastOne: return "at_least_one";
     case Check::kNonPositive: return "nonpositive";
     case Check::kPositiveOrInf: return "positive_or_inf";
     case Check::kUnitOpen: return "unit_open";
@@ -398,7 +413,7 @@ const char* check_name(Check c) {
 const char* origin_name(Origin o) {
   switch (o) {
     case Origin::kHyper: return "hyper";
-    case Origin::kInit: return "init";
+    case Origin::kClassOnly: return "class_only";
     case Origin::kPerStep: return "per_step";
     case Origin::kShared: return "shared";
   }

@@ -26,6 +26,7 @@ enum class Check : int {
   kFinite,         // any finite number
   kNonNegative,    // finite, >= 0
   kPositive,       // finite, > 0
+  kAtLeastOne,     // finite, >= 1
   kNonPositive,    // finite, <= 0
   kPositiveOrInf,  // > 0, +inf allowed (None means +inf)
   kUnitOpen,       // in [0, 1)
@@ -39,7 +40,8 @@ enum class Check : int {
 // Where a hyperparameter comes from in the Python API.
 enum class Origin : int {
   kHyper,    // a hyperparameter: a keyword of the class and of the functional form
-  kInit,     // sets up new state only (Rprop's initial step size lr): class only, kernels ignore it
+  kClassOnly,  // used by the class only (new state's fill, a schedule): not in the functional form;
+               // the kernels ignore it
   kPerStep,  // per-step state the class computes (step, NAdam's mu_product, ...): functional only
   kShared,   // regularization and clipping every optimizer takes (SharedHyper)
 };

@@ -16,7 +16,7 @@ struct Adagrad {
   X(lr, 1e-2, kNonNegative, "lr")                    \
   X(lr_decay, 0.0, kNonNegative, "lr_decay")         \
   X(weight_decay, 0.0, kNonNegative, "weight_decay") \
-  X(initial_accumulator_value, 0.0, kNonNegative, "initial_accumulator_value", Origin::kInit) \
+  X(initial_accumulator_value, 0.0, kNonNegative, "initial_accumulator_value", Origin::kClassOnly) \
   X(eps, 1e-10, kNonNegative, "eps")                 \
   X(maximize, 0, kFlag, "maximize")                  \
   X(step, 1, kStep, "step", Origin::kPerStep)

@@ -29,7 +29,7 @@ struct Rprop {
   static constexpr const char* kVariantNames[] = {"irprop-", "rprop-", "rprop+", "irprop+", nullptr};
   enum Variant { kIrpropMinus, kRpropMinus, kRpropPlus, kIrpropPlus };
 #define FASTOPT_RPROP_HYPERPARAMETERS(X)                                          \
-  X(lr, 1e-2, kPositive, "lr (initial step size)", Origin::kInit)                \
+  X(lr, 1e-2, kPositive, "lr (initial step size)", Origin::kClassOnly)                \
   X(etaminus, 0.5, kFinite, "etaminus")                                           \
   X(etaplus, 1.2, kFinite, "etaplus")                                             \
   X(step_size_min, 1e-6, kNonNegative, "step_size_min")                           \

@@ -74,7 +74,8 @@ struct SharedScalars {
         coupled_wd(static_cast<T>(h.decoupled_weight_decay != 0.0 ? 0.0 : weight_decay)),
         wd(static_cast<T>(weight_decay)),
         l1(static_cast<T>(h.l1)),
-        extras(h.grad_scale != 1.0 || h.clip_value != HUGE_VAL || h.l1 != 0.0 || h.decoupled_weight_decay != 0.0
+        extras(h.grad_scale != 1.0 || h.clip_value != HUGE_VAL || h.l1 != 0.0 ||
+                       (h.decoupled_weight_decay != 0.0 && weight_decay != 0.0)
                    ? kAllExtras
                    : coupled_wd != T(0) ? kCoupledL2 : kNoExtras) {}  // the test the loop made before
 };

@@ -16,7 +16,10 @@ from .clip import NonFiniteGradientError, clip_grad_norm_, clip_grad_value_, glo
 from .flat import FlatBuffer
 from .functional import StepStats
 from .lbfgs import OptimizeResult, lbfgs, lbfgs_minimize, minimize
-from .optim import LBFGS, SGD, Adagrad, Adam, AdamW, Optimizer, Quickprop, RMSprop, Rprop
+from .optim import (
+    ASGD, LAMB, LBFGS, SGD, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer,
+    Quickprop, RAdam, RMSprop, Rprop,
+)
 
 try:
     __version__ = _version("fastopt")
@@ -27,7 +30,8 @@ __all__ = [
     "functional", "optim", "reference", "schedules", "save", "load", "FlatBuffer", "show_runtime",
     "clip_grad_norm_", "clip_grad_value_", "global_grad_norm", "NonFiniteGradientError", "StepStats",
     "runtime_info", "set_num_threads", "get_num_threads", "last_call_threads",
-    "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop",
+    "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop", "Adadelta", "Adamax",
+    "NAdam", "RAdam", "ASGD", "Adafactor", "Lion", "LAMB",
     "minimize", "lbfgs", "lbfgs_minimize", "OptimizeResult", "LBFGS",
 ]
 

@@ -49,12 +49,21 @@ class in :mod:`fastopt.optimizers`.
 """
 
 from .optimizers._base import StepStats
+from .optimizers.adadelta import adadelta_
+from .optimizers.adafactor import adafactor_
 from .optimizers.adagrad import adagrad_
 from .optimizers.adam import adam_, adamw_
+from .optimizers.adamax import adamax_
+from .optimizers.asgd import asgd_, asgd_schedule
+from .optimizers.lamb import lamb_
+from .optimizers.lion import lion_
+from .optimizers.nadam import nadam_, nadam_mu
 from .optimizers.quickprop import quickprop_
+from .optimizers.radam import radam_
 from .optimizers.rmsprop import rmsprop_
 from .optimizers.rprop import RPROP_VARIANTS, rprop_
 from .optimizers.sgd import sgd_
 
-__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "rprop_", "quickprop_", "RPROP_VARIANTS",
-           "StepStats"]
+__all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "rprop_", "quickprop_", "adadelta_", "adamax_",
+           "nadam_", "radam_", "asgd_", "adafactor_", "lion_", "lamb_", "nadam_mu", "asgd_schedule",
+           "RPROP_VARIANTS", "StepStats"]

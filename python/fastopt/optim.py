@@ -25,12 +25,21 @@ in :mod:`fastopt.optimizers`.
 """
 
 from .optimizers._base import Optimizer
+from .optimizers.adadelta import Adadelta
+from .optimizers.adafactor import Adafactor
 from .optimizers.adagrad import Adagrad
 from .optimizers.adam import Adam, AdamW
+from .optimizers.adamax import Adamax
+from .optimizers.asgd import ASGD
+from .optimizers.lamb import LAMB
 from .optimizers.lbfgs import LBFGS
+from .optimizers.lion import Lion
+from .optimizers.nadam import NAdam
 from .optimizers.quickprop import Quickprop
+from .optimizers.radam import RAdam
 from .optimizers.rmsprop import RMSprop
 from .optimizers.rprop import Rprop
 from .optimizers.sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop", "LBFGS"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop", "Adadelta",
+           "Adamax", "NAdam", "RAdam", "ASGD", "Adafactor", "Lion", "LAMB", "LBFGS"]

@@ -65,7 +65,7 @@ def _prox_l1(p, tau):
     return np.where(shrunk > 0, np.copysign(shrunk, p), 0).astype(p.dtype)
 
 
-def sgd_(params, grads, momentum_buffers=None, *, step, lr, momentum=0.0, dampening=0.0,
+def sgd_(params, grads, momentum_buffers=None, *, step, lr=1e-3, momentum=0.0, dampening=0.0,
          weight_decay=0.0, nesterov=False, maximize=False, l1=0.0, decoupled_weight_decay=False,
          grad_scale=1.0, clip_value=None):
     bufs = _as_list(momentum_buffers)
@@ -348,9 +348,8 @@ def asgd_schedule(step, lr, lambd, alpha, t0):
     return lr / (1 + lambd * lr * step) ** alpha, 1 / max(1, step - t0)
 
 
-def asgd_(params, grads, axs, *, step, eta, mu, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6,
-          weight_decay=0.0, maximize=False, decoupled_weight_decay=False, l1=0.0,
-          grad_scale=1.0, clip_value=None):
+def asgd_(params, grads, axs, *, eta, mu, lr=1e-2, lambd=1e-4, weight_decay=0.0, maximize=False,
+          decoupled_weight_decay=False, l1=0.0, grad_scale=1.0, clip_value=None):
     """With ``eta``, ``mu`` the values before this step (:func:`asgd_schedule`;
     eta starts at lr, mu at 1): ``p = p*(1 - lambd*eta) - eta*g``, then the
     average ``ax = p`` if mu == 1 else ``ax = ax + mu*(p - ax)``. ``l1``
@@ -422,6 +421,8 @@ def adafactor_(params, grads, row_vars, col_vars, variances, *, step, lr=1e-2, b
     one_minus_beta2 = step**beta2_decay
     rho = min(lr, 1 / step**0.5)
     for i, (p, g) in enumerate(zip(_as_list(params), _as_list(grads))):
+        if p.size == 0:  # nothing to update (its RMS would be 0/0)
+            continue
         e1 = float(np.finfo(p.dtype).eps) if eps1 is None else eps1
         g = _preprocess(g, p, maximize, 0.0, False, grad_scale, clip_value)
         p_norm_sq = _ordered_sum(np.ravel(p).astype(np.float64) ** 2)

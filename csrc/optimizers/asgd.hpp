@@ -1,0 +1,74 @@
+// ASGD, averaged stochastic gradient descent (Polyak & Juditsky 1992),
+// torch.optim.ASGD form, one fused pass over p, g, ax.
+// Rule: docs/algorithms.md#asgd.
+//
+//   g = pre(g);  p = p*(1 - lr*wd) if decoupled
+//   p = prox_l1(p*(1 - lambd*eta) - eta*g, eta*l1)
+//   ax = p if mu == 1 else ax + mu*(p - ax)
+// eta and mu are the values before this step; the class then sets
+// eta = lr/(1 + lambd*lr*t)^alpha and mu = 1/max(1, t - t0).
+#pragma once
+
+#include "core/registry.hpp"
+#include "simd/elementwise.hpp"
+
+namespace fastopt {
+
+struct Asgd {
+  static constexpr const char* kName = "asgd";
+#define FASTOPT_ASGD_HYPERPARAMETERS(X)                       \
+  X(lr, 1e-2, kNonNegative, "lr")                             \
+  X(lambd, 1e-4, kNonNegative, "lambd")                       \
+  X(alpha, 0.75, kFinite, "alpha", Origin::kClassOnly)        \
+  X(t0, 1e6, kNonNegative, "t0", Origin::kClassOnly)          \
+  X(weight_decay, 0.0, kNonNegative, "weight_decay")          \
+  X(maximize, 0, kFlag, "maximize")                           \
+  X(eta, 1e-2, kNonNegative, "eta", Origin::kPerStep)         \
+  X(mu, 1.0, kNonNegative, "mu", Origin::kPerStep)
+  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ASGD_HYPERPARAMETERS);
+  static constexpr StateDecl kState[] = {{"ax"}};
+  enum Role { kParam, kGrad, kAx };
+
+  static bool needs_state(int, const Hyper&, int) { return true; }
+  static void validate(const Hyper&) {}
+};
+
+namespace FASTOPT_TARGET_NAME {
+
+template <>
+struct Kernel<Asgd> {
+  static constexpr int kVariants = 2;  // 0: mu == 1 (ax = p), 1: running average
+
+  template <class T>
+  struct Scalars {
+    SharedScalars<T> pre;
+    T decay, tau, shrink, eta, mu;
+    int variant;
+
+    explicit Scalars(const Asgd::Hyper& h)
+        : pre(h.shared, h.weight_decay, h.maximize),
+          decay(static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay))),
+          tau(static_cast<T>(h.eta * h.shared.l1)),
+          shrink(static_cast<T>(1.0 - h.lambd * h.eta)),
+          eta(static_cast<T>(h.eta)),
+          mu(static_cast<T>(h.mu)),
+          variant(h.mu != 1.0) {}
+  };
+
+  template <int kAverage, bool kStats, int kExtras, class T>
+  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    T* __restrict ax = x[Asgd::kAx];
+    const T decay = s.decay, tau = s.tau, shrink = s.shrink, eta = s.eta, mu = s.mu;
+    update_elements<T, kStats, kExtras, false>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param0) {
+      const T param = decayed<kExtras>(param0, decay);
+      const T updated = prox_l1<kExtras>(param * shrink - eta * grad, tau);
+      ax[i] = kAverage ? ax[i] + mu * (updated - ax[i]) : updated;
+      return updated;
+    });
+  }
+};
+
+}  // namespace FASTOPT_TARGET_NAME
+}  // namespace fastopt
+
+FASTOPT_REGISTER_OPTIMIZER(Asgd)

@@ -1,0 +1,56 @@
+"""Adadelta: the class and the functional form.
+
+Rule (docs/algorithms.md, "Adadelta"); kernel: csrc/optimizers/adadelta.hpp.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters
+
+__all__ = ["Adadelta", "adadelta_"]
+
+_SPEC = SPECS["adadelta"]
+
+_DOC = r"""
+    .. math::
+        g \leftarrow \pm g + \lambda p, \quad
+        v \leftarrow \rho v + (1-\rho) g^2, \quad
+        \Delta = \frac{\sqrt{u + \epsilon}}{\sqrt{v + \epsilon}}\, g, \quad
+        u \leftarrow \rho u + (1-\rho) \Delta^2, \quad
+        p \leftarrow p - \eta \Delta
+
+    Defaults (torch.optim.Adadelta): lr 1.0, rho 0.9, eps 1e-6,
+    weight_decay 0. Reference: Zeiler (2012), "ADADELTA: An Adaptive Learning
+    Rate Method" (which has no lr; torch's lr scales the step).
+"""
+
+
+class Adadelta(Optimizer):
+    __doc__ = r"""Adadelta (torch.optim.Adadelta semantics). State: ``step``,
+    ``square_avg``, ``acc_delta``.
+    """ + _DOC
+
+    _name = "adadelta"
+
+    def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0.0, *, maximize: bool = False, l1: float = 0.0,
+                 decoupled_weight_decay: bool = False, **step_options):
+        super().__init__(params, hyperparameters(locals()), **step_options)
+
+    def _per_step(self, group, scalars, fresh, loss):
+        return {}
+
+
+def adadelta_(params: ArrayOrList, grads: ArrayOrList, square_avgs: ArrayOrList, acc_deltas: ArrayOrList, *,
+              lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0,
+              maximize: bool = False, decoupled_weight_decay: bool = False, l1: float = 0.0,
+              grad_scale: float = 1.0, clip_value: Optional[float] = None, num_threads: int = 0,
+              stats: bool = False) -> Optional[StepStats]:
+    values = (lr, rho, eps, weight_decay, maximize, l1, decoupled_weight_decay, grad_scale, clip_value)
+    return functional_step(_SPEC, params, grads, [square_avgs, acc_deltas], values, num_threads, stats)
+
+
+adadelta_.__doc__ = r"""Adadelta (Zeiler 2012), in place.
+""" + _DOC

@@ -1,0 +1,55 @@
+"""Adamax: the class and the functional form.
+
+Rule (docs/algorithms.md, "Adamax"); kernel: csrc/optimizers/adamax.hpp.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters, pair
+
+__all__ = ["Adamax", "adamax_"]
+
+_SPEC = SPECS["adamax"]
+
+_DOC = r"""
+    .. math::
+        g \leftarrow \pm g + \lambda p, \quad
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad
+        u \leftarrow \max(\beta_2 u, |g| + \epsilon), \quad
+        p \leftarrow p - \frac{\eta}{1-\beta_1^t} \frac{m}{u}
+
+    Defaults (torch.optim.Adamax): lr 2e-3, betas (0.9, 0.999), eps 1e-8,
+    weight_decay 0. A NaN in either operand of the max propagates, as torch's
+    ``amax`` does. Reference: Kingma & Ba (2015), "Adam: A Method for
+    Stochastic Optimization", section 7.
+"""
+
+
+class Adamax(Optimizer):
+    __doc__ = r"""Adamax, Adam with the infinity norm (torch.optim.Adamax semantics).
+    State: ``step``, ``exp_avg``, ``exp_inf``.
+    """ + _DOC
+
+    _name = "adamax"
+
+    def __init__(self, params, lr: float = 2e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, *, maximize: bool = False,
+                 l1: float = 0.0, decoupled_weight_decay: bool = False, **step_options):
+        super().__init__(params, hyperparameters(locals()), **step_options)
+
+
+def adamax_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_infs: ArrayOrList, *,
+            step: int, lr: float = 2e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+            weight_decay: float = 0.0, maximize: bool = False, decoupled_weight_decay: bool = False,
+            l1: float = 0.0, grad_scale: float = 1.0, clip_value: Optional[float] = None,
+            num_threads: int = 0, stats: bool = False) -> Optional[StepStats]:
+    beta1, beta2 = pair(betas, "betas")
+    values = (lr, beta1, beta2, eps, weight_decay, maximize, step, l1, decoupled_weight_decay, grad_scale,
+              clip_value)
+    return functional_step(_SPEC, params, grads, [exp_avgs, exp_infs], values, num_threads, stats)
+
+
+adamax_.__doc__ = r"""Adamax (Kingma & Ba 2015), in place.
+""" + _DOC

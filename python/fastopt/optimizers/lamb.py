@@ -1,0 +1,59 @@
+"""LAMB: the class and the functional form.
+
+Rule (docs/algorithms.md, "LAMB"); kernel: csrc/optimizers/lamb.hpp.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters, pair
+
+__all__ = ["LAMB", "lamb_"]
+
+_SPEC = SPECS["lamb"]
+
+_DOC = r"""
+    Adam's moments and direction plus LAMB's own decay term, scaled per array
+    by the trust ratio:
+
+    .. math::
+        r = \frac{m/(1-\beta_1^t)}{\sqrt{v}/\sqrt{1-\beta_2^t} + \epsilon} + \lambda p, \quad
+        \phi = \frac{\lVert p\rVert_2}{\lVert r\rVert_2} \;(1 \text{ if either is } 0), \quad
+        p \leftarrow p - \eta\,\phi\, r
+
+    The norms are sums in double in a fixed order (docs/algorithms.md), the
+    same bits for any thread count. Defaults (optax.lamb): lr 1e-3, betas
+    (0.9, 0.999), eps 1e-6, weight_decay 0. torch has no LAMB. Reference:
+    You et al. (2020), "Large Batch Optimization for Deep Learning: Training
+    BERT in 76 minutes".
+"""
+
+
+class LAMB(Optimizer):
+    __doc__ = r"""LAMB, layer-wise adaptive moments. State: ``step``,
+    ``exp_avg``, ``exp_avg_sq``. One call runs both passes (norms, update)
+    over every array.
+    """ + _DOC
+
+    _name = "lamb"
+
+    def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-6, weight_decay: float = 0.0, *, maximize: bool = False, l1: float = 0.0,
+                 **step_options):
+        super().__init__(params, hyperparameters(locals()), **step_options)
+
+
+def lamb_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_avg_sqs: ArrayOrList, *,
+          step: int, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+          weight_decay: float = 0.0, maximize: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
+          clip_value: Optional[float] = None, num_threads: int = 0,
+          stats: bool = False) -> Optional[StepStats]:
+    beta1, beta2 = pair(betas, "betas")
+    values = (lr, beta1, beta2, eps, weight_decay, maximize, step, l1, False, grad_scale, clip_value)
+    return functional_step(_SPEC, params, grads, [exp_avgs, exp_avg_sqs], values, num_threads, stats)
+
+
+lamb_.__doc__ = r"""LAMB (You et al. 2020), in place; each array of a list gets its own
+    trust ratio.
+""" + _DOC
