@@ -1,49 +1,138 @@
 """The benchmark runs and compares like with like (no timing is asserted)."""
 
+import importlib.util
 import json
 
 import numpy as np
 import pytest
 
 from bench import __main__ as bench_main
-from bench import numpy_inplace, steps
+from bench import many_tensors, numpy_inplace, steps
+from fastopt import functional as F
 from fastopt import reference as R
 
+KERNELS = pytest.mark.parametrize("kernel", steps.KERNELS, ids=[k.label for k in steps.KERNELS])
+# 997 (prime): every array flat; 3000: Adafactor's parameter is 50 x 60 (factored).
+SIZES = pytest.mark.parametrize("n", [997, 3000])
 
-@pytest.mark.parametrize("kernel", steps.KERNELS, ids=[k.label for k in steps.KERNELS])
-def test_numpy_inplace_versions_compute_the_reference_step(kernel):
-    """The in-place NumPy baseline does the same arithmetic as the reference."""
-    fast = steps.make_buffers(kernel, 999, np.float64)
-    ref = [b.copy() for b in fast]
+
+def _copy(buffers):
+    return [None if b is None else b.copy() for b in buffers]
+
+
+@KERNELS
+@SIZES
+def test_numpy_inplace_versions_compute_the_reference_step(kernel, n):
+    """The in-place NumPy baseline does the same arithmetic as the reference:
+    bit for bit, except the norms of LAMB and Adafactor (BLAS dot there, the
+    kernels' ordered double sum in the reference)."""
+    fast = steps.make_buffers(kernel, n, np.float64)
+    ref = _copy(fast)
     step = getattr(numpy_inplace, kernel.name)(*fast, **kernel.kwargs)
     for _ in range(3):
         step()
         getattr(R, kernel.name + "_")(*ref, **kernel.kwargs)
     for a, b in zip(fast, ref):
-        np.testing.assert_array_equal(a, b)
+        if a is None:
+            assert b is None
+        elif kernel.name in ("lamb", "adafactor"):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+        else:
+            np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("kernel", steps.KERNELS, ids=[k.label for k in steps.KERNELS])
-def test_roofline_moves_the_same_arrays(kernel):
-    """The roofline reads every array of the step and writes the written ones."""
-    buffers = steps.make_buffers(kernel, 100, np.float32)
-    before = [b.copy() for b in buffers]
+@KERNELS
+@SIZES
+def test_roofline_moves_the_same_arrays(kernel, n):
+    """The roofline reads every array of N elements and writes the written
+    ones (p and the state shaped like p); g and small state stay as they are."""
+    buffers = steps.make_buffers(kernel, n, np.float32)
+    before = _copy(buffers)
     steps.make_step(kernel, "roofline", buffers)()
-    p, g, *state = buffers
-    mean = np.mean(before, axis=0, dtype=np.float64)
-    for written in (p, *state):
-        np.testing.assert_allclose(written, mean, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(g, before[1])
+    p, _, *state = buffers
+    written = [0] + [2 + i for i, s in enumerate(state) if s is not None and s.shape == p.shape]
+    assert 2 * len(written) + 1 == kernel.roofline_streams(n)
+    mean = np.mean([before[i] for i in written + [1]], axis=0, dtype=np.float64)
+    for i, (b, b0) in enumerate(zip(buffers, before)):
+        if i in written:
+            np.testing.assert_allclose(b, mean, rtol=1e-5, atol=1e-6)
+        elif b is not None:
+            np.testing.assert_array_equal(b, b0)
 
 
-def test_bench_runs_end_to_end(tmp_path, capsys):
+@KERNELS
+@SIZES
+def test_traffic_is_at_least_one_pass_over_the_step_arrays(kernel, n):
+    """A step moves at least what one pass over its arrays moves (the
+    roofline's traffic); every pass reads something; the bytes follow."""
+    shape, _ = kernel.layout(n)
+    assert int(np.prod(shape)) == n
+    assert all(one_pass.split("->")[0].split() for one_pass in kernel.traffic(n))
+    assert kernel.streams(n) >= kernel.roofline_streams(n)
+    assert kernel.bytes_per_step(n, 4) == kernel.streams(n) * n * 4
+
+
+def test_every_functional_optimizer_has_a_row():
+    """A new fastopt.functional optimizer gets benchmarked (and has a NumPy twin)."""
+    benchmarked = {k.name for k in steps.KERNELS}
+    functions = {name[:-1] for name in F.__all__ if name.endswith("_")}
+    assert functions <= benchmarked
+    for name in benchmarked:
+        assert name + "_" in R.__all__
+        assert hasattr(numpy_inplace, name)
+
+
+@KERNELS
+def test_every_implementation_runs_once(kernel):
+    """Each row's every implementation does one step on a tiny size, and
+    fastopt's step is the reference's. Rows wait (skip) only for their
+    function to land in fastopt.functional; then they run."""
+    if not steps.available(kernel):
+        pytest.skip(f"fastopt.functional.{kernel.name}_ does not exist yet")
+    n = 2000  # Adafactor: 40 x 50, factored
+    results = {}
+    for implementation in steps.IMPLEMENTATIONS:
+        buffers = steps.make_buffers(kernel, n, np.float64)
+        step = steps.make_step(kernel, implementation, buffers)
+        if step is None:
+            assert implementation.startswith("torch_")
+            continue
+        step()
+        results[implementation] = buffers
+    for a, b in zip(results["fastopt"], results["reference"]):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    if kernel.torch_class is not None and importlib.util.find_spec("torch") is not None:
+        assert "torch_foreach" in results  # the torch twin takes our arguments
+
+
+def test_bench_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(many_tensors, "ROUNDS", 3)  # a smoke run: few samples
     out = tmp_path / "steps.json"
     assert bench_main.main(["--sizes", "1000", "--dtypes", "float64", "--kernels", "adam", "quickprop",
                             "--json", str(out), "--markdown"]) == 0
     printed = capsys.readouterr().out
-    assert "many-tensors" in printed and "| adam | float64 |" in printed
+    assert "many-tensors (small CNN)" in printed
+    assert "| adam | float64 |" in printed
+    assert "class step / flat call" in printed
     data = json.loads(out.read_text())
     assert {r["kernel"] for r in data["rows"]} == {"adam", "quickprop"}
     for row in data["rows"]:
-        assert row["seconds"]["fastopt"] > 0 and row["seconds"]["roofline"] > 0
+        assert row["seconds"]["fastopt"] > 0
+        assert row["seconds"]["roofline"] > 0
         assert row["fastopt_peak_bytes"] < 4096  # a step allocates nothing proportional to N
+    uniform = next(case for case in data["many_tensors"] if case["arrays"] == 200)
+    assert uniform["total"] == 819_200
+    assert uniform["rounds"] == 3
+    assert uniform["class_over_flat"] > 0
+
+
+def test_bench_skips_a_kernel_whose_function_is_missing(monkeypatch, capsys):
+    """A row whose fastopt.functional function is absent is skipped with a line."""
+    monkeypatch.delattr(F, "quickprop_")
+    monkeypatch.setattr(many_tensors, "run_all", lambda dtype: [])
+    assert bench_main.main(["--sizes", "1000", "--dtypes", "float32", "--kernels", "adam", "quickprop",
+                            "--json", ""]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped: fastopt.functional.quickprop_ does not exist" in printed
+    assert "\nadam " in printed
