@@ -15,22 +15,29 @@ std::string shape_text(const py::array& a) {
 
 namespace {
 
-// The shape a state array must have, from its parameter's.
-std::vector<py::ssize_t> expected_shape(const py::array& param, StateShape rule) {
-  std::vector<py::ssize_t> shape(param.shape(), param.shape() + param.ndim());
-  if (rule == StateShape::kRowsOfParam && !shape.empty()) shape.back() = 1;
-  if (rule == StateShape::kColsOfParam && shape.size() >= 2) shape[shape.size() - 2] = 1;
-  return shape;
+// Whether a state array has the shape its rule derives from the parameter's
+// (no allocation: this runs for every state array of every step).
+bool has_expected_shape(const py::array& a, const py::array& param, StateShape rule) {
+  if (a.ndim() != param.ndim()) return false;
+  const py::ssize_t nd = param.ndim();
+  for (py::ssize_t d = 0; d < nd; ++d) {
+    py::ssize_t want = param.shape(d);
+    if (rule == StateShape::kRowsOfParam && d == nd - 1) want = 1;
+    if (rule == StateShape::kColsOfParam && nd >= 2 && d == nd - 2) want = 1;
+    if (a.shape(d) != want) return false;
+  }
+  return true;
 }
 
-bool has_shape(const py::array& a, const std::vector<py::ssize_t>& shape) {
-  return std::equal(shape.begin(), shape.end(), a.shape(), a.shape() + a.ndim());
-}
-
-std::string shape_text(const std::vector<py::ssize_t>& shape) {
+std::string expected_shape_text(const py::array& param, StateShape rule) {
   std::string s = "(";
-  for (std::size_t d = 0; d < shape.size(); ++d)
-    s += std::to_string(shape[d]) + (shape.size() == 1 || d + 1 < shape.size() ? "," : "");
+  const py::ssize_t nd = param.ndim();
+  for (py::ssize_t d = 0; d < nd; ++d) {
+    py::ssize_t want = param.shape(d);
+    if (rule == StateShape::kRowsOfParam && d == nd - 1) want = 1;
+    if (rule == StateShape::kColsOfParam && nd >= 2 && d == nd - 2) want = 1;
+    s += std::to_string(want) + (nd == 1 || d + 1 < nd ? "," : "");
+  }
   return s + ")";
 }
 
@@ -107,13 +114,12 @@ void CheckedBuffers::add_array(std::size_t role, const RoleSpec& spec, py::handl
     dims_.insert(dims_.end(), {rows * cols ? sizes_.back() / (rows * cols) : 0, rows, cols});
   } else {
     const py::array& param = buffers_[static_cast<std::size_t>(i)].array;
-    const std::vector<py::ssize_t> shape = expected_shape(param, spec.shape);
-    if (!has_shape(a, shape))
+    if (!has_expected_shape(a, param, spec.shape))
       throw py::value_error(where.text() + " has shape " + shape_text(a) + " but " +
                             (spec.shape == StateShape::kLikeParam ? std::string(buffers_.front().label.role) + "[" +
                                                                         std::to_string(i) + "] has shape "
                                                                   : std::string("it must have shape ")) +
-                            shape_text(shape));
+                            expected_shape_text(param, spec.shape));
   }
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(where.text() + " is not C-contiguous; fastopt updates arrays in place and never copies "
@@ -122,8 +128,11 @@ void CheckedBuffers::add_array(std::size_t role, const RoleSpec& spec, py::handl
     throw py::value_error(where.text() + " is not aligned to its dtype");
   if (spec.written && !a.writeable())
     throw py::value_error(where.text() + " is read-only but is updated in place");
-  raw_[role * static_cast<std::size_t>(n_tensors_) + static_cast<std::size_t>(i)] = const_cast<void*>(a.data());
-  buffers_.push_back(Buffer{std::move(a), where, spec.written});
+  void* data = const_cast<void*>(a.data());
+  raw_[role * static_cast<std::size_t>(n_tensors_) + static_cast<std::size_t>(i)] = data;
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  const auto end = begin + static_cast<std::uintptr_t>(a.nbytes());
+  buffers_.push_back(Buffer{std::move(a), where, spec.written, begin, end});
 }
 
 void CheckedBuffers::add_grad(py::handle item, int i) {
@@ -147,19 +156,21 @@ void CheckedBuffers::add_grad(py::handle item, int i) {
                           "(use np.ascontiguousarray)");
   if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
     throw py::value_error(where.text() + " is not aligned to its dtype");
-  raw_[static_cast<std::size_t>(n_tensors_) + static_cast<std::size_t>(i)] = const_cast<void*>(a.data());
-  grads_.push_back(Buffer{std::move(a), where, false});
+  void* data = const_cast<void*>(a.data());
+  raw_[static_cast<std::size_t>(n_tensors_) + static_cast<std::size_t>(i)] = data;
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  const auto end = begin + static_cast<std::uintptr_t>(a.nbytes());
+  grads_.push_back(Buffer{std::move(a), where, false, begin, end});
 }
 
-std::vector<CheckedBuffers::Interval> CheckedBuffers::intervals(bool written_only) const {
-  std::vector<Interval> spans;
+std::pmr::vector<CheckedBuffers::Interval> CheckedBuffers::intervals(bool written_only) {
+  std::pmr::vector<Interval> spans(&memory_);
   spans.reserve(buffers_.size() + grads_.size());
-  auto add = [&](const std::vector<Buffer>& from, std::size_t offset) {
+  auto add = [&](const std::pmr::vector<Buffer>& from, std::size_t offset) {
     for (std::size_t k = 0; k < from.size(); ++k) {
-      const py::array& a = from[k].array;
-      if (a.nbytes() == 0 || (written_only && !from[k].written)) continue;
-      const auto begin = reinterpret_cast<std::uintptr_t>(a.data());
-      spans.push_back({begin, begin + static_cast<std::uintptr_t>(a.nbytes()), offset + k});
+      const Buffer& b = from[k];
+      if (b.begin == b.end || (written_only && !b.written)) continue;
+      spans.push_back({b.begin, b.end, offset + k});
     }
   };
   add(buffers_, 0);
@@ -171,8 +182,8 @@ std::vector<CheckedBuffers::Interval> CheckedBuffers::intervals(bool written_onl
 // A sweep over intervals sorted by start, remembering the furthest end among
 // all buffers and among written ones. On success the written intervals are
 // disjoint and kept (sorted) for replace_grads.
-void CheckedBuffers::check_overlap() const {
-  const std::vector<Interval> spans = intervals(false);
+void CheckedBuffers::check_overlap(bool keep_written) {
+  const std::pmr::vector<Interval> spans = intervals(false);
   auto label = [&](std::size_t id) {
     return id < buffers_.size() ? buffers_[id].label.text() : grads_[id - buffers_.size()].label.text();
   };
@@ -189,16 +200,14 @@ void CheckedBuffers::check_overlap() const {
     if (s.end > end_any) { end_any = s.end; owner_any = s.id; }
     if (written(s.id) && s.end > end_written) { end_written = s.end; owner_written = s.id; }
   }
-  const_cast<CheckedBuffers*>(this)->written_ = intervals(true);
+  if (keep_written) written_ = intervals(true);
 }
 
-CheckedBuffers::Interval CheckedBuffers::clash_with_written(const py::array& a) const {
-  const auto begin = reinterpret_cast<std::uintptr_t>(a.data());
-  const auto end = begin + static_cast<std::uintptr_t>(a.nbytes());
-  // The first written interval that ends after begin (they are disjoint and sorted).
-  auto it = std::upper_bound(written_.begin(), written_.end(), begin,
+CheckedBuffers::Interval CheckedBuffers::clash_with_written(const Buffer& b) const {
+  // The first written interval that ends after b begins (they are disjoint and sorted).
+  auto it = std::upper_bound(written_.begin(), written_.end(), b.begin,
                              [](std::uintptr_t x, const Interval& s) { return x < s.end; });
-  if (a.nbytes() != 0 && it != written_.end() && it->begin < end) return *it;
+  if (b.begin != b.end && it != written_.end() && it->begin < b.end) return *it;
   return Interval{0, 0, SIZE_MAX};
 }
 
@@ -206,7 +215,7 @@ void CheckedBuffers::replace_grads(py::handle grads) {
   if (grads.is_none()) throw py::type_error("grads must be a numpy.ndarray or a list of them");
   add_role(1, RoleSpec{"grads", false, StateShape::kLikeParam}, grads);
   for (const Buffer& g : grads_) {
-    const Interval clash = clash_with_written(g.array);
+    const Interval clash = clash_with_written(g);
     if (clash.id != SIZE_MAX)
       throw py::value_error(buffers_[clash.id].label.text() + " and " + g.label.text() +
                             " share memory; every buffer that is updated in place must be a separate array");

@@ -14,7 +14,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <memory_resource>
 #include <string>
 #include <vector>
 
@@ -43,12 +46,15 @@ class CheckedBuffers {
   // `first` names role 0 in messages and says whether it is written.
   CheckedBuffers(py::handle params, std::size_t n_roles,
                  const RoleSpec& first = RoleSpec{"params", true, StateShape::kLikeParam});
+  CheckedBuffers(const CheckedBuffers&) = delete;  // its containers point into its own arena
+  CheckedBuffers& operator=(const CheckedBuffers&) = delete;
 
   // value: an ndarray, a list/tuple of ndarrays (items may be None: absent
   // for that tensor) or None (absent for every tensor).
   void add_role(std::size_t role, const RoleSpec& spec, py::handle value);
-  // Rejects any two buffers that share memory when at least one is written.
-  void check_overlap() const;
+  // Rejects any two buffers that share memory when at least one is written;
+  // keep_written: remember the written intervals for replace_grads (a plan).
+  void check_overlap(bool keep_written = false);
 
   // Replaces role 1 (the gradients) in a checked set whose other roles do
   // not change (a step plan): checks them and their overlap with the written
@@ -83,6 +89,7 @@ class CheckedBuffers {
     py::array array;  // a strong reference: the GIL is released while kernels run
     Label label;
     bool written;
+    std::uintptr_t begin, end;  // its bytes
   };
   struct Interval {
     std::uintptr_t begin, end;
@@ -90,18 +97,23 @@ class CheckedBuffers {
   };
 
   void add_array(std::size_t role, const RoleSpec& spec, py::handle item, int i);
-  std::vector<Interval> intervals(bool written_only) const;
+  std::pmr::vector<Interval> intervals(bool written_only);
 
   void add_grad(py::handle item, int i);
-  Interval clash_with_written(const py::array& a) const;
+  Interval clash_with_written(const Buffer& b) const;
+
+  // A step of a few arrays allocates nothing: the containers below start in
+  // this arena (malloc/free pairs were a third of a small step's binding cost).
+  std::array<std::byte, 4096> arena_;
+  std::pmr::monotonic_buffer_resource memory_{arena_.data(), arena_.size()};
 
   std::size_t n_roles_;
-  std::vector<Buffer> buffers_;       // params first (buffers_[i] is params[i]), then the state arrays
-  std::vector<Buffer> grads_;         // role 1, replaced at every step of a plan
-  std::vector<void*> raw_;            // raw_[role * n + i]; nullptr for an absent buffer
-  std::vector<std::int64_t> sizes_;   // elements of params[i]
-  std::vector<std::int64_t> dims_;    // (leading, rows, cols) of params[i] (Batch::dims)
-  std::vector<Interval> written_;     // sorted, disjoint written intervals (check_overlap), for replace_grads
+  std::pmr::vector<Buffer> buffers_{&memory_};        // params first (buffers_[i] is params[i]), then state
+  std::pmr::vector<Buffer> grads_{&memory_};          // role 1, replaced at every step of a plan
+  std::pmr::vector<void*> raw_{&memory_};             // raw_[role * n + i]; nullptr for an absent buffer
+  std::pmr::vector<std::int64_t> sizes_{&memory_};    // elements of params[i]
+  std::pmr::vector<std::int64_t> dims_{&memory_};     // (leading, rows, cols) of params[i] (Batch::dims)
+  std::pmr::vector<Interval> written_{&memory_};      // sorted, disjoint written intervals, for replace_grads
   std::int64_t total_ = 0;
   int n_tensors_ = 0;
   bool is_double_ = false;

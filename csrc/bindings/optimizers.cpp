@@ -12,6 +12,7 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <cstring>
 #include <atomic>
 #include <cmath>
 #include <map>
@@ -173,8 +174,10 @@ double parse_value(const HyperDecl& d, PyObject* item) {
     throw py::type_error(std::string(d.name) + " must be a number, got NoneType");
   }
   if (d.check == Check::kFlag) {
-    const std::string type = Py_TYPE(item)->tp_name;
-    const bool boolish = PyBool_Check(item) || PyLong_Check(item) || type == "numpy.bool" || type == "numpy.bool_";
+    if (item == Py_True) return 1.0;
+    if (item == Py_False) return 0.0;
+    const bool boolish = PyLong_Check(item) || std::strcmp(Py_TYPE(item)->tp_name, "numpy.bool") == 0 ||
+                         std::strcmp(Py_TYPE(item)->tp_name, "numpy.bool_") == 0;
     const int truth = boolish ? PyObject_IsTrue(item) : -1;
     if (truth < 0 || (PyLong_Check(item) && !PyBool_Check(item) && PyLong_AsLong(item) > 1))
       throw py::type_error(std::string(d.name) + " must be a bool, got " + type_name(item));
@@ -182,9 +185,10 @@ double parse_value(const HyperDecl& d, PyObject* item) {
   }
   if (d.check == Check::kStep && !PyLong_Check(item) && !PyIndex_Check(item))
     throw py::type_error(std::string(d.name) + " must be an integer, got " + type_name(item));
-  if (PyUnicode_Check(item) || PyBytes_Check(item) || !(PyFloat_Check(item) || PyNumber_Check(item)))
+  const bool plain = PyFloat_CheckExact(item) || PyLong_CheckExact(item);
+  if (!plain && (PyUnicode_Check(item) || PyBytes_Check(item) || !PyNumber_Check(item)))
     throw py::type_error(std::string(d.name) + " must be a number, got " + type_name(item));
-  const double x = PyFloat_AsDouble(item);
+  const double x = PyFloat_CheckExact(item) ? PyFloat_AS_DOUBLE(item) : PyFloat_AsDouble(item);
   if (x == -1.0 && PyErr_Occurred()) {
     PyErr_Clear();
     throw py::type_error(std::string(d.name) + " must be a number, got " + type_name(item));
@@ -198,13 +202,16 @@ double parse_value(const HyperDecl& d, PyObject* item) {
 }
 
 // The hyperparameter sets of a call, flattened: set k is values[k*width ...].
-std::vector<double> parse_hypers(const HostSpec& spec, py::handle hypers) {
+// The vector is this thread's scratch (no allocation per step), valid until
+// the thread's next call.
+const std::vector<double>& parse_hypers(const HostSpec& spec, py::handle hypers) {
   if (!PyList_Check(hypers.ptr()) && !PyTuple_Check(hypers.ptr()))
     throw py::type_error("hypers must be a list of hyperparameter sequences");
   const std::size_t width = spec.hypers.size();
   const py::ssize_t n_sets = PySequence_Fast_GET_SIZE(hypers.ptr());
   if (n_sets == 0) throw py::value_error("hypers must hold at least one hyperparameter set");
-  std::vector<double> values(static_cast<std::size_t>(n_sets) * width);
+  thread_local std::vector<double> values;
+  values.assign(static_cast<std::size_t>(n_sets) * width, 0.0);
   for (py::ssize_t k = 0; k < n_sets; ++k) {
     PyObject* set = PySequence_Fast_ITEMS(hypers.ptr())[k];
     if (!PyList_Check(set) && !PyTuple_Check(set))
@@ -248,7 +255,7 @@ void check_state_present(const HostSpec& spec, const CheckedBuffers& buffers, co
     const double* row = values.data() + (index.empty() ? 0 : static_cast<std::size_t>(index[t])) * width;
     for (std::size_t r = 0; r < spec.state.size(); ++r) {
       const int role = static_cast<int>(r) + 2;
-      if (!buffers.present(role, t) && spec.needs_state(role, row, buffers.ndim(t)))
+      if (!buffers.present(static_cast<std::size_t>(role), t) && spec.needs_state(role, row, buffers.ndim(t)))
         throw py::value_error(spec.state_args[r] + "[" + std::to_string(t) + "] is required by " + spec.name +
                               " with these hyperparameters (state '" + spec.state[r].name + "')");
     }
@@ -308,7 +315,7 @@ class StepPlan {
         n_grads_(n_grads),
         n_none_(n_none) {
     add_state_roles(spec, buffers_, state);
-    buffers_.check_overlap();
+    buffers_.check_overlap(true);
     index_ = check_hyper_index(hyper_index, buffers_.n_tensors(), INT32_MAX);  // sets come at run()
     if (grad_index_.size() != static_cast<std::size_t>(buffers_.n_tensors()))
       throw py::value_error("grad_index must have one entry per parameter of the plan");
@@ -338,7 +345,7 @@ class StepPlan {
       ~ReleaseGrads() { plan->release_grads(); }
     } release{this};
     buffers_.replace_grads(picked_);
-    const std::vector<double> values = parse_hypers(spec_, hypers);
+    const std::vector<double>& values = parse_hypers(spec_, hypers);
     for (std::int32_t k : index_)
       if (static_cast<std::size_t>(k) >= values.size() / spec_.hypers.size())
         throw py::value_error("the plan's hyper_index refers to set " + std::to_string(k) + " but hypers has " +
@@ -386,7 +393,7 @@ py::object step(const HostSpec& spec, py::handle params, py::handle grads, py::h
   if (grads.is_none()) throw py::type_error("grads must be a numpy.ndarray or a list of them");
   add_state_roles(spec, buffers, state);
   buffers.check_overlap();
-  const std::vector<double> values = parse_hypers(spec, hypers);
+  const std::vector<double>& values = parse_hypers(spec, hypers);
   const std::vector<std::int32_t> index =
       check_hyper_index(hyper_index, buffers.n_tensors(), values.size() / spec.hypers.size());
   return run(spec, buffers, values, index, num_threads, check_only, stats);
@@ -467,7 +474,7 @@ void bind_optimizers(py::module_& m) {
         return out;
       }, "(key, shape rule) per state array, in the order step() takes them.")
       .def("needed_state", [](const HostSpec& s, py::handle values, int ndim) {
-        const std::vector<double> row = parse_hypers(s, py::make_tuple(values));
+        const std::vector<double> row = parse_hypers(s, py::make_tuple(values));  // a copy
         py::list out;
         for (std::size_t r = 0; r < s.state.size(); ++r)
           if (s.needs_state(static_cast<int>(r) + 2, row.data(), ndim)) out.append(s.state[r].name);

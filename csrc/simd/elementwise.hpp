@@ -217,9 +217,13 @@ void step_elementwise(const Batch<T>& batch, const double* hypers, std::size_t n
   using Scalars = typename K::template Scalars<T>;
   constexpr int kRoles = 2 + static_cast<int>(std::size(Opt::kState));
   static_assert(kRoles <= kMaxRoles);
-  std::vector<Scalars> scalars;
-  scalars.reserve(n_sets);
-  for (std::size_t k = 0; k < n_sets; ++k) scalars.emplace_back(hyper_at<Opt>(hypers, k));
+  // The calling thread's scratch (no allocation per step). The worker threads
+  // read it through `scalars`, a reference: naming the thread_local itself in
+  // the parallel region would give each worker its own, empty, vector.
+  thread_local std::vector<Scalars> scratch;
+  scratch.clear();
+  for (std::size_t k = 0; k < n_sets; ++k) scratch.emplace_back(hyper_at<Opt>(hypers, k));
+  const std::vector<Scalars>& scalars = scratch;
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
     const Scalars& s = scalars[hyper_of(batch, t)];
     T* x[kRoles];

@@ -34,7 +34,8 @@ import json
 import os
 import uuid
 import zipfile
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ _ARRAY, _TUPLE, _ITEMS = "__array__", "__tuple__", "__items__"
 
 
 # ------------------------------------------------------------------ encoding
-def _encode(value: Any, name: str, arrays: Dict[str, np.ndarray]) -> Any:
+def _encode(value: Any, name: str, arrays: dict[str, np.ndarray]) -> Any:
     """``value`` as JSON-friendly data; its arrays go into ``arrays``."""
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
@@ -75,7 +76,7 @@ def _encode(value: Any, name: str, arrays: Dict[str, np.ndarray]) -> Any:
                     "(arrays, numbers, strings, None, lists, tuples and dicts only)")
 
 
-def _decode(value: Any, arrays: Dict[str, np.ndarray]) -> Any:
+def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(value, list):
         return [_decode(v, arrays) for v in value]
     if not isinstance(value, dict):
@@ -93,8 +94,8 @@ def _decode(value: Any, arrays: Dict[str, np.ndarray]) -> Any:
 
 
 # -------------------------------------------------------------------- saving
-def save(path, optimizer, scheduler=None, params: Optional[Sequence[np.ndarray]] = None, *,
-         extra: Optional[Dict[str, Any]] = None) -> None:
+def save(path, optimizer, scheduler=None, params: Sequence[np.ndarray] | None = None, *,
+         extra: dict[str, Any] | None = None) -> None:
     """Write a checkpoint to ``path`` atomically (see the module docstring).
 
     ``params``: the arrays whose values to store; default: the optimizer's
@@ -105,7 +106,7 @@ def save(path, optimizer, scheduler=None, params: Optional[Sequence[np.ndarray]]
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be a dict, got {type(extra).__name__}")
     params = _default_params(optimizer, params)
-    arrays: Dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray] = {}
     meta = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -123,13 +124,13 @@ def save(path, optimizer, scheduler=None, params: Optional[Sequence[np.ndarray]]
     _write_atomically(os.fspath(path), arrays)
 
 
-def _default_params(optimizer, params) -> List[np.ndarray]:
+def _default_params(optimizer, params) -> list[np.ndarray]:
     if params is None:
         return list(getattr(optimizer, "params", ()))
     return [params] if isinstance(params, np.ndarray) else list(params)
 
 
-def _write_atomically(path: str, arrays: Dict[str, np.ndarray]) -> None:
+def _write_atomically(path: str, arrays: dict[str, np.ndarray]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     # Same directory as the target: os.replace is atomic only within one file system.
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
@@ -164,8 +165,8 @@ def _fsync_directory(directory: str) -> None:
 
 
 # ------------------------------------------------------------------- loading
-def load(path, optimizer, scheduler=None, params: Optional[Sequence[np.ndarray]] = None
-         ) -> Dict[str, Any]:
+def load(path, optimizer, scheduler=None, params: Sequence[np.ndarray] | None = None
+         ) -> dict[str, Any]:
     """Restore a checkpoint written by :func:`save`; returns its ``extra`` dict.
 
     The stored parameter values are copied **into** ``params`` (default: the
@@ -206,7 +207,8 @@ def load(path, optimizer, scheduler=None, params: Optional[Sequence[np.ndarray]]
 def _read(path: str):
     """The metadata and all arrays, read into memory and checked for form."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Our own file object: np.load leaves its own open when the zip is corrupt.
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
         meta = json.loads(str(arrays.pop(_META))) if _META in arrays else None
     except (FileNotFoundError, IsADirectoryError):
@@ -232,13 +234,13 @@ def _read(path: str):
     return meta, arrays
 
 
-def _check_class(saved: Dict[str, Any], obj: Any, what: str) -> None:
+def _check_class(saved: dict[str, Any], obj: Any, what: str) -> None:
     if saved["class"] != type(obj).__name__:
         raise ValueError(f"the checkpoint holds the state of {what} class {saved['class']}, "
                          f"not {type(obj).__name__}")
 
 
-def _check_params(path: str, params: List[Any], saved: List[np.ndarray]) -> None:
+def _check_params(path: str, params: list[Any], saved: list[np.ndarray]) -> None:
     if len(params) != len(saved):
         raise ValueError(f"{path} holds {len(saved)} parameter arrays but {len(params)} were given")
     for k, (p, s) in enumerate(zip(params, saved)):

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -66,21 +67,12 @@ class StepStats:
         return cls(math.sqrt(grad_sq), param_norm, update_norm, ratio, int(nonfinite), grad_scale, skipped)
 
 
-def pair(value, name: str) -> Tuple[float, float]:
+def pair(value, name: str) -> tuple[float, float]:
     try:
         first, second = value
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a pair of numbers, got {value!r}") from None
     return first, second
-
-
-def functional_step(spec, params, grads, state, values: tuple, num_threads: int,
-                    stats: bool) -> Optional[StepStats]:
-    """One kernel call of the functional form: ``values`` holds the spec's
-    hyperparameters in declared order, the shared ones (l1,
-    decoupled_weight_decay, grad_scale, clip_value) last."""
-    sums = spec.step(params, grads, state, [values], None, num_threads, False, stats)
-    return None if sums is None else StepStats.from_sums(*sums, grad_scale=values[-2])
 
 
 def _check_param(p: Any, where: str) -> np.ndarray:
@@ -95,7 +87,7 @@ def _check_param(p: Any, where: str) -> np.ndarray:
     return p
 
 
-def hyperparameters(arguments: Dict[str, Any]) -> Dict[str, Any]:
+def hyperparameters(arguments: dict[str, Any]) -> dict[str, Any]:
     """A class's defaults from its ``__init__``'s ``locals()``."""
     return {k: v for k, v in arguments.items() if k not in ("self", "params", "step_options", "__class__")}
 
@@ -113,7 +105,7 @@ class ParamState(dict):
     step: a step costs no Python work per array.
     """
 
-    def __init__(self, index_of: Dict[int, int]):
+    def __init__(self, index_of: dict[int, int]):
         super().__init__()
         self._index_of = index_of
         self.version = 0
@@ -450,8 +442,8 @@ class Optimizer:
     _pairs = PAIRS
     _scalar_state_keys: Sequence[str] = ()
 
-    def __init__(self, params, defaults: Dict[str, Any], *, max_grad_norm: Optional[float] = None,
-                 grad_clip_value: Optional[float] = None, norm_type: float = 2.0, nonfinite: str = "ignore"):
+    def __init__(self, params, defaults: dict[str, Any], *, max_grad_norm: float | None = None,
+                 grad_clip_value: float | None = None, norm_type: float = 2.0, nonfinite: str = "ignore"):
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"invalid max_grad_norm: {max_grad_norm!r} (must be > 0 or None)")
         if grad_clip_value is not None and not grad_clip_value > 0:
@@ -462,15 +454,15 @@ class Optimizer:
         self.grad_clip_value = grad_clip_value
         self.norm_type = _norm_type(norm_type)
         self.nonfinite = nonfinite
-        self.last_stats: Optional[StepStats] = None
+        self.last_stats: StepStats | None = None
         self._grad_scale = 1.0  # this step's global-norm clipping factor
         self.defaults = dict(defaults)
-        self._index_of: Dict[int, int] = {}
+        self._index_of: dict[int, int] = {}
         self.state = ParamState(self._index_of)
-        self.param_groups: List[Dict[str, Any]] = ParamGroups(self)
+        self.param_groups: list[dict[str, Any]] = ParamGroups(self)
         self._n_params = 0
-        self._params_before: Optional[List[int]] = None  # ids, while param_groups is being changed
-        self._plan: Optional[StepPlan] = None
+        self._params_before: list[int] | None = None  # ids, while param_groups is being changed
+        self._plan: StepPlan | None = None
         self._plan_version = -1
         if self._name:
             self._spec = SPECS[self._name]
@@ -487,11 +479,11 @@ class Optimizer:
 
     # ----------------------------------------------------------------- groups
     @property
-    def params(self) -> List[np.ndarray]:
+    def params(self) -> list[np.ndarray]:
         """All parameters, in param_groups order (the order of ``step``'s grads)."""
         return [p for group in self.param_groups for p in group["params"]]
 
-    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
         if not isinstance(param_group, dict):
             raise TypeError(f"a param group must be a dict, got {type(param_group).__name__}")
         group = dict(param_group)
@@ -551,7 +543,7 @@ class Optimizer:
         self._n_params = len(params)
 
     @staticmethod
-    def _check_distinct(params: List[np.ndarray]) -> None:
+    def _check_distinct(params: list[np.ndarray]) -> None:
         spans = sorted(
             (p.__array_interface__["data"][0], p.nbytes, k) for k, p in enumerate(params) if p.nbytes
         )
@@ -560,13 +552,13 @@ class Optimizer:
                 raise ValueError(f"params[{a}] and params[{b}] share memory; each parameter must "
                                  "appear once and own its memory")
 
-    def _validate_group(self, group: Dict[str, Any]) -> None:
+    def _validate_group(self, group: dict[str, Any]) -> None:
         """Raise TypeError/ValueError for invalid hyperparameters (checked by
         the C++ declaration, which names the argument)."""
         self._spec.needed_state(self._values(group, self._per_step(group, {"step": 1}, set(), 0.0)), 1)
 
     # ---------------------------------------------------- hyperparameter sets
-    def _values(self, group, per_step: Dict[str, Any]) -> tuple:
+    def _values(self, group, per_step: dict[str, Any]) -> tuple:
         """The C++ hyperparameter set of ``group`` for this step: the
         declaration's fields in order, from the group (pairs split), the
         per-step values and the step options."""
@@ -590,21 +582,21 @@ class Optimizer:
                     values.append(_default)
         return tuple(values)
 
-    def _per_step(self, group, scalars: Dict[str, Any], fresh, loss) -> Dict[str, Any]:
+    def _per_step(self, group, scalars: dict[str, Any], fresh, loss) -> dict[str, Any]:
         return {"step": scalars["step"]}
 
-    def _after_step(self, group, scalars: Dict[str, Any], loss) -> Dict[str, Any]:
+    def _after_step(self, group, scalars: dict[str, Any], loss) -> dict[str, Any]:
         return scalars
 
     def _initial_value(self, role: str, group) -> float:
         return 0.0
 
-    def _roles_needed(self, group, p: np.ndarray) -> Tuple[str, ...]:
+    def _roles_needed(self, group, p: np.ndarray) -> tuple[str, ...]:
         values = self._values(group, self._per_step(group, {"step": 1}, set(), 0.0))
         return tuple(self._spec.needed_state(values, p.ndim))
 
     # ------------------------------------------------------------------- step
-    def step(self, grads, loss: Optional[float] = None, stats: bool = False):
+    def step(self, grads, loss: float | None = None, stats: bool = False):
         """Update every parameter in place from ``grads`` (aligned with
         :attr:`params`; ``None`` skips a parameter). Returns ``loss``, or with
         ``stats=True`` a :class:`StepStats` (also kept in :attr:`last_stats`)."""
@@ -655,7 +647,7 @@ class Optimizer:
         """NumPy arrays carry no ``.grad``: nothing to clear (torch compatibility)."""
 
     # ----------------------------------------------------------- state dicts
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """A deep copy of the state (arrays copied) and the param groups, with
         parameters replaced by their indices, as in torch."""
         groups, start = [], 0
@@ -668,7 +660,7 @@ class Optimizer:
                  for i, s in self.state.items()}
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`. Everything is checked (group and
         parameter counts, each state array's shape, known keys, hyperparameters)
         before anything changes; arrays are copied into the parameters' dtype."""
@@ -710,7 +702,7 @@ class Optimizer:
             return p.shape[:-2] + (1,) + p.shape[-1:]
         return p.shape
 
-    def _load_param_state(self, i: int, p: np.ndarray, saved: Dict[str, Any]) -> Dict[str, Any]:
+    def _load_param_state(self, i: int, p: np.ndarray, saved: dict[str, Any]) -> dict[str, Any]:
         out = {}
         roles = [name for name, _ in self._spec.state]
         for key, value in saved.items():
@@ -765,11 +757,11 @@ class StepPlan:
     or groups change (``ParamState.version``) or a gradient turns None.
     """
 
-    def __init__(self, opt: Optimizer, grads: List[Any]):
+    def __init__(self, opt: Optimizer, grads: list[Any]):
         self.calls = []      # per dtype: [cpp plan, slots]
-        self.slots: List[_Slot] = []
+        self.slots: list[_Slot] = []
         self.committed = False  # new state arrays stored in opt.state
-        by_dtype: Dict[Any, Dict[str, Any]] = {}
+        by_dtype: dict[Any, dict[str, Any]] = {}
         index = 0
         roles = [name for name, _ in opt._spec.state]
         for group_number, group in enumerate(opt.param_groups):
@@ -810,7 +802,7 @@ class StepPlan:
         for r in roles:
             call["state"][r].append(old.get(r, fresh.get(r)) if r in needed else None)
 
-    def run(self, opt: Optimizer, grads: List[Any], loss, stats: bool = False):
+    def run(self, opt: Optimizer, grads: list[Any], loss, stats: bool = False):
         """Runs the step; with ``stats``, returns the statistics' sums over all calls."""
         hypers = []
         for _, slots in self.calls:

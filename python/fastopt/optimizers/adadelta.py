@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "Adadelta"); kernel: csrc/optimizers/adadelta.hpp.
 
 from __future__ import annotations
 
-from typing import Optional
-
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["Adadelta", "adadelta_"]
 
@@ -46,10 +44,12 @@ class Adadelta(Optimizer):
 def adadelta_(params: ArrayOrList, grads: ArrayOrList, square_avgs: ArrayOrList, acc_deltas: ArrayOrList, *,
               lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0,
               maximize: bool = False, decoupled_weight_decay: bool = False, l1: float = 0.0,
-              grad_scale: float = 1.0, clip_value: Optional[float] = None, num_threads: int = 0,
-              stats: bool = False) -> Optional[StepStats]:
+              grad_scale: float = 1.0, clip_value: float | None = None, num_threads: int = 0,
+              stats: bool = False) -> StepStats | None:
     values = (lr, rho, eps, weight_decay, maximize, l1, decoupled_weight_decay, grad_scale, clip_value)
-    return functional_step(_SPEC, params, grads, [square_avgs, acc_deltas], values, num_threads, stats)
+    result = _SPEC.step(params, grads, (square_avgs, acc_deltas), (values,), None, num_threads, False,
+                        stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 adadelta_.__doc__ = r"""Adadelta (Zeiler 2012), in place.

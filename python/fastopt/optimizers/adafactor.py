@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "Adafactor"); kernel: csrc/optimizers/adafactor.hpp.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
-from ._base import PAIRS, SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters, pair
+from ._base import PAIRS, SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["Adafactor", "adafactor_"]
 
@@ -47,20 +45,25 @@ class Adafactor(Optimizer):
     _pairs = {**PAIRS, "eps": ("eps1", "eps2")}
 
     def __init__(self, params, lr: float = 1e-2, beta2_decay: float = -0.8,
-                 eps: Tuple[Optional[float], float] = (None, 1e-3), d: float = 1.0,
+                 eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
                  weight_decay: float = 0.0, *, maximize: bool = False, l1: float = 0.0, **step_options):
         super().__init__(params, hyperparameters(locals()), **step_options)
 
 
 def adafactor_(params: ArrayOrList, grads: ArrayOrList, row_vars: ArrayOrList, col_vars: ArrayOrList,
                variances: ArrayOrList, *, step: int, lr: float = 1e-2, beta2_decay: float = -0.8,
-               eps: Tuple[Optional[float], float] = (None, 1e-3), d: float = 1.0, weight_decay: float = 0.0,
+               eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0, weight_decay: float = 0.0,
                maximize: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
-               clip_value: Optional[float] = None, num_threads: int = 0,
-               stats: bool = False) -> Optional[StepStats]:
-    eps1, eps2 = pair(eps, "eps")
+               clip_value: float | None = None, num_threads: int = 0,
+               stats: bool = False) -> StepStats | None:
+    try:
+        eps1, eps2 = eps
+    except (TypeError, ValueError):
+        raise ValueError(f"eps must be a pair (eps1, eps2), got {eps!r}") from None
     values = (lr, beta2_decay, eps1, eps2, d, weight_decay, maximize, step, l1, False, grad_scale, clip_value)
-    return functional_step(_SPEC, params, grads, [row_vars, col_vars, variances], values, num_threads, stats)
+    result = _SPEC.step(params, grads, (row_vars, col_vars, variances), (values,), None, num_threads, False,
+                        stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 adafactor_.__doc__ = r"""Adafactor, in place. ``row_vars[i]``/``col_vars[i]`` are used for

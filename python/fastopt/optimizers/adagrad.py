@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "Adagrad"); kernel: csrc/optimizers/adagrad.hpp.
 
 from __future__ import annotations
 
-from typing import Optional
-
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["Adagrad", "adagrad_"]
 
@@ -46,11 +44,12 @@ class Adagrad(Optimizer):
 def adagrad_(params: ArrayOrList, grads: ArrayOrList, sums: ArrayOrList, *, step: int, lr: float = 1e-2,
              lr_decay: float = 0.0, weight_decay: float = 0.0, eps: float = 1e-10,
              maximize: bool = False, l1: float = 0.0, decoupled_weight_decay: bool = False,
-             grad_scale: float = 1.0, clip_value: Optional[float] = None, num_threads: int = 0,
-             stats: bool = False) -> Optional[StepStats]:
+             grad_scale: float = 1.0, clip_value: float | None = None, num_threads: int = 0,
+             stats: bool = False) -> StepStats | None:
     values = (lr, lr_decay, weight_decay, 0.0, eps, maximize, step,  # 0.0: initial_accumulator_value (class only)
               l1, decoupled_weight_decay, grad_scale, clip_value)
-    return functional_step(_SPEC, params, grads, [sums], values, num_threads, stats)
+    result = _SPEC.step(params, grads, (sums,), (values,), None, num_threads, False, stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 adagrad_.__doc__ = r"""Adagrad (Duchi, Hazan & Singer 2011), in place; ``sums`` is the state

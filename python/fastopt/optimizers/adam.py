@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "Adam, AdamW, AMSGrad"); kernel: csrc/optimizers/adam.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters, pair
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["Adam", "AdamW", "adam_", "adamw_"]
 
@@ -48,7 +46,7 @@ class Adam(Optimizer):
 
     _name = "adam"
 
-    def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *,
                  maximize: bool = False, decoupled_weight_decay: bool = False, l1: float = 0.0,
                  **step_options):
@@ -60,7 +58,7 @@ class AdamW(Adam):
     the Adam update (see :class:`Adam`). Defaults as torch.optim.AdamW: lr 1e-3,
     betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2, amsgrad False."""
 
-    def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
                  maximize: bool = False, l1: float = 0.0, **step_options):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
@@ -68,16 +66,20 @@ class AdamW(Adam):
 
 
 def adam_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_avg_sqs: ArrayOrList,
-          max_exp_avg_sqs: Optional[ArrayOrList] = None, *, step: int, lr: float = 1e-3,
-          betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+          max_exp_avg_sqs: ArrayOrList | None = None, *, step: int, lr: float = 1e-3,
+          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
           amsgrad: bool = False, maximize: bool = False, decoupled_weight_decay: bool = False,
-          l1: float = 0.0, grad_scale: float = 1.0, clip_value: Optional[float] = None,
-          num_threads: int = 0, stats: bool = False) -> Optional[StepStats]:
-    beta1, beta2 = pair(betas, "betas")
+          l1: float = 0.0, grad_scale: float = 1.0, clip_value: float | None = None,
+          num_threads: int = 0, stats: bool = False) -> StepStats | None:
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
     values = (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, step,
               l1, decoupled_weight_decay, grad_scale, clip_value)
-    return functional_step(_SPEC, params, grads, [exp_avgs, exp_avg_sqs, max_exp_avg_sqs], values,
-                           num_threads, stats)
+    result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs, max_exp_avg_sqs), (values,), None, num_threads, False,
+                        stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 adam_.__doc__ = r"""Adam (Kingma & Ba 2015) and AMSGrad (Reddi et al. 2018), in place.
@@ -85,11 +87,11 @@ adam_.__doc__ = r"""Adam (Kingma & Ba 2015) and AMSGrad (Reddi et al. 2018), in 
 
 
 def adamw_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_avg_sqs: ArrayOrList,
-           max_exp_avg_sqs: Optional[ArrayOrList] = None, *, step: int, lr: float = 1e-3,
-           betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
+           max_exp_avg_sqs: ArrayOrList | None = None, *, step: int, lr: float = 1e-3,
+           betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
            amsgrad: bool = False, maximize: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
-           clip_value: Optional[float] = None, num_threads: int = 0,
-           stats: bool = False) -> Optional[StepStats]:
+           clip_value: float | None = None, num_threads: int = 0,
+           stats: bool = False) -> StepStats | None:
     r"""AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, in place.
 
     ``p <- p*(1 - lr*weight_decay)``, then the Adam update of :func:`adam_`

@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "Adamax"); kernel: csrc/optimizers/adamax.hpp.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters, pair
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["Adamax", "adamax_"]
 
@@ -34,21 +32,26 @@ class Adamax(Optimizer):
 
     _name = "adamax"
 
-    def __init__(self, params, lr: float = 2e-3, betas: Tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, *, maximize: bool = False,
                  l1: float = 0.0, decoupled_weight_decay: bool = False, **step_options):
         super().__init__(params, hyperparameters(locals()), **step_options)
 
 
 def adamax_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_infs: ArrayOrList, *,
-            step: int, lr: float = 2e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+            step: int, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
             weight_decay: float = 0.0, maximize: bool = False, decoupled_weight_decay: bool = False,
-            l1: float = 0.0, grad_scale: float = 1.0, clip_value: Optional[float] = None,
-            num_threads: int = 0, stats: bool = False) -> Optional[StepStats]:
-    beta1, beta2 = pair(betas, "betas")
+            l1: float = 0.0, grad_scale: float = 1.0, clip_value: float | None = None,
+            num_threads: int = 0, stats: bool = False) -> StepStats | None:
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
     values = (lr, beta1, beta2, eps, weight_decay, maximize, step, l1, decoupled_weight_decay, grad_scale,
               clip_value)
-    return functional_step(_SPEC, params, grads, [exp_avgs, exp_infs], values, num_threads, stats)
+    result = _SPEC.step(params, grads, (exp_avgs, exp_infs), (values,), None, num_threads, False,
+                        stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 adamax_.__doc__ = r"""Adamax (Kingma & Ba 2015), in place.

@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "ASGD"); kernel: csrc/optimizers/asgd.hpp.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["ASGD", "asgd_", "asgd_schedule"]
 
@@ -30,7 +28,7 @@ _DOC = r"""
 """
 
 
-def asgd_schedule(step: int, lr: float, lambd: float, alpha: float, t0: float) -> Tuple[float, float]:
+def asgd_schedule(step: int, lr: float, lambd: float, alpha: float, t0: float) -> tuple[float, float]:
     """ASGD's ``(eta, mu)`` after ``step``: ``lr/(1 + lambd*lr*step)**alpha`` and ``1/max(1, step - t0)``."""
     return lr / (1 + lambd * lr * step) ** alpha, 1 / max(1, step - t0)
 
@@ -60,11 +58,12 @@ class ASGD(Optimizer):
 def asgd_(params: ArrayOrList, grads: ArrayOrList, axs: ArrayOrList, *, eta: float, mu: float,
           lr: float = 1e-2, lambd: float = 1e-4, weight_decay: float = 0.0, maximize: bool = False,
           decoupled_weight_decay: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
-          clip_value: Optional[float] = None, num_threads: int = 0,
-          stats: bool = False) -> Optional[StepStats]:
+          clip_value: float | None = None, num_threads: int = 0,
+          stats: bool = False) -> StepStats | None:
     values = (lr, lambd, 0.75, 1e6, weight_decay, maximize, eta, mu,  # 0.75, 1e6: the class's alpha, t0
               l1, decoupled_weight_decay, grad_scale, clip_value)
-    return functional_step(_SPEC, params, grads, [axs], values, num_threads, stats)
+    result = _SPEC.step(params, grads, (axs,), (values,), None, num_threads, False, stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 asgd_.__doc__ = r"""ASGD (Polyak & Juditsky 1992), in place. ``eta`` and ``mu`` are the

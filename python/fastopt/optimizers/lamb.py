@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "LAMB"); kernel: csrc/optimizers/lamb.hpp.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters, pair
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["LAMB", "lamb_"]
 
@@ -38,20 +36,25 @@ class LAMB(Optimizer):
 
     _name = "lamb"
 
-    def __init__(self, params, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-6, weight_decay: float = 0.0, *, maximize: bool = False, l1: float = 0.0,
                  **step_options):
         super().__init__(params, hyperparameters(locals()), **step_options)
 
 
 def lamb_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_avg_sqs: ArrayOrList, *,
-          step: int, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+          step: int, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
           weight_decay: float = 0.0, maximize: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
-          clip_value: Optional[float] = None, num_threads: int = 0,
-          stats: bool = False) -> Optional[StepStats]:
-    beta1, beta2 = pair(betas, "betas")
+          clip_value: float | None = None, num_threads: int = 0,
+          stats: bool = False) -> StepStats | None:
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
     values = (lr, beta1, beta2, eps, weight_decay, maximize, step, l1, False, grad_scale, clip_value)
-    return functional_step(_SPEC, params, grads, [exp_avgs, exp_avg_sqs], values, num_threads, stats)
+    result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs), (values,), None, num_threads, False,
+                        stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 lamb_.__doc__ = r"""LAMB (You et al. 2020), in place; each array of a list gets its own

@@ -6,7 +6,6 @@ Rule (docs/algorithms.md, "L-BFGS"); solver: csrc/lbfgs/.
 from __future__ import annotations
 
 import copy
-from typing import Optional
 
 import numpy as np
 
@@ -45,9 +44,9 @@ class LBFGS(Optimizer):
     ``gamma`` (torch's ``H_diag``), ``n_iter``, ``func_evals``, ``skipped``.
     """
 
-    def __init__(self, params, lr: float = 1, max_iter: int = 20, max_eval: Optional[int] = None,
+    def __init__(self, params, lr: float = 1, max_iter: int = 20, max_eval: int | None = None,
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
-                 line_search_fn: Optional[str] = "strong_wolfe"):
+                 line_search_fn: str | None = "strong_wolfe"):
         if max_eval is None:
             max_eval = max_iter * 5 // 4
         super().__init__(params, dict(lr=lr, max_iter=max_iter, max_eval=max_eval,

@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "Lion"); kernel: csrc/optimizers/lion.hpp.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters, pair
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["Lion", "lion_"]
 
@@ -33,7 +31,7 @@ class Lion(Optimizer):
 
     _name = "lion"
 
-    def __init__(self, params, lr: float = 1e-4, betas: Tuple[float, float] = (0.9, 0.99),
+    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
                  weight_decay: float = 0.0, *, maximize: bool = False, l1: float = 0.0,
                  decoupled_weight_decay: bool = True, **step_options):
         super().__init__(params, hyperparameters(locals()), **step_options)
@@ -43,13 +41,17 @@ class Lion(Optimizer):
 
 
 def lion_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, *, lr: float = 1e-4,
-          betas: Tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, maximize: bool = False,
+          betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, maximize: bool = False,
           decoupled_weight_decay: bool = True, l1: float = 0.0, grad_scale: float = 1.0,
-          clip_value: Optional[float] = None, num_threads: int = 0,
-          stats: bool = False) -> Optional[StepStats]:
-    beta1, beta2 = pair(betas, "betas")
+          clip_value: float | None = None, num_threads: int = 0,
+          stats: bool = False) -> StepStats | None:
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
     values = (lr, beta1, beta2, weight_decay, maximize, l1, decoupled_weight_decay, grad_scale, clip_value)
-    return functional_step(_SPEC, params, grads, [exp_avgs], values, num_threads, stats)
+    result = _SPEC.step(params, grads, (exp_avgs,), (values,), None, num_threads, False, stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 lion_.__doc__ = r"""Lion (Chen et al. 2023), in place.

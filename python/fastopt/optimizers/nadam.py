@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "NAdam"); kernel: csrc/optimizers/nadam.hpp.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters, pair
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters, pair
 
 __all__ = ["NAdam", "nadam_", "nadam_mu"]
 
@@ -46,7 +44,7 @@ class NAdam(Optimizer):
     _name = "nadam"
     _scalar_state_keys = ("mu_product",)
 
-    def __init__(self, params, lr: float = 2e-3, betas: Tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum_decay: float = 4e-3,
                  decoupled_weight_decay: bool = False, *, maximize: bool = False, l1: float = 0.0,
                  **step_options):
@@ -62,15 +60,20 @@ class NAdam(Optimizer):
 
 
 def nadam_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_avg_sqs: ArrayOrList, *,
-           step: int, mu_product: float, lr: float = 2e-3, betas: Tuple[float, float] = (0.9, 0.999),
+           step: int, mu_product: float, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
            eps: float = 1e-8, weight_decay: float = 0.0, momentum_decay: float = 4e-3,
            decoupled_weight_decay: bool = False, maximize: bool = False, l1: float = 0.0,
-           grad_scale: float = 1.0, clip_value: Optional[float] = None, num_threads: int = 0,
-           stats: bool = False) -> Optional[StepStats]:
-    beta1, beta2 = pair(betas, "betas")
+           grad_scale: float = 1.0, clip_value: float | None = None, num_threads: int = 0,
+           stats: bool = False) -> StepStats | None:
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
     values = (lr, beta1, beta2, eps, weight_decay, momentum_decay, maximize, step, mu_product,
               l1, decoupled_weight_decay, grad_scale, clip_value)
-    return functional_step(_SPEC, params, grads, [exp_avgs, exp_avg_sqs], values, num_threads, stats)
+    result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs), (values,), None, num_threads, False,
+                        stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 nadam_.__doc__ = r"""NAdam (Dozat 2016), in place. ``mu_product`` is the product of

@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "RMSprop"); kernel: csrc/optimizers/rmsprop.hpp.
 
 from __future__ import annotations
 
-from typing import Optional
-
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["RMSprop", "rmsprop_"]
 
@@ -47,16 +45,17 @@ class RMSprop(Optimizer):
 
 
 def rmsprop_(params: ArrayOrList, grads: ArrayOrList, square_avgs: ArrayOrList,
-             grad_avgs: Optional[ArrayOrList] = None, momentum_buffers: Optional[ArrayOrList] = None, *,
+             grad_avgs: ArrayOrList | None = None, momentum_buffers: ArrayOrList | None = None, *,
              lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
              momentum: float = 0.0, centered: bool = False, maximize: bool = False, l1: float = 0.0,
              decoupled_weight_decay: bool = False, grad_scale: float = 1.0,
-             clip_value: Optional[float] = None, num_threads: int = 0,
-             stats: bool = False) -> Optional[StepStats]:
+             clip_value: float | None = None, num_threads: int = 0,
+             stats: bool = False) -> StepStats | None:
     values = (lr, alpha, eps, weight_decay, momentum, centered, maximize,
               l1, decoupled_weight_decay, grad_scale, clip_value)
-    return functional_step(_SPEC, params, grads, [square_avgs, grad_avgs, momentum_buffers], values,
-                           num_threads, stats)
+    result = _SPEC.step(params, grads, (square_avgs, grad_avgs, momentum_buffers), (values,), None, num_threads, False,
+                        stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 rmsprop_.__doc__ = r"""RMSprop (Hinton 2012; centered form Graves 2013), in place.

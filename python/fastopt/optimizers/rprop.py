@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "Rprop family"); kernel: csrc/optimizers/rprop.hpp.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["Rprop", "rprop_", "RPROP_VARIANTS"]
 
@@ -52,8 +50,8 @@ class Rprop(Optimizer):
     _name = "rprop"
     _scalar_state_keys = ("prev_loss",)
 
-    def __init__(self, params, lr: float = 1e-2, etas: Tuple[float, float] = (0.5, 1.2),
-                 step_sizes: Tuple[float, float] = (1e-6, 50.0), *, variant: str = "irprop-",
+    def __init__(self, params, lr: float = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
+                 step_sizes: tuple[float, float] = (1e-6, 50.0), *, variant: str = "irprop-",
                  weight_decay: float = 0.0, maximize: bool = False, l1: float = 0.0,
                  decoupled_weight_decay: bool = False, **step_options):
         super().__init__(params, hyperparameters(locals()), **step_options)
@@ -70,23 +68,25 @@ class Rprop(Optimizer):
         return scalars
 
 
-def _loss_increased(variant: str, loss: Optional[float], prev_loss: Optional[float]) -> bool:
+def _loss_increased(variant: str, loss: float | None, prev_loss: float | None) -> bool:
     if variant == "irprop+" and loss is None:
         raise ValueError("loss is required for variant='irprop+' (it backtracks only when the loss rose)")
     return bool(prev_loss is not None and loss is not None and loss > prev_loss)
 
 
 def rprop_(params: ArrayOrList, grads: ArrayOrList, prevs: ArrayOrList, step_sizes: ArrayOrList,
-           prev_updates: Optional[ArrayOrList] = None, *, etaminus: float = 0.5, etaplus: float = 1.2,
+           prev_updates: ArrayOrList | None = None, *, etaminus: float = 0.5, etaplus: float = 1.2,
            step_size_min: float = 1e-6, step_size_max: float = 50.0, variant: str = "irprop-",
-           weight_decay: float = 0.0, maximize: bool = False, loss: Optional[float] = None,
-           prev_loss: Optional[float] = None, l1: float = 0.0, decoupled_weight_decay: bool = False,
-           grad_scale: float = 1.0, clip_value: Optional[float] = None, num_threads: int = 0,
-           stats: bool = False) -> Optional[StepStats]:
+           weight_decay: float = 0.0, maximize: bool = False, loss: float | None = None,
+           prev_loss: float | None = None, l1: float = 0.0, decoupled_weight_decay: bool = False,
+           grad_scale: float = 1.0, clip_value: float | None = None, num_threads: int = 0,
+           stats: bool = False) -> StepStats | None:
     values = (1e-2, etaminus, etaplus, step_size_min, step_size_max, variant, weight_decay, maximize,
               _loss_increased(variant, loss, prev_loss),  # 1e-2 above: the class's initial step size
               l1, decoupled_weight_decay, grad_scale, clip_value)
-    return functional_step(_SPEC, params, grads, [prevs, step_sizes, prev_updates], values, num_threads, stats)
+    result = _SPEC.step(params, grads, (prevs, step_sizes, prev_updates), (values,), None, num_threads, False,
+                        stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 rprop_.__doc__ = r"""The Rprop family (resilient backpropagation), in place.

@@ -5,9 +5,7 @@ Rule (docs/algorithms.md, "SGD"); kernel: csrc/optimizers/sgd.hpp.
 
 from __future__ import annotations
 
-from typing import Optional
-
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, functional_step, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["SGD", "sgd_"]
 
@@ -51,15 +49,17 @@ class SGD(Optimizer):
         return {"step": 1 if "momentum_buffer" in fresh else scalars["step"]}
 
 
-def sgd_(params: ArrayOrList, grads: ArrayOrList, momentum_buffers: Optional[ArrayOrList] = None, *,
+def sgd_(params: ArrayOrList, grads: ArrayOrList, momentum_buffers: ArrayOrList | None = None, *,
          step: int, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
          weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False, l1: float = 0.0,
          decoupled_weight_decay: bool = False, grad_scale: float = 1.0,
-         clip_value: Optional[float] = None, num_threads: int = 0,
-         stats: bool = False) -> Optional[StepStats]:
+         clip_value: float | None = None, num_threads: int = 0,
+         stats: bool = False) -> StepStats | None:
     values = (lr, momentum, dampening, weight_decay, nesterov, maximize, step,
               l1, decoupled_weight_decay, grad_scale, clip_value)
-    return functional_step(_SPEC, params, grads, [momentum_buffers], values, num_threads, stats)
+    result = _SPEC.step(params, grads, (momentum_buffers,), (values,), None, num_threads, False,
+                        stats)
+    return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
 sgd_.__doc__ = r"""SGD with momentum, dampening and Nesterov momentum, in place.
