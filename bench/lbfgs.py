@@ -13,8 +13,8 @@
    cheap diagonal quadratic, n = 1e3 .. 1e6, float64 and float32 (SciPy always computes in float64). SciPy runs in
    a subprocess per BLAS setting: OPENBLAS/OMP/MKL_NUM_THREADS=1, and the
    default. fastopt uses its gradient-in-place objective (no allocation).
-3. Bytes (fastopt at 1 thread and at the OpenMP default): the issue's floor for an exact L-BFGS direction, (4m+10)*n*b bytes
-   per iteration, the bytes fastopt's passes move ((4m+6)*n*b in an iteration
+3. Bytes (fastopt at 1 thread and at the OpenMP default): the issue's floor for an exact L-BFGS
+   direction, (4m+10)*n*b bytes per iteration, the bytes fastopt's passes move ((4m+6)*n*b in an iteration
    whose first trial is accepted), and a streaming kernel (fastopt's fused SGD
    step, 3 streams, same threads) over the same working-set size: the
    bandwidth this machine gives at that size.
@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 import warnings
-from typing import Dict, List
 
 import numpy as np
 
@@ -46,7 +45,7 @@ SKIP_EVALUATIONS = 15  # time the steady state: the memory (m = 10 pairs) is ful
 
 
 # ------------------------------------------------------------ evaluations
-def evaluation_table(out=print) -> List[Dict]:
+def evaluation_table(out=print) -> list[dict]:
     import scipy.optimize as so
 
     rows = []
@@ -133,7 +132,7 @@ def time_fastopt(n, dtype, repeats, num_threads=0) -> float:
     for _ in range(repeats):
         stamps = StampedObjective()
 
-        def fun(x, g):
+        def fun(x, g, stamps=stamps):
             stamps.starts.append(time.perf_counter())
             np.subtract(x, 1, out=r)
             np.multiply(c, r, out=g)
@@ -158,7 +157,7 @@ def time_scipy(n, repeats) -> float:
     for _ in range(repeats):
         stamps = StampedObjective()
 
-        def fun(x):
+        def fun(x, stamps=stamps):
             stamps.starts.append(time.perf_counter())
             np.subtract(x, 1, out=r)
             g = c * r
@@ -176,7 +175,7 @@ def repeats_for(n):
     return 7 if n <= 10_000 else 5 if n <= 100_000 else 3
 
 
-def scipy_in_subprocess(sizes, one_thread: bool) -> Dict[int, float]:
+def scipy_in_subprocess(sizes, one_thread: bool) -> dict[int, float]:
     env = dict(os.environ)
     if one_thread:
         env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -188,7 +187,7 @@ def scipy_in_subprocess(sizes, one_thread: bool) -> Dict[int, float]:
     return {int(k): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
-def timing_table(sizes, dtypes, out=print) -> List[Dict]:
+def timing_table(sizes, dtypes, out=print) -> list[dict]:
     scipy_1 = scipy_in_subprocess(sizes, one_thread=True)
     scipy_d = scipy_in_subprocess(sizes, one_thread=False)
     rows = []
@@ -222,12 +221,12 @@ def stream_bandwidth(working_set_bytes, dtype, num_threads) -> float:
     return 3 * n * np.dtype(dtype).itemsize / statistics.median(samples)
 
 
-def bytes_table(timing_rows, out=print) -> List[Dict]:
+def bytes_table(timing_rows, out=print) -> list[dict]:
     from fastopt import _core
 
     rows = []
-    out(f"{'dtype':<9}{'n':>9}  {'thr':>3}  {'floor MB':>8}  {'fastopt':>9}  {'GB/s':>5}  {'roofline':>9}  {'GB/s':>5}  "
-        f"{'SGD GB/s':>8}  {'time/floor':>10}")
+    out(f"{'dtype':<9}{'n':>9}  {'thr':>3}  {'floor MB':>8}  {'fastopt':>9}  {'GB/s':>5}  {'roofline':>9}  "
+        f"{'GB/s':>5}  {'SGD GB/s':>8}  {'time/floor':>10}")
     for t in timing_rows:
         b = np.dtype(t["dtype"]).itemsize
         n = t["n"]
@@ -255,7 +254,7 @@ def fmt(seconds):
     return format_seconds(seconds)
 
 
-def main(sizes, dtypes, json_path="", out=print) -> Dict:
+def main(sizes, dtypes, json_path="", out=print) -> dict:
     info = fastopt.runtime_info()
     out(f"fastopt {info['version']} | SIMD: {info['simd_target']} | OpenMP: {info['openmp']} "
         f"({info['num_threads']} threads) | m = {M}\n")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Dict, List
 
-
-def throughput_png(rows: List[Dict], path: str, dtype: str = "float32") -> bool:
+def throughput_png(rows: list[dict], path: str, dtype: str = "float32") -> bool:
     """Writes the figure (float32 rows, or the dtype that was measured);
     returns False when matplotlib is not installed or there is nothing to draw."""
     try:

@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-import fastopt
 import numpy as np
+
+import fastopt
 from registry import CASES, DTYPES, KernelCase, NoisyQuadratic, run
 
 GOLDEN_PATH = Path(__file__).resolve().parent / "data" / "golden_digests.json"

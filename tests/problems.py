@@ -12,7 +12,7 @@ beside SciPy's L-BFGS-B.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable
 
 import numpy as np
 
@@ -22,7 +22,7 @@ class Problem:
     name: str
     fun: Callable[[np.ndarray], tuple]   # x -> (f, g)
     x0: np.ndarray
-    f_min: Optional[float] = None         # known minimum value (None: several local minima or not published)
+    f_min: float | None = None         # known minimum value (None: several local minima or not published)
 
     @property
     def n(self) -> int:
@@ -308,7 +308,7 @@ def _alternating(n, a, b):
     return x
 
 
-def problem_set() -> List[Problem]:
+def problem_set() -> list[Problem]:
     """The benchmark set: 28 problems."""
     ls = least_squares
     p = Problem

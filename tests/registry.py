@@ -8,7 +8,7 @@ and the state arrays it takes (functional argument order, with initial fill).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable
 
 import numpy as np
 
@@ -33,12 +33,12 @@ ATOL = {np.float32: 1e-6, np.float64: 1e-14}
 class KernelCase:
     name: str                         # "adam" -> functional.adam_, reference.adam_
     label: str
-    hyper: Dict = field(default_factory=dict)
-    state: Tuple[str, ...] = ()       # state argument names, in functional order
-    init: Dict[str, Optional[float]] = field(default_factory=dict)  # fill per state (default 0; None: pass None)
+    hyper: dict = field(default_factory=dict)
+    state: tuple[str, ...] = ()       # state argument names, in functional order
+    init: dict[str, float | None] = field(default_factory=dict)  # fill per state (default 0; None: pass None)
     uses_step: bool = False
     uses_loss: bool = False
-    per_step: Optional[Callable[[int], Dict]] = None  # per-step extras (NAdam's mu_product, ASGD's eta, mu)
+    per_step: Callable[[int], dict] | None = None  # per-step extras (NAdam's mu_product, ASGD's eta, mu)
 
     @property
     def id(self) -> str:
@@ -53,15 +53,15 @@ class KernelCase:
         return getattr(R, self.name + "_")
 
     @property
-    def array_state(self) -> Tuple[str, ...]:
+    def array_state(self) -> tuple[str, ...]:
         """The state arguments that are arrays (the others are passed as None)."""
         return tuple(s for s in self.state if self.init.get(s, 0.0) is not None)
 
-    def new_state(self, shape, dtype) -> List[Optional[np.ndarray]]:
+    def new_state(self, shape, dtype) -> list[np.ndarray | None]:
         return [None if self.init.get(s, 0.0) is None else np.full(shape, self.init.get(s, 0.0), dtype=dtype)
                 for s in self.state]
 
-    def kwargs(self, t: int, losses: Optional[np.ndarray] = None) -> Dict:
+    def kwargs(self, t: int, losses: np.ndarray | None = None) -> dict:
         """Hyperparameters for 1-based step t."""
         kw = dict(self.hyper)
         if self.uses_step:

@@ -6,7 +6,6 @@ import inspect
 import numpy as np
 import pytest
 
-import fastopt
 from fastopt import functional as F
 from fastopt import optim
 from registry import CASE_IDS, CASES
@@ -236,7 +235,7 @@ MUTATIONS = {
 PAIRS = [(case, m) for case in CASES for m, (applies, _) in MUTATIONS.items() if applies(case)]
 
 
-@pytest.mark.parametrize("case,mutation", PAIRS, ids=[f"{c.id}:{m}" for c, m in PAIRS])
+@pytest.mark.parametrize(("case", "mutation"), PAIRS, ids=[f"{c.id}:{m}" for c, m in PAIRS])
 def test_rejected_before_any_write(case, mutation):
     call = Call(case)
     error, fragments = MUTATIONS[mutation][1](call)
@@ -369,7 +368,7 @@ def test_load_state_dict_rejects_bad_state_and_changes_nothing():
     assert_unchanged(opt, params, snap)
 
 
-@pytest.mark.parametrize("kwargs,fragment", [
+@pytest.mark.parametrize(("kwargs", "fragment"), [
     (dict(lr="0.1"), "lr must be a number, got str"),
     (dict(lr=[0.1]), "lr must be a number, got list"),
     (dict(step=1.5), "step must be an integer, got float"),

@@ -54,7 +54,8 @@ def test_irprop_plus_requires_the_loss():
     opt = optim.Rprop([p], variant="irprop+")
     with pytest.raises(ValueError, match="loss"):
         opt.step([np.ones(3)])
-    assert not p.any() and not opt.state
+    assert not p.any()
+    assert not opt.state
 
 
 def quickprop_on_parabola(curvature, minimum, lr, steps):
@@ -109,4 +110,6 @@ def test_quickprop_guard_never_yields_nan_or_inf(data, dtype, n, mode_switch, mo
     if data.draw(st.booleans()):
         gp = g.copy()  # equal slopes: sp - s == 0
     F.quickprop_(p, g, d, gp, lr=0.01, mode_switch=mode_switch, momentum=momentum)
-    assert np.all(np.isfinite(p)) and np.all(np.isfinite(d)) and np.all(np.isfinite(gp))
+    assert np.all(np.isfinite(p))
+    assert np.all(np.isfinite(d))
+    assert np.all(np.isfinite(gp))

@@ -21,7 +21,7 @@ OPTIMIZERS = {
     "RMSprop": lambda ps: optim.RMSprop(ps, lr=0.01, centered=True, momentum=0.5),
     "Adam": lambda ps: optim.Adam(ps, lr=0.02, amsgrad=True),
     "AdamW": lambda ps: optim.AdamW(ps, lr=0.02),
-    **{f"Rprop-{v}": (lambda v: lambda ps: optim.Rprop(ps, lr=0.02, variant=v))(v)
+    **{f"Rprop-{v}": (lambda v: lambda ps: optim.Rprop(ps, lr=0.02, variant=v))(v)  # noqa: B023 (bound by the outer lambda)
        for v in ("irprop-", "rprop-", "rprop+", "irprop+")},
     "Quickprop": lambda ps: optim.Quickprop(ps, lr=0.02, mode_switch=1e-4, momentum=0.1),
 }
@@ -70,7 +70,8 @@ def assert_same_snapshot(a, b):
     params_a, opt_a, sched_a = a
     params_b, opt_b, sched_b = b
     for x, y in zip(params_a, params_b):
-        assert x.dtype == y.dtype and np.array_equal(x, y)
+        assert x.dtype == y.dtype
+        assert np.array_equal(x, y)
     assert opt_a["param_groups"] == opt_b["param_groups"]
     assert opt_a["state"].keys() == opt_b["state"].keys()
     for i in opt_a["state"]:
@@ -78,7 +79,8 @@ def assert_same_snapshot(a, b):
         assert sa.keys() == sb.keys()
         for key in sa:
             if isinstance(sa[key], np.ndarray):
-                assert sa[key].dtype == sb[key].dtype and np.array_equal(sa[key], sb[key]), (i, key)
+                assert sa[key].dtype == sb[key].dtype, (i, key)
+                assert np.array_equal(sa[key], sb[key]), (i, key)
             else:
                 assert sa[key] == sb[key], (i, key)
     assert sched_a == sched_b
@@ -124,7 +126,8 @@ def test_round_trip_keeps_types_and_values(tmp_path):
     assert_same_snapshot(before, snapshot(fresh, opt2, sched2))
     # State keys stay ints, tuples stay tuples, step counts stay ints.
     state = opt2.state_dict()
-    assert sorted(state["state"]) == [0, 1] and isinstance(state["state"][0]["step"], int)
+    assert sorted(state["state"]) == [0, 1]
+    assert isinstance(state["state"][0]["step"], int)
     assert isinstance(state["param_groups"][0]["etas"], tuple)
 
 
@@ -136,9 +139,11 @@ def test_file_is_plain_npz_without_pickle(tmp_path):
         names = set(npz.files)
         assert {"params/0", "params/1", "optimizer/state/0/exp_avg",
                 "optimizer/state/1/max_exp_avg_sq", "__meta__"} <= names
-        assert np.array_equal(npz["params/1"], params[1]) and npz["params/1"].dtype == np.float32
+        assert np.array_equal(npz["params/1"], params[1])
+        assert npz["params/1"].dtype == np.float32
         meta = json.loads(str(npz["__meta__"]))
-    assert meta["format"] == "fastopt-checkpoint" and meta["optimizer"]["class"] == "Adam"
+    assert meta["format"] == "fastopt-checkpoint"
+    assert meta["optimizer"]["class"] == "Adam"
     assert meta["scheduler"]["class"] == "SequentialLR"
 
 
@@ -254,7 +259,8 @@ fastopt.save({str(path)!r}, fastopt.SGD([w], lr=0.1))
     assert result.returncode == 3, result.stderr.decode()
     leftovers = [n for n in os.listdir(path.parent) if n != path.name]
     assert len(leftovers) == 1
-    assert leftovers[0].startswith(".ckpt.npz.") and leftovers[0].endswith(".tmp")
+    assert leftovers[0].startswith(".ckpt.npz.")
+    assert leftovers[0].endswith(".tmp")
     os.unlink(path.parent / leftovers[0])   # documented: a killed process cannot clean up
     assert_previous_checkpoint_intact(path, problem, on_disk)
 

@@ -20,10 +20,11 @@ import pkgutil
 import sys
 from pathlib import Path
 
-import fastopt
-import fastopt.optimizers
 import numpy as np
 import pytest
+
+import fastopt
+import fastopt.optimizers
 from fastopt import _core, optim
 from fastopt import functional as F
 from fastopt import reference as R
@@ -187,14 +188,17 @@ def test_declarations_are_well_formed():
                                                       "clip_value")), (name, hname)
             if check == "choice":
                 assert default in choices, (name, hname)
-        assert spec.state and len({k for k, _ in spec.state}) == len(spec.state), name
+        assert spec.state, name
+        assert len({k for k, _ in spec.state}) == len(spec.state), name
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=CLASS_IDS)
 def test_exported(cls):
     fn = functional_of(cls)
-    assert getattr(optim, cls.__name__) is cls and cls.__name__ in optim.__all__
-    assert getattr(F, fn.__name__) is fn and fn.__name__ in F.__all__
+    assert getattr(optim, cls.__name__) is cls
+    assert cls.__name__ in optim.__all__
+    assert getattr(F, fn.__name__) is fn
+    assert fn.__name__ in F.__all__
     assert fn.__name__ in R.__all__
     module = sys.modules[cls.__module__]
     assert {cls.__name__, fn.__name__} <= set(module.__all__)
@@ -280,23 +284,30 @@ def distinct_values(cls):
 
 
 class Recorder:
-    def __init__(self):
+    """Stands in for the module's OptimizerSpec (``_SPEC``): records step()."""
+
+    def __init__(self, spec):
+        self.spec = spec
         self.calls = []
 
-    def __call__(self, spec, params, grads, state, values, num_threads, stats):
-        self.calls.append(dict(spec=spec, params=params, grads=grads, state=state, values=values,
+    def step(self, params, grads, state, hypers, hyper_index, num_threads, check_only, stats):
+        assert len(hypers) == 1
+        assert hyper_index is None
+        assert not check_only
+        self.calls.append(dict(spec=self.spec, params=params, grads=grads, state=state, values=hypers[0],
                                num_threads=num_threads, stats=stats))
 
 
 def record_call(monkeypatch, cls, **kwargs):
     """Calls the functional form with distinct arrays and kwargs, the module's
-    functional_step replaced by a recorder; returns (record, arrays)."""
+    ``_SPEC`` replaced by a recorder; returns (record, arrays)."""
     fn = functional_of(cls)
-    recorder = Recorder()
-    monkeypatch.setattr(sys.modules[fn.__module__], "functional_step", recorder)
+    module = sys.modules[fn.__module__]
+    recorder = Recorder(module._SPEC)
+    monkeypatch.setattr(module, "_SPEC", recorder)
     arrays = [np.zeros(3) for _ in array_arguments(fn)]
     fn(*arrays, **kwargs)
-    assert len(recorder.calls) == 1, f"{fn.__name__} called functional_step {len(recorder.calls)} times"
+    assert len(recorder.calls) == 1, f"{fn.__name__} called _SPEC.step {len(recorder.calls)} times"
     return recorder.calls[0], arrays
 
 
@@ -368,10 +379,12 @@ def test_functional_packs_values_in_declared_order(cls, monkeypatch):
             expected[name] = fixed_value(cls, name)
     assert_values(cls, fn, record["values"], expected)
     assert record["spec"] is spec or record["spec"].name == spec.name
-    assert record["params"] is arrays[0] and record["grads"] is arrays[1]
+    assert record["params"] is arrays[0]
+    assert record["grads"] is arrays[1]
     assert len(record["state"]) == len(spec.state)
     assert all(a is b for a, b in zip(record["state"], arrays[2:])), "state arrays passed out of order"
-    assert record["num_threads"] == 3 and record["stats"] is True
+    assert record["num_threads"] == 3
+    assert record["stats"] is True
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=CLASS_IDS)
@@ -411,8 +424,10 @@ def test_stub_declares_optimizer_spec_and_optimizers():
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     exported = next(ast.literal_eval(n.value) for n in tree.body
                     if isinstance(n, ast.AnnAssign) and n.target.id == "__all__")
-    assert "optimizers" in functions and "optimizers" in exported
-    assert "OptimizerSpec" in classes and "OptimizerSpec" in exported
+    assert "optimizers" in functions
+    assert "optimizers" in exported
+    assert "OptimizerSpec" in classes
+    assert "OptimizerSpec" in exported
     members = {n.name for n in classes["OptimizerSpec"].body if isinstance(n, ast.FunctionDef)}
     assert {"hypers", "state", "name", "step", "plan", "needed_state"} <= members
     returns = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "optimizers").returns

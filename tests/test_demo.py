@@ -49,7 +49,8 @@ def test_gradients_match_finite_differences(hidden, output, sizes):
     assert loss == pytest.approx(model.loss(params, X, T), rel=1e-15)
     numeric = finite_difference_grads(model, params, X, T)
     for k, (g, fd) in enumerate(zip(grads, numeric)):
-        assert g.shape == fd.shape and g.dtype == np.float64
+        assert g.shape == fd.shape
+        assert g.dtype == np.float64
         relative = np.linalg.norm(g - fd) / (np.linalg.norm(g) + np.linalg.norm(fd))
         assert relative < 1e-6, f"params[{k}]: relative error {relative:.2e}"
 
@@ -58,7 +59,8 @@ def test_float32_model_keeps_its_dtype():
     model = MLP([2, 4, 2], dtype=np.float32)
     params = model.init_params(np.random.default_rng(0))
     loss, grads = model.loss_and_grads(params, np.ones((3, 2)), np.eye(2)[[0, 1, 0]])
-    assert all(p.dtype == np.float32 for p in params) and all(g.dtype == np.float32 for g in grads)
+    assert all(p.dtype == np.float32 for p in params)
+    assert all(g.dtype == np.float32 for g in grads)
     assert np.isfinite(loss)
 
 
@@ -66,7 +68,8 @@ def test_softmax_is_stable_for_large_logits():
     model = MLP([1, 2], output="softmax")
     params = [np.array([[1000.0, -1000.0]]), np.zeros(2)]
     loss, grads = model.loss_and_grads(params, np.ones((1, 1)), np.array([[0.0, 1.0]]))
-    assert loss == pytest.approx(2000.0) and all(np.all(np.isfinite(g)) for g in grads)
+    assert loss == pytest.approx(2000.0)
+    assert all(np.all(np.isfinite(g)) for g in grads)
 
 
 def test_mlp_rejects_bad_configuration():
@@ -85,7 +88,8 @@ def test_mlp_rejects_bad_configuration():
 # ----------------------------------------------------------------------- data
 def test_two_spirals_follows_its_definition():
     data = two_spirals()
-    assert data.X.shape == (194, 2) and list(data.T.sum(axis=0)) == [97, 97]
+    assert data.X.shape == (194, 2)
+    assert list(data.T.sum(axis=0)) == [97, 97]
     first, second = data.X[:97], data.X[97:]
     np.testing.assert_array_equal(second, -first)               # point reflection
     assert tuple(first[0]) == (0.0, 6.5)                          # angle 0, radius 6.5
@@ -120,7 +124,8 @@ def test_training_run_and_its_replays(index):
     spec = problem.optimizers[index]
     result = training.train(problem, spec, seed=0, epochs=problem.epochs)
     assert result.steps == problem.epochs * (1 if spec.full_batch else 2)
-    assert len(result.losses) == problem.epochs + 1 and np.all(np.isfinite(result.losses))
+    assert len(result.losses) == problem.epochs + 1
+    assert np.all(np.isfinite(result.losses))
     assert result.final_loss == pytest.approx(problem.model.loss(result.params, problem.data.X,
                                                                  problem.data.T), rel=1e-15)
     assert result.replay_max_diff <= 1e-12 * max(np.abs(p).max() for p in result.params)
@@ -172,7 +177,9 @@ def test_lbfgs_adapter(monkeypatch):
 
     monkeypatch.setattr(fastopt, "minimize", scipy_like, raising=False)
     t = surfaces.lbfgs(surfaces.ROSENBROCK)
-    assert t.reached is not None and len(t.path) > 10 and t.evaluations >= len(t.path) - 1
+    assert t.reached is not None
+    assert len(t.path) > 10
+    assert t.evaluations >= len(t.path) - 1
 
     def other_api(fun, x0):
         raise TypeError("minimize() got an unexpected keyword argument 'jac'")
@@ -186,7 +193,8 @@ def test_progress_bar_draws_and_erases():
     stream = io.StringIO()
     with ProgressBar(4, "training", stream=stream, enabled=True, min_interval=0) as bar:
         bar.update(2)
-        assert stream.getvalue().startswith("\r[") and " 50%  training" in stream.getvalue()
+        assert stream.getvalue().startswith("\r[")
+        assert " 50%  training" in stream.getvalue()
         bar.update(2, label="done")
         assert "100%  done" in stream.getvalue()
     assert stream.getvalue().endswith("\r")   # erased: the next line starts clean
@@ -253,14 +261,17 @@ def test_digits_skipped_without_sklearn(monkeypatch):
 def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "fastopt.demo", "--help"], capture_output=True,
                             text=True, timeout=60)
-    assert result.returncode == 0 and "--quick" in result.stdout and "--out DIR" in result.stdout
+    assert result.returncode == 0
+    assert "--quick" in result.stdout
+    assert "--out DIR" in result.stdout
 
 
 def test_held_out_split_is_fixed_and_disjoint():
     data = two_spirals()
     train_part, test_part = problems.split(data, test_fraction=0.25)
     again, _ = problems.split(data, test_fraction=0.25)
-    assert len(train_part) == 146 and len(test_part) == 48
+    assert len(train_part) == 146
+    assert len(test_part) == 48
     np.testing.assert_array_equal(train_part.X, again.X)
     rows = {tuple(x) for x in np.concatenate([train_part.X, test_part.X])}
     assert rows == {tuple(x) for x in data.X}

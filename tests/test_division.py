@@ -21,7 +21,7 @@ import fastopt.functional as F
 import fastopt.reference as R
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def near_midpoint_division_cases(n, seed):
     """(a, b) with a/b within |c| * 2^-26 ulp (|c| < 2000) of a midpoint
     between two floats (the FMA sequence's first quotient is only known to

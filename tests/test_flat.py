@@ -13,9 +13,11 @@ def test_views_share_one_aligned_buffer():
     buf = FlatBuffer(SHAPES, dtype=np.float32)
     assert [v.shape for v in buf.views] == SHAPES
     for v in buf.views:
-        assert np.shares_memory(v, buf.flat) and v.flags.c_contiguous
+        assert np.shares_memory(v, buf.flat)
+        assert v.flags.c_contiguous
         assert v.ctypes.data % 64 == 0
-    assert buf.flat.flags.c_contiguous and buf.flat.ndim == 1
+    assert buf.flat.flags.c_contiguous
+    assert buf.flat.ndim == 1
     assert buf.flat.size >= sum(int(np.prod(s)) for s in SHAPES)
 
 
@@ -33,7 +35,7 @@ def test_from_arrays_copies_values_and_dtype():
         FlatBuffer(SHAPES, dtype=np.int32)
 
 
-@pytest.mark.parametrize("name,kwargs", [
+@pytest.mark.parametrize(("name", "kwargs"), [
     ("Adam", dict(lr=1e-2, weight_decay=0.1)), ("SGD", dict(lr=0.1, momentum=0.9)),
     ("Rprop", dict(variant="irprop-")), ("Quickprop", dict(lr=0.01)), ("RMSprop", dict(lr=0.01, centered=True)),
 ])
@@ -57,10 +59,12 @@ def test_one_flat_step_equals_per_array_steps(name, kwargs):
     for v, a in zip(params.views, separate):
         np.testing.assert_array_equal(v, a)
     assert not params.flat[padding].any(), "padding must stay zero"
-    assert flat_opt.state[0]["step"] == 10 and len(flat_opt.state) == 1  # flat state too
+    assert flat_opt.state[0]["step"] == 10
+    assert len(flat_opt.state) == 1
 
 
 def test_repr_and_len():
     buf = FlatBuffer(SHAPES)
-    assert len(buf) == len(SHAPES) and "6 arrays" in repr(buf)
+    assert len(buf) == len(SHAPES)
+    assert "6 arrays" in repr(buf)
     assert fastopt.FlatBuffer is FlatBuffer

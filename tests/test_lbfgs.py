@@ -7,8 +7,12 @@ import pytest
 
 import fastopt
 from fastopt import _core
-
-from problems import extended_rosenbrock, ill_conditioned_quadratic, logistic_regression, problem_set
+from problems import (
+    extended_rosenbrock,
+    ill_conditioned_quadratic,
+    logistic_regression,
+    problem_set,
+)
 
 PROBLEMS = {p.name: p for p in problem_set()}
 
@@ -52,7 +56,7 @@ def random_pairs(n, k, seed=0):
     return s, s @ hess, rng.standard_normal(n)
 
 
-@pytest.mark.parametrize("n,k,m", [(1, 1, 10), (7, 3, 10), (40, 10, 10), (600, 8, 5), (5000, 6, 6)])
+@pytest.mark.parametrize(("n", "k", "m"), [(1, 1, 10), (7, 3, 10), (40, 10, 10), (600, 8, 5), (5000, 6, 6)])
 def test_direction_equals_dense_bfgs(n, k, m):
     s, y, g = random_pairs(n, k)
     d, skipped = _core.lbfgs_direction(s, y, g, m)
@@ -128,14 +132,16 @@ def test_converges_on_the_problem_set(name, first_step):
 @pytest.mark.parametrize("x0", [[-1.2, 1.0], [2.0, -3.0], [0.0, 0.0]])
 def test_rosenbrock_to_1e_6(x0):
     res = fastopt.minimize(rosenbrock, np.array(x0), options=dict(gtol=1e-6, ftol=0))
-    assert res.status == 0 and np.abs(res.jac).max() <= 1e-6
+    assert res.status == 0
+    assert np.abs(res.jac).max() <= 1e-6
     np.testing.assert_allclose(res.x, [1, 1], atol=1e-5)
 
 
 def test_extended_rosenbrock_1000_to_1e_6():
     x0 = np.tile([-1.2, 1.0], 500)
     res = fastopt.minimize(extended_rosenbrock, x0, options=dict(gtol=1e-6, ftol=0))
-    assert res.success and np.abs(extended_rosenbrock(res.x)[1]).max() <= 1e-6
+    assert res.success
+    assert np.abs(extended_rosenbrock(res.x)[1]).max() <= 1e-6
     np.testing.assert_allclose(res.x, 1, atol=1e-5)
 
 
@@ -150,7 +156,8 @@ def test_exact_minimizer_of_quadratics(n):
     # gtol 1e-7, not less: near x* f changes by ~|g|^2/lambda, which is below
     # f's rounding once |g| ~ 1e-8, and then no line search can make progress.
     # The eigenvalues are >= 1, so |x - x*| <= |g|.
-    assert res.success and np.abs(res.jac).max() <= 1e-7
+    assert res.success
+    assert np.abs(res.jac).max() <= 1e-7
     np.testing.assert_allclose(res.x, np.linalg.solve(hess, b), rtol=0, atol=1e-7)
 
 
@@ -160,7 +167,8 @@ def test_logistic_regression_matches_scipy():
     ours = fastopt.minimize(fun, np.zeros(30), options=dict(gtol=1e-9, ftol=0))
     theirs = so.minimize(fun, np.zeros(30), jac=True, method="L-BFGS-B",
                          options=dict(gtol=1e-9, ftol=0, maxcor=10))
-    assert ours.success and np.abs(ours.jac).max() <= 1e-9
+    assert ours.success
+    assert np.abs(ours.jac).max() <= 1e-9
     np.testing.assert_allclose(ours.x, theirs.x, rtol=0, atol=1e-6)
 
 
@@ -174,14 +182,16 @@ def test_ill_conditioned_quadratic():
 def test_backtracking_line_search_converges():
     res = fastopt.minimize(rosenbrock, np.array([-1.2, 1.0]),
                            options=dict(gtol=1e-6, ftol=0, line_search="backtracking"))
-    assert res.success and np.abs(res.jac).max() <= 1e-6
+    assert res.success
+    assert np.abs(res.jac).max() <= 1e-6
 
 
 def test_every_accepted_step_decreases_f():
     values = []
     fastopt.minimize(rosenbrock, np.array([-1.2, 1.0]), options=dict(ftol=0),
                      callback=lambda intermediate_result: values.append(intermediate_result.fun))
-    assert len(values) > 10 and np.all(np.diff(values) < 0)
+    assert len(values) > 10
+    assert np.all(np.diff(values) < 0)
 
 
 # ----------------------------------------------------------------- float32
@@ -194,9 +204,11 @@ def test_float32_stays_float32():
         return f, g  # float64 gradient is cast into the float32 buffer
 
     res = fastopt.minimize(fun, np.array([-1.2, 1.0], dtype=np.float32), options=dict(gtol=1e-3, ftol=0))
-    assert res.x.dtype == np.float32 and res.jac.dtype == np.float32
+    assert res.x.dtype == np.float32
+    assert res.jac.dtype == np.float32
     assert set(calls) == {np.dtype(np.float32)}
-    assert res.success and np.abs(res.jac).max() <= 1e-3
+    assert res.success
+    assert np.abs(res.jac).max() <= 1e-3
     np.testing.assert_allclose(res.x, [1, 1], atol=2e-3)
 
 
@@ -210,7 +222,8 @@ def test_float32_large_quadratic():
         return float(0.5 * np.dot(r.astype(np.float64), g.astype(np.float64)))
 
     res = fastopt.minimize(fun, np.zeros(n, np.float32), jac="inplace", options=dict(gtol=1e-4, ftol=0))
-    assert res.success and res.x.dtype == np.float32
+    assert res.success
+    assert res.x.dtype == np.float32
     np.testing.assert_allclose(res.x, 1, atol=1e-4)
 
 
@@ -224,7 +237,10 @@ def test_callback_stop_iteration_new_style():
             raise StopIteration
 
     res = fastopt.minimize(rosenbrock, np.array([-1.2, 1.0]), callback=callback)
-    assert res.status == 99 and not res.success and res.nit == 5 and seen == [1, 2, 3, 4, 5]
+    assert res.status == 99
+    assert not res.success
+    assert res.nit == 5
+    assert seen == [1, 2, 3, 4, 5]
     assert "StopIteration" in res.message
 
 
@@ -244,7 +260,8 @@ def test_nan_region_is_stepped_back_from():
         return rosenbrock(x)
 
     res = fastopt.minimize(fun, np.array([1.9, 3.0]), options=dict(gtol=1e-6, ftol=0))
-    assert res.success and np.all(np.isfinite(res.x))
+    assert res.success
+    assert np.all(np.isfinite(res.x))
     np.testing.assert_allclose(res.x, [1, 1], atol=1e-5)
 
 
@@ -256,26 +273,36 @@ def test_inf_everywhere_but_start_never_raises():
 
     for line_search in ("strong_wolfe", "backtracking"):
         res = fastopt.minimize(fun, np.zeros(3), options=dict(line_search=line_search))
-        assert res.status == 2 and "LINE SEARCH" in res.message
+        assert res.status == 2
+        assert "LINE SEARCH" in res.message
         np.testing.assert_array_equal(res.x, 0)
-        assert res.fun == 1.0 and res.nfev <= 1 + 2 * 20
+        assert res.fun == 1.0
+        assert res.nfev <= 1 + 2 * 20
 
 
 def test_non_finite_at_start():
     res = fastopt.minimize(lambda x: (np.nan, x), np.ones(2))
-    assert res.status == 2 and "starting point" in res.message and res.nfev == 1
+    assert res.status == 2
+    assert "starting point" in res.message
+    assert res.nfev == 1
 
 
 def test_limits():
     res = fastopt.minimize(rosenbrock, np.array([-1.2, 1.0]), options=dict(maxiter=3))
-    assert res.status == 1 and res.nit == 3 and "ITERATIONS" in res.message
+    assert res.status == 1
+    assert res.nit == 3
+    assert "ITERATIONS" in res.message
     res = fastopt.minimize(rosenbrock, np.array([-1.2, 1.0]), options=dict(maxfun=7))
-    assert res.status == 1 and res.nfev == 7 and "EVALUATIONS" in res.message
+    assert res.status == 1
+    assert res.nfev == 7
+    assert "EVALUATIONS" in res.message
 
 
 def test_unbounded_below_stops_cleanly():
     res = fastopt.minimize(lambda x: (-float(x @ x), -2 * x), np.ones(3), options=dict(maxfun=200))
-    assert res.status in (1, 2) and np.all(np.isfinite(res.x)) and np.isfinite(res.fun)
+    assert res.status in (1, 2)
+    assert np.all(np.isfinite(res.x))
+    assert np.isfinite(res.fun)
 
 
 # ------------------------------------------------------- API and interop
@@ -315,7 +342,8 @@ def test_scipy_custom_method_matches_minimize():
                             options=dict(gtol=1e-7, maxcor=5))
     direct = fastopt.minimize(extended_rosenbrock, x0, options=dict(gtol=1e-7, maxcor=5))
     np.testing.assert_array_equal(via_scipy.x, direct.x)
-    assert via_scipy.nfev == direct.nfev and via_scipy.success
+    assert via_scipy.nfev == direct.nfev
+    assert via_scipy.success
     with pytest.raises(ValueError, match="bounds"):
         so.minimize(extended_rosenbrock, x0, jac=True, method=fastopt.lbfgs_minimize, bounds=[(0, 1)] * 20)
 
@@ -329,7 +357,7 @@ def test_result_does_not_depend_on_thread_count():
 
 
 # -------------------------------------------------------------- bad input
-@pytest.mark.parametrize("x0,error,match", [
+@pytest.mark.parametrize(("x0", "error", "match"), [
     (np.zeros((2, 2)), ValueError, "1-D"),
     (np.array([1, 2]), TypeError, "dtype int64"),
     (np.array([1.0, np.nan]), ValueError, "non-finite"),
@@ -342,7 +370,7 @@ def test_bad_x0(x0, error, match):
         fastopt.minimize(lambda x: (0.0, x), x0)
 
 
-@pytest.mark.parametrize("fun,error,match", [
+@pytest.mark.parametrize(("fun", "error", "match"), [
     (lambda x: (0.0, np.zeros(3)), ValueError, r"shape \(3,\) but x has shape \(2,\)"),
     (lambda x: (0.0, np.zeros((2, 1))), ValueError, r"shape \(2,1\)"),
     (lambda x: 0.0, TypeError, r"pair \(f, g\)"),
@@ -354,7 +382,7 @@ def test_bad_fun_output(fun, error, match):
         fastopt.minimize(fun, np.zeros(2))
 
 
-@pytest.mark.parametrize("options,error,match", [
+@pytest.mark.parametrize(("options", "error", "match"), [
     (dict(gtol=-1.0), ValueError, "gtol"),
     (dict(ftol=np.nan), ValueError, "ftol"),
     (dict(maxcor=0), ValueError, "maxcor"),
@@ -397,7 +425,8 @@ def lbfgs_on_rosenbrock(steps, **kwargs):
 def test_optim_lbfgs_converges():
     x, opt, losses = lbfgs_on_rosenbrock(5)
     np.testing.assert_allclose(x, [1, 1], atol=1e-6)
-    assert losses[0] == pytest.approx(24.2) and losses[-1] < 1e-10
+    assert losses[0] == pytest.approx(24.2)
+    assert losses[-1] < 1e-10
     assert opt.state_dict()["state"][0]["n_iter"] > 20
 
 

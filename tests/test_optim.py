@@ -139,9 +139,12 @@ def test_none_gradient_skips_a_parameter():
     a, b = np.ones(3), np.ones(4)
     opt = optim.Adam([a, b], lr=0.1)
     opt.step([np.ones(3), None])
-    assert np.all(b == 1) and 1 not in opt.state and opt.state[0]["step"] == 1
+    assert np.all(b == 1)
+    assert 1 not in opt.state
+    assert opt.state[0]["step"] == 1
     opt.step([np.ones(3), np.ones(4)])
-    assert opt.state[0]["step"] == 2 and opt.state[1]["step"] == 1
+    assert opt.state[0]["step"] == 2
+    assert opt.state[1]["step"] == 1
     # b's first step uses bias corrections for t = 1, like a's first step did
     np.testing.assert_allclose(b, 1 - 0.1)
 
@@ -157,7 +160,8 @@ def test_mixed_dtype_model_matches_per_dtype_optimizers():
         o64.step([q64 - 4])
     np.testing.assert_array_equal(p32, q32)
     np.testing.assert_array_equal(p64, q64)
-    assert p32.dtype == np.float32 and opt.state[0]["square_avg"].dtype == np.float32
+    assert p32.dtype == np.float32
+    assert opt.state[0]["square_avg"].dtype == np.float32
 
 
 def test_add_param_group_and_single_array_shortcuts():
@@ -245,5 +249,6 @@ def test_plan_follows_the_none_pattern_and_lr_changes():
     opt.step([np.ones(4), None])          # q skipped: new plan
     opt.param_groups[0]["lr"] = 0.0       # lr is read every step, even from a cached plan
     opt.step([np.ones(4), None])
-    assert opt.state[0]["step"] == 3 and opt.state[1]["step"] == 1
+    assert opt.state[0]["step"] == 3
+    assert opt.state[1]["step"] == 1
     np.testing.assert_allclose(p, 1 - 0.1 - 0.1 * 1.5)

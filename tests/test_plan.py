@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+
 from fastopt import _core, optim
 from fastopt import reference as R
 from fastopt.optimizers._base import PAIRS, Optimizer, TrackedState
@@ -377,7 +378,8 @@ def test_param_state_clear_restarts_the_parameter(subject):
     opt.state[params[1]].clear()
     twin.st(params[1]).clear()
     run(opt, twin, 4, 6)
-    assert opt.state[1]["step"] == 2 and opt.state[0]["step"] == 5
+    assert opt.state[1]["step"] == 2
+    assert opt.state[0]["step"] == 5
     old.check()
 
 
@@ -415,7 +417,8 @@ def test_add_param_group(subject):
     opt.add_param_group({"params": [p], "lr": 0.03})
     twin.track(p)
     run(opt, twin, 4, 6)
-    assert opt.state[3]["step"] == 2 and opt.state[2]["step"] == 5
+    assert opt.state[3]["step"] == 2
+    assert opt.state[2]["step"] == 5
 
 
 @by_subject
@@ -436,7 +439,8 @@ def test_param_groups_insert(subject):
     opt.param_groups.insert(0, new_group(subject, opt, p, lr=0.03))
     twin.track(p)
     run(opt, twin, 4, 6)
-    assert opt.state[p]["step"] == 2 and opt.state[params[0]]["step"] == 5
+    assert opt.state[p]["step"] == 2
+    assert opt.state[params[0]]["step"] == 5
 
 
 @by_subject
@@ -449,7 +453,8 @@ def test_param_groups_setitem(subject):
     twin.track(p)
     twin.drop(params[2])
     run(opt, twin, 4, 6)
-    assert opt.state[p]["step"] == 2 and opt.state[params[0]]["step"] == 5
+    assert opt.state[p]["step"] == 2
+    assert opt.state[params[0]]["step"] == 5
     removed.check()
 
 
@@ -467,7 +472,8 @@ def test_param_groups_removed(subject, how):
     twin.drop(params[0])
     twin.drop(params[1])
     run(opt, twin, 4, 6)
-    assert opt.params == [params[2]] and opt.state[params[2]]["step"] == 5
+    assert opt.params == [params[2]]
+    assert opt.state[params[2]]["step"] == 5
     removed.check()
 
 
@@ -493,7 +499,8 @@ def test_group_params_replaced(subject, how):
     removed.check()
     assert_same(opt, twin, 4)
     run(opt, twin, 5, 6)
-    assert opt.state[p]["step"] == 2 and opt.state[params[1]]["step"] == 5
+    assert opt.state[p]["step"] == 2
+    assert opt.state[params[1]]["step"] == 5
 
 
 @by_subject
@@ -503,7 +510,8 @@ def test_group_params_append(subject):
     opt.param_groups[0]["params"].append(p)
     twin.track(p)
     run(opt, twin, 4, 6)
-    assert opt.state[p]["step"] == 2 and opt.state[params[2]]["step"] == 5
+    assert opt.state[p]["step"] == 2
+    assert opt.state[params[2]]["step"] == 5
 
 
 # ----------------------------------------------------------- lazy scalar state
@@ -514,10 +522,13 @@ def test_scalar_state_is_right_when_read_after_steps(subject):
     assert isinstance(held, TrackedState)
     n = 7
     run(opt, twin, 2, n + 1, check=False)  # no reads in between
-    assert held["step"] == n and held.get("step") == n
-    assert dict(held.items())["step"] == n and held.copy()["step"] == n
+    assert held["step"] == n
+    assert held.get("step") == n
+    assert dict(held.items())["step"] == n
+    assert held.copy()["step"] == n
     assert [st["step"] for st in opt.state_dict()["state"].values()] == [n] * 3
-    assert opt.state[params[0]]["step"] == n and opt.state[2]["step"] == n
+    assert opt.state[params[0]]["step"] == n
+    assert opt.state[2]["step"] == n
     if "prev_loss" in subject.scalars:
         assert held["prev_loss"] == loss_at(n)
         assert opt.state_dict()["state"][0]["prev_loss"] == loss_at(n)
@@ -562,7 +573,9 @@ def test_none_gradients_skip_like_torch(subject):
     frozen_p1 = Frozen(params[1], *arrays_of(opt.state[1]))
     run(opt, twin, 4, 6, skip=(1,))
     frozen_p1.check()
-    assert opt.state[1]["step"] == 3 and opt.state[0]["step"] == 5 and opt.state[2]["step"] == 2
+    assert opt.state[1]["step"] == 3
+    assert opt.state[0]["step"] == 5
+    assert opt.state[2]["step"] == 2
     run(opt, twin, 6, 8)
     assert [opt.state[i]["step"] for i in range(3)] == [7, 5, 4]
 
@@ -591,7 +604,8 @@ def test_amsgrad_switched_on_mid_run_creates_max_exp_avg_sq():
     assert "max_exp_avg_sq" not in opt.state[0]
     opt.param_groups[0]["amsgrad"] = True
     run(opt, twin, 4, 7)
-    assert all("max_exp_avg_sq" in opt.state[i] for i in (0, 1)) and "max_exp_avg_sq" not in opt.state[2]
+    assert all("max_exp_avg_sq" in opt.state[i] for i in (0, 1))
+    assert "max_exp_avg_sq" not in opt.state[2]
     assert opt.state[0]["step"] == 6
 
 
@@ -626,7 +640,7 @@ def test_invalid_hyperparameter_is_rejected_before_anything_changes(subject, mix
         good = opt.param_groups[1][name]
         opt.param_groups[1][name] = bad
         snap = snapshot(opt)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=name.rstrip("s").split("_")[0]):
             opt.step([gradient(p, t) for p in opt.params], loss=loss_at(t))
         assert_unchanged(opt, snap)
         opt.param_groups[1][name] = good
@@ -645,7 +659,7 @@ def test_invalid_hyperparameter_on_the_rebuild_path(subject):
     twin.drop(params[0])
     opt.param_groups[1][name] = bad
     snap = snapshot(opt)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=name.rstrip("s").split("_")[0]):
         opt.step([gradient(p, 4) for p in opt.params], loss=loss_at(4))
     assert_unchanged(opt, snap)
     opt.param_groups[1][name] = good

@@ -401,7 +401,8 @@ def test_float32_arithmetic_stays_float32(name):
     assert type(ours) is np.ndarray
     wide, wide_state = one_step(name, p.astype(np.float64), g.astype(np.float64), lr=0.1,
                                 weight_decay=0.01)
-    assert ours.dtype == np.float32 and all(s.dtype == np.float32 for s in state)
+    assert ours.dtype == np.float32
+    assert all(s.dtype == np.float32 for s in state)
     np.testing.assert_allclose(ours, wide, rtol=1e-5, atol=1e-6)
     assert not np.array_equal(ours, wide.astype(np.float32))
 
@@ -469,7 +470,7 @@ def test_ordered_sum_order_is_pinned(n):
 E = 2.0**-53  # half an ulp of 1.0: 1 + E rounds to 1, 1 + 2E is exact
 
 
-@pytest.mark.parametrize("x, expected", [
+@pytest.mark.parametrize(("x", "expected"), [
     # lanes combined as (l0 + l1) + (l2 + l3), not l0 + l1 + l2 + l3 in sequence
     ([1, 0, E, E], 1 + 2 * E),
     # and not as (l0 + l2) + (l1 + l3)

@@ -78,7 +78,8 @@ def test_subgradient_l1_does_not_give_zeros_but_the_prox_does():
 
 def test_adam_with_decoupled_decay_is_adamw():
     p, q = np.ones(9), np.ones(9)
-    a, b = optim.Adam([p], lr=0.1, weight_decay=0.1, decoupled_weight_decay=True), optim.AdamW([q], lr=0.1, weight_decay=0.1)
+    a = optim.Adam([p], lr=0.1, weight_decay=0.1, decoupled_weight_decay=True)
+    b = optim.AdamW([q], lr=0.1, weight_decay=0.1)
     for t in range(20):
         a.step([np.sin(p + t)])
         b.step([np.sin(q + t)])
@@ -142,7 +143,7 @@ def test_clipping_inside_the_step_equals_clipping_first_and_leaves_grads_untouch
     outside = [p.copy() for p in params]
     opt_in = optim.Adam(inside, lr=0.01, max_grad_norm=1.0, grad_clip_value=0.05)
     opt_out = optim.Adam(outside, lr=0.01)
-    for t in range(5):
+    for _t in range(5):
         grads = [rng.standard_normal(p.shape) for p in params]
         kept = [g.copy() for g in grads]
         stats = opt_in.step(grads, stats=True)
@@ -181,7 +182,7 @@ def test_step_stats_match_numpy(name):
     rng = np.random.default_rng(5)
     params = [rng.standard_normal(s) for s in (50000, 33)] + [rng.standard_normal(9).astype(np.float32)]
     opt = cls(params, **kwargs)
-    for t in range(3):
+    for _t in range(3):
         grads = [rng.standard_normal(p.shape).astype(p.dtype) for p in params]
         grads[1][4] = np.nan
         before = [p.astype(np.float64) for p in params]
@@ -191,7 +192,8 @@ def test_step_stats_match_numpy(name):
         finite = [np.where(np.isfinite(g), g, 0) for g in g64]
         param_norm = math.sqrt(sum(np.sum(b * b) for b in before))
         update = math.sqrt(sum(np.nansum((a - b) ** 2) for a, b in zip(after, before)))
-        assert stats.nonfinite_grads == 1 and opt.last_stats is stats
+        assert stats.nonfinite_grads == 1
+        assert opt.last_stats is stats
         assert math.isnan(stats.grad_norm)  # a NaN gradient makes the norm NaN, as in torch
         assert stats.param_norm == pytest.approx(param_norm, rel=1e-12)
         if math.isfinite(stats.update_norm):
@@ -200,7 +202,8 @@ def test_step_stats_match_numpy(name):
         params[1][:] = np.nan_to_num(params[1])
         stats = F.sgd_(params[0], grads[0], step=1, lr=0.0, stats=True)
         assert stats.grad_norm == pytest.approx(np.linalg.norm(finite[0]), rel=1e-12)
-        assert stats.update_norm == 0.0 and stats.update_ratio == 0.0
+        assert stats.update_norm == 0.0
+        assert stats.update_ratio == 0.0
 
 
 def test_stats_are_the_same_for_any_thread_count():
@@ -240,7 +243,9 @@ def test_nonfinite_skip_leaves_every_buffer_untouched():
     params, opt, grads = bad_step_setup("skip")
     snap = snapshot(opt, params)
     stats = opt.step(grads, stats=True)
-    assert stats.skipped and stats.nonfinite_grads == 1 and stats.update_norm == 0
+    assert stats.skipped
+    assert stats.nonfinite_grads == 1
+    assert stats.update_norm == 0
     assert unchanged(opt, params, snap)
     grads[1][123] = 1.0
     assert not opt.step(grads, stats=True).skipped  # and the next good step runs
@@ -258,7 +263,8 @@ def test_nonfinite_raise_raises_before_any_change():
 def test_nonfinite_ignore_lets_it_through_like_torch():
     params, opt, grads = bad_step_setup("ignore")
     opt.step(grads)
-    assert not np.isfinite(params[1][123]) and np.all(np.isfinite(params[0]))
+    assert not np.isfinite(params[1][123])
+    assert np.all(np.isfinite(params[0]))
 
 
 def test_invalid_options_are_named():

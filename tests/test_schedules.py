@@ -159,7 +159,8 @@ def test_reduce_on_plateau_matches_torch(kwargs):
     ours, theirs = run_side_by_side(
         torch, lambda opt: S.ReduceLROnPlateau(opt, **kwargs),
         lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **kwargs), metrics=metrics)
-    assert ours.best == theirs.best and ours.num_bad_epochs == theirs.num_bad_epochs
+    assert ours.best == theirs.best
+    assert ours.num_bad_epochs == theirs.num_bad_epochs
     assert ours.get_last_lr() != list(BASE_LRS), "the metric sequence should trigger a reduction"
 
 
@@ -186,7 +187,7 @@ def test_optimizer_follows_the_schedule_like_torch():
     np.testing.assert_allclose(w, t.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("cls, power", [(S.InverseLR, 1), (S.InverseSquareLR, 2)])
+@pytest.mark.parametrize(("cls", "power"), [(S.InverseLR, 1), (S.InverseSquareLR, 2)])
 def test_inverse_schedules_closed_form(cls, power):
     opt = fastopt_optimizer()
     sched = cls(opt)
@@ -221,7 +222,8 @@ def test_construction_sets_initial_lr_and_base_lrs():
     opt = fastopt_optimizer()
     sched = S.StepLR(opt, step_size=2)
     assert [g["initial_lr"] for g in opt.param_groups] == list(BASE_LRS) == sched.base_lrs
-    assert sched.last_epoch == 0 and sched.get_last_lr() == list(BASE_LRS)
+    assert sched.last_epoch == 0
+    assert sched.get_last_lr() == list(BASE_LRS)
     # A second schedule on the same optimizer keeps the first initial_lr (setdefault, as torch).
     for _ in range(2):
         sched.step()
@@ -300,7 +302,8 @@ def test_state_dict_is_a_copy():
     state = sched.state_dict()
     state["base_lrs"][0] = 99.0
     state["milestones"].append(1)
-    assert sched.base_lrs[0] == BASE_LRS[0] and sorted(sched.milestones.elements()) == [3]
+    assert sched.base_lrs[0] == BASE_LRS[0]
+    assert sorted(sched.milestones.elements()) == [3]
 
 
 def test_load_state_dict_rejects_a_mismatch_and_changes_nothing():
@@ -323,10 +326,11 @@ def test_load_state_dict_rejects_a_mismatch_and_changes_nothing():
     seq_before = seq.state_dict()
     with pytest.raises(ValueError, match="does not fit StepLR"):
         seq.load_state_dict(wrong_part)
-    assert sched.state_dict() == before and seq.state_dict() == seq_before
+    assert sched.state_dict() == before
+    assert seq.state_dict() == seq_before
 
 
-@pytest.mark.parametrize("make, message", [
+@pytest.mark.parametrize(("make", "message"), [
     (lambda opt: S.StepLR(opt, step_size=0), "step_size must be a positive integer"),
     (lambda opt: S.StepLR(opt, step_size=2.5), "step_size must be a positive integer"),
     (lambda opt: S.ExponentialLR(opt, gamma=-0.5), "gamma must be finite and >= 0"),

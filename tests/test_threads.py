@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _core, functional as F
+from fastopt import _core
+from fastopt import functional as F
 
 pytestmark = pytest.mark.skipif(not _core.OPENMP, reason="built without OpenMP")
 BIG = 4 * _core.PARALLEL_GRAIN
@@ -34,7 +35,8 @@ def test_set_num_threads_is_process_wide_and_resettable():
     default = fastopt.get_num_threads()
     try:
         fastopt.set_num_threads(1)
-        assert fastopt.get_num_threads() == 1 and sgd_call(BIG) == 1
+        assert fastopt.get_num_threads() == 1
+        assert sgd_call(BIG) == 1
         assert sgd_call(BIG, num_threads=2) == 2  # an explicit argument wins
     finally:
         fastopt.set_num_threads(0)

@@ -8,7 +8,8 @@
 * :func:`fastopt.minimize` / :func:`fastopt.lbfgs` -- L-BFGS in C++ (``fastopt.lbfgs_minimize`` for SciPy)
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 from . import _core, functional, optim, reference, schedules
 from .checkpoint import load, save
@@ -17,8 +18,23 @@ from .flat import FlatBuffer
 from .functional import StepStats
 from .lbfgs import OptimizeResult, lbfgs, lbfgs_minimize, minimize
 from .optim import (
-    ASGD, LAMB, LBFGS, SGD, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer,
-    Quickprop, RAdam, RMSprop, Rprop,
+    ASGD,
+    LAMB,
+    LBFGS,
+    SGD,
+    Adadelta,
+    Adafactor,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    Lion,
+    NAdam,
+    Optimizer,
+    Quickprop,
+    RAdam,
+    RMSprop,
+    Rprop,
 )
 
 try:

@@ -9,7 +9,8 @@ same for any thread count. The optimizers can also clip inside their step
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
 
@@ -32,7 +33,7 @@ def _norm_type(norm_type) -> float:
     return value
 
 
-def global_grad_norm(grads: Arrays, norm_type: float = 2.0) -> Tuple[float, int]:
+def global_grad_norm(grads: Arrays, norm_type: float = 2.0) -> tuple[float, int]:
     """``(norm, nonfinite_count)`` of all gradients taken as one vector.
 
     Arrays of several dtypes are allowed (one C++ pass per dtype); the norm is
@@ -95,7 +96,7 @@ def clip_grad_value_(grads: Arrays, clip_value: float) -> None:
         np.clip(g, -clip_value, clip_value, out=g)
 
 
-def _writable(arrays: Arrays, name: str) -> List[np.ndarray]:
+def _writable(arrays: Arrays, name: str) -> list[np.ndarray]:
     arrays = [arrays] if isinstance(arrays, np.ndarray) else [a for a in arrays if a is not None]
     for k, a in enumerate(arrays):
         if not isinstance(a, np.ndarray):

@@ -22,7 +22,7 @@ with a zero gradient at zero.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, List, Sequence, Tuple
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -46,10 +46,10 @@ class FlatBuffer:
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
         if align_bytes < self.dtype.itemsize or align_bytes % self.dtype.itemsize:
             raise ValueError(f"align_bytes must be a multiple of the item size, got {align_bytes}")
-        self.shapes: List[Tuple[int, ...]] = [tuple(int(d) for d in s) for s in shapes]
+        self.shapes: list[tuple[int, ...]] = [tuple(int(d) for d in s) for s in shapes]
         self.align_bytes = align_bytes
         step = align_bytes // self.dtype.itemsize
-        self.offsets: List[int] = []
+        self.offsets: list[int] = []
         end = 0
         for shape in self.shapes:
             start = -(-end // step) * step  # round up to the alignment
@@ -67,7 +67,7 @@ class FlatBuffer:
         return raw[shift:shift + n]
 
     @classmethod
-    def from_arrays(cls, arrays: Sequence[np.ndarray], dtype=None, align_bytes: int = ALIGN_BYTES) -> "FlatBuffer":
+    def from_arrays(cls, arrays: Sequence[np.ndarray], dtype=None, align_bytes: int = ALIGN_BYTES) -> FlatBuffer:
         """A buffer holding copies of `arrays` (dtype: theirs, which must agree, unless given)."""
         arrays = list(arrays)
         if dtype is None:
@@ -80,7 +80,7 @@ class FlatBuffer:
             view[...] = a
         return buffer
 
-    def zeros_like(self) -> "FlatBuffer":
+    def zeros_like(self) -> FlatBuffer:
         """A zero buffer with the same layout (for gradients or state)."""
         return FlatBuffer(self.shapes, dtype=self.dtype, align_bytes=self.align_bytes)
 

@@ -40,7 +40,7 @@ accumulated in double); the result has ``nskipped`` and ``nrestart``.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -161,7 +161,7 @@ def _objective(fun, jac, args):
                      f"got jac={jac!r}")
 
 
-def lbfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Optional[Callable] = None,
+def lbfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Callable | None = None,
           maxcor: int = 10, gtol: float = 1e-5, ftol: float = 2.2204460492503131e-09,
           maxiter: int = 15000, maxfun: int = 15000, maxls: int = 20,
           line_search: str = "strong_wolfe", first_step: str = "l1", num_threads: int = 0,
@@ -216,7 +216,7 @@ def lbfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Opt
 
 
 def minimize(fun: Callable, x0, args: tuple = (), method: str = "lbfgs", jac: Any = True,
-             callback: Optional[Callable] = None, options: Optional[dict] = None) -> OptimizeResult:
+             callback: Callable | None = None, options: dict | None = None) -> OptimizeResult:
     """``scipy.optimize.minimize``-shaped entry point. ``method`` must be
     ``"lbfgs"`` (or ``"l-bfgs"``); ``options`` take SciPy's L-BFGS-B names
     (``maxcor``, ``gtol``, ``ftol``, ``maxiter``, ``maxfun``, ``maxls``,

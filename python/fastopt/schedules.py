@@ -49,7 +49,8 @@ import copy
 import math
 from bisect import bisect_right
 from collections import Counter
-from typing import Any, Dict, Iterable, List, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = [
     "LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "InverseLR", "InverseSquareLR",
@@ -101,7 +102,7 @@ class LRScheduler:
                     raise KeyError(f"param_groups[{i}] has no 'initial_lr': a scheduler resumed "
                                    "with last_epoch >= 0 needs the optimizer state of the run "
                                    "it continues")
-        self.base_lrs: List[float] = [float(group["initial_lr"]) for group in groups]
+        self.base_lrs: list[float] = [float(group["initial_lr"]) for group in groups]
         self.last_epoch = int(last_epoch)
         self._initial_step()
 
@@ -109,7 +110,7 @@ class LRScheduler:
         self._step_count = 0
         self.step()
 
-    def get_lr(self) -> List[float]:
+    def get_lr(self) -> list[float]:
         """The learning rate of every param group at ``last_epoch``."""
         raise NotImplementedError
 
@@ -135,16 +136,16 @@ class LRScheduler:
             group["lr"] = float(lr)
         self._last_lr = [group["lr"] for group in groups]
 
-    def get_last_lr(self) -> List[float]:
+    def get_last_lr(self) -> list[float]:
         """The learning rates set by the last :meth:`step` (a new list)."""
         return list(self._last_lr)
 
     # ----------------------------------------------------------- state dicts
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """Every attribute but the optimizer, as JSON-friendly values (copied)."""
         return {key: _plain(value) for key, value in vars(self).items() if key != "optimizer"}
 
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`. It must come from the same class with
         the same number of param groups; this is checked before anything
         changes. The optimizer's ``lr`` values are restored by the optimizer's
@@ -153,7 +154,7 @@ class LRScheduler:
         for key, value in state_dict.items():
             setattr(self, key, self._restore(key, copy.deepcopy(value)))
 
-    def _check_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def _check_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not isinstance(state_dict, dict):
             raise TypeError("a scheduler state_dict must be a dict, "
                             f"got {type(state_dict).__name__}")
@@ -318,7 +319,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         cosine = 1 + math.cos(math.pi * self.T_cur / self.T_i)
         return [self.eta_min + (base_lr - self.eta_min) * cosine / 2 for base_lr in self.base_lrs]
 
-    def step(self, epoch: Union[int, float, None] = None) -> None:
+    def step(self, epoch: int | float | None = None) -> None:
         """Advance one epoch, or go to ``epoch`` (may be fractional)."""
         self._step_count += 1
         if epoch is None and self.last_epoch < 0:
@@ -418,7 +419,7 @@ class SequentialLR(LRScheduler):
     sequence undoes their initial steps and restarts the first one.
     """
 
-    def __init__(self, optimizer, schedulers: List[LRScheduler], milestones: List[int],
+    def __init__(self, optimizer, schedulers: list[LRScheduler], milestones: list[int],
                  last_epoch: int = -1):
         self.optimizer = _check_optimizer(optimizer)
         schedulers = list(schedulers)
@@ -472,7 +473,7 @@ class SequentialLR(LRScheduler):
     def _restart(self) -> None:
         raise NotImplementedError("a SequentialLR inside a SequentialLR cannot be restarted")
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """Own attributes plus the parts' state dicts under ``_schedulers``."""
         state = {key: _plain(value) for key, value in vars(self).items()
                  if key not in ("optimizer", "_schedulers")}
@@ -488,7 +489,7 @@ class SequentialLR(LRScheduler):
         for scheduler, part in zip(self._schedulers, parts):
             scheduler._check_state_dict(part)
 
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._check_state_dict(state_dict)
         for key, value in state_dict.items():
             if key != "_schedulers":
@@ -524,7 +525,7 @@ class ReduceLROnPlateau(LRScheduler):
 
     def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
-                 min_lr: Union[float, Sequence[float]] = 0.0, eps: float = 1e-8):
+                 min_lr: float | Sequence[float] = 0.0, eps: float = 1e-8):
         self.optimizer = _check_optimizer(optimizer)
         if not 0 < factor < 1:
             raise ValueError(f"factor must be in (0, 1), got {factor}")

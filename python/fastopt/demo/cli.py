@@ -7,16 +7,18 @@ import importlib
 import os
 import sys
 import time
-from typing import Callable, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import fastopt
+
 from . import surfaces as surf
 from .problems import Problem, problems
 from .progress import ProgressBar
 from .training import RunResult, train
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m fastopt.demo",
         description="Train small NumPy networks with every fastopt optimizer; compare losses, "
@@ -102,7 +104,7 @@ def _importable(name: str) -> bool:
     return True
 
 
-def run_problem(problem: Problem, seed: int, progress: bool, quick: bool) -> List[RunResult]:
+def run_problem(problem: Problem, seed: int, progress: bool, quick: bool) -> list[RunResult]:
     total = problem.epochs * len(problem.optimizers)
     results = []
     with ProgressBar(total, problem.name, enabled=None if progress else False) as bar:
@@ -114,7 +116,7 @@ def run_problem(problem: Problem, seed: int, progress: bool, quick: bool) -> Lis
     return results
 
 
-def main(argv: Optional[Sequence[str]] = None, out: Optional[Callable[[str], None]] = None) -> int:
+def main(argv: Sequence[str] | None = None, out: Callable[[str], None] | None = None) -> int:
     """Run the demo; returns the exit status. ``out`` receives each printed block."""
     out = out or (lambda text: print(text, flush=True))
     args = parse_args(argv)

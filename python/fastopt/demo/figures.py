@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.colors import LogNorm
@@ -101,7 +101,7 @@ def decision_regions(problem: Problem, results: Sequence[RunResult], out_dir: st
     return path
 
 
-def trajectories(surface: Surface, runs: List[Trajectory], out_dir: str) -> str:
+def trajectories(surface: Surface, runs: list[Trajectory], out_dir: str) -> str:
     """One panel per optimizer over the contours; gradient descent's path in
     grey in every panel for comparison."""
     xs = np.linspace(*surface.xlim, 200)
@@ -144,7 +144,7 @@ def trajectories(surface: Surface, runs: List[Trajectory], out_dir: str) -> str:
     return path
 
 
-def all_figures(runs: Dict[str, tuple], surfaces: Dict[str, tuple], out_dir: str) -> List[str]:
+def all_figures(runs: dict[str, tuple], surfaces: dict[str, tuple], out_dir: str) -> list[str]:
     """``runs``: name -> (problem, results); ``surfaces``: name -> (surface, trajectories)."""
     os.makedirs(out_dir, exist_ok=True)
     paths = []

@@ -10,7 +10,7 @@ literature defaults except the initial step size / epsilon.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +25,7 @@ RPROP_VARIANTS = (("iRprop-", "irprop-"), ("Rprop-", "rprop-"), ("Rprop+", "rpro
 class OptimizerSpec:
     label: str
     cls: type
-    kwargs: Dict[str, Any]
+    kwargs: dict[str, Any]
     # Rprop's sign tests and Quickprop's secant compare two gradients of the
     # same function: they need the whole-data gradient at every step.
     full_batch: bool = False
@@ -35,7 +35,7 @@ class OptimizerSpec:
 
 
 def lineup(sgd: float, momentum: float, adagrad: float, rmsprop: float, adam: float,
-           rprop: float, quickprop: float, quickprop_decay: float = 1e-4) -> List[OptimizerSpec]:
+           rprop: float, quickprop: float, quickprop_decay: float = 1e-4) -> list[OptimizerSpec]:
     """Every optimizer of the demo, given the learning rates for one problem."""
     return [
         OptimizerSpec("SGD", optim.SGD, dict(lr=sgd)),
@@ -59,17 +59,17 @@ class Problem:
     model: MLP
     epochs: int
     target_loss: float
-    batch_size: Optional[int]        # None: every optimizer uses the full batch
-    optimizers: List[OptimizerSpec]
+    batch_size: int | None        # None: every optimizer uses the full batch
+    optimizers: list[OptimizerSpec]
     about: str = ""
-    test: Optional[Dataset] = None   # held out, for the test accuracy
+    test: Dataset | None = None   # held out, for the test accuracy
 
     @property
     def title(self) -> str:
         return f"{self.name}: {self.model}, {self.data.description}"
 
 
-def split(data: Dataset, test_fraction: float, seed: int = 2024) -> Tuple[Dataset, Dataset]:
+def split(data: Dataset, test_fraction: float, seed: int = 2024) -> tuple[Dataset, Dataset]:
     """A fixed random split (the same whatever the demo's --seed)."""
     order = np.random.default_rng(seed).permutation(len(data))
     n_test = int(round(test_fraction * len(data)))
@@ -81,7 +81,7 @@ def split(data: Dataset, test_fraction: float, seed: int = 2024) -> Tuple[Datase
     return part(order[n_test:], "training"), part(order[:n_test], "test")
 
 
-def problems(quick: bool = False) -> List[Problem]:
+def problems(quick: bool = False) -> list[Problem]:
     """The demo's problems; ``quick`` cuts the budgets (for tests and a first look).
     Digits only when scikit-learn is installed."""
     found = [

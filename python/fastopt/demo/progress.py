@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Optional, TextIO
+from typing import TextIO
 
 
 class ProgressBar:
@@ -15,8 +15,8 @@ class ProgressBar:
     updated once per training epoch must not cost more than the epoch.
     """
 
-    def __init__(self, total: int, label: str = "", stream: Optional[TextIO] = None,
-                 enabled: Optional[bool] = None, width: int = 28, min_interval: float = 0.1):
+    def __init__(self, total: int, label: str = "", stream: TextIO | None = None,
+                 enabled: bool | None = None, width: int = 28, min_interval: float = 0.1):
         self.total = max(int(total), 1)
         self.label = label
         self.stream = sys.stderr if stream is None else stream
@@ -30,7 +30,7 @@ class ProgressBar:
         self._last_draw = -float("inf")
         self._drawn_length = 0
 
-    def update(self, n: int = 1, label: Optional[str] = None) -> None:
+    def update(self, n: int = 1, label: str | None = None) -> None:
         self.done = min(self.done + n, self.total)
         if label is not None:
             self.label = label
@@ -38,7 +38,7 @@ class ProgressBar:
         if self.enabled and (now - self._last_draw >= self.min_interval or self.done == self.total):
             self._draw(now)
 
-    def render(self, now: Optional[float] = None) -> str:
+    def render(self, now: float | None = None) -> str:
         now = time.perf_counter() if now is None else now
         fraction = self.done / self.total
         filled = int(round(fraction * self.width))
@@ -64,7 +64,7 @@ class ProgressBar:
             self.stream.flush()
             self._drawn_length = 0
 
-    def __enter__(self) -> "ProgressBar":
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc) -> None:

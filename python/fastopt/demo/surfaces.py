@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Callable
 
 import numpy as np
 
 import fastopt
+
 from .. import optim
 
 
@@ -31,10 +32,10 @@ class Surface:
     f: Callable[[np.ndarray], float]
     grad: Callable[[np.ndarray], np.ndarray]
     f_grid: Callable[[np.ndarray, np.ndarray], np.ndarray]   # f on coordinate grids, for contours
-    start: Tuple[float, float]
-    minimum: Tuple[float, float]
-    xlim: Tuple[float, float]
-    ylim: Tuple[float, float]
+    start: tuple[float, float]
+    minimum: tuple[float, float]
+    xlim: tuple[float, float]
+    ylim: tuple[float, float]
     iterations: int
     tol: float                      # "reached" = f - f_min below this
     log_levels: bool = False
@@ -77,9 +78,9 @@ class Trajectory:
     label: str
     path: np.ndarray                  # (iterations + 1, 2)
     values: np.ndarray                # f along the path
-    reached: Optional[int]            # first iteration with f - f_min < tol
+    reached: int | None            # first iteration with f - f_min < tol
     note: str = ""
-    evaluations: Optional[int] = None  # function evaluations, where they differ from iterations
+    evaluations: int | None = None  # function evaluations, where they differ from iterations
 
     @property
     def final(self) -> float:
@@ -89,11 +90,11 @@ class Trajectory:
 @dataclass(frozen=True)
 class Walker:
     label: str
-    make: Callable[[List[np.ndarray]], "optim.Optimizer"]
+    make: Callable[[list[np.ndarray]], optim.Optimizer]
     uses_loss: bool = field(default=False)
 
 
-def walkers(surface: Surface) -> List[Walker]:
+def walkers(surface: Surface) -> list[Walker]:
     """The optimizers drawn on ``surface`` with learning rates that suit it."""
     if surface is QUADRATIC:
         lr = dict(gd=0.075, momentum=0.01, rmsprop=0.1, adam=0.3, rprop=0.1, quickprop=0.03)
@@ -112,7 +113,7 @@ def walkers(surface: Surface) -> List[Walker]:
     ]
 
 
-def _reached(values: np.ndarray, surface: Surface) -> Optional[int]:
+def _reached(values: np.ndarray, surface: Surface) -> int | None:
     f_min = surface.f(np.array(surface.minimum))
     hits = np.nonzero(values - f_min < surface.tol)[0]
     return int(hits[0]) if hits.size else None
@@ -133,7 +134,7 @@ def walk(surface: Surface, walker: Walker) -> Trajectory:
     return Trajectory(walker.label, path, values, _reached(values, surface))
 
 
-def lbfgs(surface: Surface) -> Optional[Trajectory]:
+def lbfgs(surface: Surface) -> Trajectory | None:
     """L-BFGS's iterates, if this fastopt has an L-BFGS; None otherwise. Its
     API was being written alongside this demo: unexpected signatures are
     reported in the trajectory's note rather than raised."""
@@ -172,7 +173,7 @@ def lbfgs(surface: Surface) -> Optional[Trajectory]:
     return Trajectory("L-BFGS", path, values, _reached(values, surface), evaluations=calls["n"])
 
 
-def trajectories(surface: Surface) -> List[Trajectory]:
+def trajectories(surface: Surface) -> list[Trajectory]:
     runs = [walk(surface, w) for w in walkers(surface)]
     extra = lbfgs(surface)
     return runs + ([extra] if extra is not None else [])

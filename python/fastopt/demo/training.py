@@ -13,8 +13,9 @@ parameters must agree (the table shows the largest difference).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -28,10 +29,10 @@ from .problems import OptimizerSpec, Problem
 class RunResult:
     problem: str
     optimizer: str
-    losses: List[float]            # full-data loss after 0, 1, ..., epochs epochs
+    losses: list[float]            # full-data loss after 0, 1, ..., epochs epochs
     accuracy: float                # on the training data
-    test_accuracy: Optional[float]  # on the problem's held-out data, if it has some
-    epochs_to_target: Optional[int]
+    test_accuracy: float | None  # on the problem's held-out data, if it has some
+    epochs_to_target: int | None
     wall_seconds: float            # the whole training run
     step_seconds: float            # of which inside optimizer.step
     steps: int
@@ -41,7 +42,7 @@ class RunResult:
     replay_functional_seconds: float
     replay_numpy_seconds: float
     replay_max_diff: float         # max |p_fastopt - p_numpy| after the replays
-    params: List[np.ndarray] = field(repr=False, default_factory=list)
+    params: list[np.ndarray] = field(repr=False, default_factory=list)
 
     @property
     def final_loss(self) -> float:
@@ -52,7 +53,7 @@ class RunResult:
         return not np.isfinite(self.final_loss)
 
 
-def _batches(n: int, batch_size: Optional[int], rng: np.random.Generator):
+def _batches(n: int, batch_size: int | None, rng: np.random.Generator):
     if batch_size is None or batch_size >= n:
         return [slice(None)]
     order = rng.permutation(n)
@@ -140,8 +141,8 @@ def _best_time(setup, recorded, min_seconds, max_repeats):
     return params, best
 
 
-def kernel_stepper(opt, params: List[np.ndarray],
-                   kernels=R) -> Callable[[List[np.ndarray], float], None]:
+def kernel_stepper(opt, params: list[np.ndarray],
+                   kernels=R) -> Callable[[list[np.ndarray], float], None]:
     """``step(grads, loss)`` doing what ``opt.step`` does, with the stateless
     functions of ``kernels`` (:mod:`fastopt.reference` or
     :mod:`fastopt.functional`, which share their signatures) on state arrays

@@ -28,7 +28,7 @@ takes.
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class MLP:
     def n_params(self) -> int:
         return sum((a + 1) * b for a, b in zip(self.sizes, self.sizes[1:]))
 
-    def init_params(self, rng: np.random.Generator) -> List[np.ndarray]:
+    def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
         """Glorot/Xavier uniform weights (Glorot & Bengio 2010), zero biases.
         The limit is ``sqrt(6/(fan_in + fan_out))``, times 4 for sigmoid layers
         (whose slope at 0 is 1/4 that of tanh)."""
@@ -87,7 +87,7 @@ class MLP:
         return params
 
     # --------------------------------------------------------------- forward
-    def _activations(self, params: Sequence[np.ndarray], X: np.ndarray) -> List[np.ndarray]:
+    def _activations(self, params: Sequence[np.ndarray], X: np.ndarray) -> list[np.ndarray]:
         """``[a_0 = X, a_1, ..., a_{L-1}, z_L]``: hidden activations and output logits."""
         self._check(params)
         acts = [np.asarray(X, dtype=params[0].dtype)]
@@ -109,7 +109,7 @@ class MLP:
         """Network outputs: class probabilities (softmax) or values."""
         return self._output(self._activations(params, X)[-1])
 
-    def _loss_from_logits(self, z: np.ndarray, T: np.ndarray) -> Tuple[float, np.ndarray]:
+    def _loss_from_logits(self, z: np.ndarray, T: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and ``dL/dz`` at the output logits."""
         n = len(z)
         if self.output == "softmax":
@@ -127,12 +127,12 @@ class MLP:
 
     # -------------------------------------------------------------- backward
     def loss_and_grads(self, params: Sequence[np.ndarray], X: np.ndarray, T: np.ndarray
-                       ) -> Tuple[float, List[np.ndarray]]:
+                       ) -> tuple[float, list[np.ndarray]]:
         """The mean loss over the rows of ``X`` and its gradient with respect
         to every parameter (a list aligned with ``params``, same dtypes)."""
         acts = self._activations(params, X)
         loss, delta = self._loss_from_logits(acts[-1], np.asarray(T, dtype=params[0].dtype))
-        grads: List[np.ndarray] = [None] * len(params)  # type: ignore[list-item]
+        grads: list[np.ndarray] = [None] * len(params)  # type: ignore[list-item]
         for layer in range(len(params) // 2 - 1, -1, -1):
             a_prev = acts[layer]
             grads[2 * layer] = a_prev.T @ delta
