@@ -5,7 +5,7 @@
    ftol=0). A run succeeds if the gradient at the x it returns really has
    ||g||_inf <= 1e-5 (measured here, not taken from the solver's status).
    fastopt runs twice: its default first step min(1, 1/||g||_1)
-   (ALGORITHMS.md) and first_step="l2" (L-BFGS-B's 1/||g||_2).
+   (torch's) and first_step="l2" (L-BFGS-B's 1/||g||_2).
 2. Solver time per iteration, objective time excluded (the time spent inside
    fun is measured and subtracted), in the steady state (from the 15th
    evaluation on, when the memory holds m pairs, to the 40th iteration, so

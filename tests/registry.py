@@ -164,7 +164,7 @@ CASES += [
     KernelCase("lamb", "default", dict(lr=0.01), ("exp_avgs", "exp_avg_sqs"), uses_step=True),
     KernelCase("lamb", "wd-betas-maximize", dict(lr=0.01, weight_decay=0.05, betas=(0.8, 0.95), maximize=True),
                ("exp_avgs", "exp_avg_sqs"), uses_step=True),
-    # 1-D parameters: the full `variance` (tests/test_new_optimizers.py covers the factored path).
+    # 1-D parameters: the full `variance` (tests/test_vs_torch.py and test_golden.py cover the factored path).
     KernelCase("adafactor", "default", dict(lr=0.01), ("row_vars", "col_vars", "variances"),
                init={"row_vars": None, "col_vars": None}, uses_step=True),
     KernelCase("adafactor", "eps-d-wd-maximize", dict(lr=0.05, eps=(1e-20, 1e-2), d=2.0, weight_decay=0.1,

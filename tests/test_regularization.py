@@ -53,7 +53,7 @@ def test_l1_prox_recovers_the_sparsity_pattern(name):
 
 @pytest.mark.parametrize("name", ["Adagrad", "RMSprop", "Adam", "AdamW"])
 def test_l1_prox_gives_exact_zeros_with_adaptive_methods(name):
-    """The rule is ALGORITHMS.md's tau = lr*l1 with the base lr; an adaptive
+    """The rule is docs/algorithms.md's tau = lr*l1 with the base lr; an adaptive
     method's per-weight step differs, so fewer weights settle at exactly 0
     (documented), but the prox does produce exact zeros where none appear
     without it."""
@@ -65,7 +65,7 @@ def test_l1_prox_gives_exact_zeros_with_adaptive_methods(name):
 
 
 def test_subgradient_l1_does_not_give_zeros_but_the_prox_does():
-    """The reason for the proximal form (ALGORITHMS.md)."""
+    """The reason for the proximal form (docs/algorithms.md)."""
     x, y, w_true = sparse_regression()
     w_sub, w_prox = np.zeros(30), np.zeros(30)
     sub, prox = optim.SGD([w_sub], lr=0.05), optim.SGD([w_prox], lr=0.05, l1=0.05)

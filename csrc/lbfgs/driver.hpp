@@ -9,7 +9,7 @@
 // Further trials cost a trial-point and a dot pass each, and a pass 1 at the
 // step finally accepted.
 //
-// Stopping (ALGORITHMS.md): ||g||_inf <= gtol; (f_k - f_k+1)/max(|f_k|, |f_k+1|, 1)
+// Stopping (docs/algorithms.md, section 4): ||g||_inf <= gtol; (f_k - f_k+1)/max(|f_k|, |f_k+1|, 1)
 // <= ftol; maxiter iterations; maxfun evaluations; a callback asking to stop.
 // Numerical trouble never throws: a line search that fails (NaN/Inf values it
 // cannot step back from, maxls evaluations) first clears the memory and
@@ -34,7 +34,7 @@ enum class LineSearchKind { kMoreThuente, kBacktracking, kFixed };
 
 // The first trial step while the memory is empty (H = I, scale unknown).
 enum class FirstStep {
-  kL1,  // min(1, 1/||g||_1): ALGORITHMS.md, torch.optim.LBFGS
+  kL1,  // min(1, 1/||g||_1): torch.optim.LBFGS
   kL2,  // 1/||g||_2, a unit-length first step: L-BFGS-B (SciPy)
 };
 
@@ -81,7 +81,7 @@ struct LbfgsResult {
   int slot = 0;              // which workspace buffer holds x and g at the result
 };
 
-// Pairs are skipped when s'y <= kCurvatureTolerance * y'y (ALGORITHMS.md).
+// Pairs are skipped when s'y <= kCurvatureTolerance * y'y (docs/algorithms.md, section 4).
 constexpr double kCurvatureTolerance = 1e-10;
 
 // The line search in use, behind one interface.

@@ -1,6 +1,6 @@
 // Adadelta (Zeiler 2012, "ADADELTA: An Adaptive Learning Rate Method"),
 // torch.optim.Adadelta form, one fused pass over p, g, v, u.
-// Rule: docs/algorithms.md#adadelta.
+// Rule: docs/algorithms.md, section 3.7.
 //
 //   g = pre(g);  p = p*(1 - lr*wd) if decoupled
 //   v = rho*v + (1-rho)*g*g;  delta = sqrt(u + eps)/sqrt(v + eps) * g

@@ -1,6 +1,6 @@
 // Adafactor (Shazeer & Stern 2018, "Adafactor: Adaptive Learning Rates with
 // Sublinear Memory Cost"), torch.optim.Adafactor's variant (torch 2.13).
-// Rule: docs/algorithms.md#adafactor.
+// Rule: docs/algorithms.md, section 3.12.
 //
 //   w = t^beta2_decay;  rho = min(lr, 1/sqrt(t));  alpha = max(eps2, RMS(p)) * rho   (p before the decay)
 //   g = pre(g) (maximize, clipping);  p = p*(1 - lr*wd)  (decoupled, always)

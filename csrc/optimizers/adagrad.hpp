@@ -1,5 +1,5 @@
 // Adagrad (Duchi, Hazan & Singer 2011, torch.optim.Adagrad form), one fused
-// pass over p, g, sum. Rule: docs/algorithms.md#adagrad.
+// pass over p, g, sum. Rule: docs/algorithms.md, section 3.2.
 //
 //   g = pre(g);  clr = lr / (1 + (t-1)*lr_decay);  p = p*(1 - clr*wd) if decoupled
 //   sum = sum + g*g;  p = prox_l1(p - clr * g / (sqrt(sum) + eps), clr*l1)

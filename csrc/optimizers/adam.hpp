@@ -1,6 +1,6 @@
 // Adam, AdamW and AMSGrad (Kingma & Ba 2015; Loshchilov & Hutter 2019;
 // Reddi et al. 2018), one fused pass over p, g, m, v (and vmax).
-// Rule: docs/algorithms.md#adam-adamw-amsgrad.
+// Rule: docs/algorithms.md, section 3.4.
 //
 //   g = pre(g) (maximize, clipping, coupled L2)  |  p = p*(1 - lr*wd) (decoupled: AdamW)
 //   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;  vhat = amsgrad ? (vmax = max(vmax, v)) : v

@@ -1,6 +1,6 @@
 // Adamax (Kingma & Ba 2015, section 7: Adam with the infinity norm),
 // torch.optim.Adamax form, one fused pass over p, g, m, u.
-// Rule: docs/algorithms.md#adamax.
+// Rule: docs/algorithms.md, section 3.8.
 //
 //   g = pre(g);  p = p*(1 - lr*wd) if decoupled
 //   m = b1*m + (1-b1)*g;  u = max(b2*u, |g| + eps)  (NaN propagates, as torch's amax)

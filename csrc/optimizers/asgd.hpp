@@ -1,6 +1,6 @@
 // ASGD, averaged stochastic gradient descent (Polyak & Juditsky 1992),
 // torch.optim.ASGD form, one fused pass over p, g, ax.
-// Rule: docs/algorithms.md#asgd.
+// Rule: docs/algorithms.md, section 3.11.
 //
 //   g = pre(g);  p = p*(1 - lr*wd) if decoupled
 //   p = prox_l1(p*(1 - lambd*eta) - eta*g, eta*l1)

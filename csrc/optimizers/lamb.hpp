@@ -1,6 +1,6 @@
 // LAMB (You et al. 2020, "Large Batch Optimization for Deep Learning:
 // Training BERT in 76 minutes"; optax.lamb's rule). torch has no LAMB.
-// Rule: docs/algorithms.md#lamb.
+// Rule: docs/algorithms.md, section 3.14.
 //
 //   g = pre(g) (maximize, clipping; no coupled L2: the decay is LAMB's own term)
 //   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g

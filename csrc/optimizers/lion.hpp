@@ -1,6 +1,6 @@
 // Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms";
 // optax.lion's rule), one fused pass over p, g, m. torch has no Lion.
-// Rule: docs/algorithms.md#lion.
+// Rule: docs/algorithms.md, section 3.13.
 //
 //   g = pre(g);  p = p*(1 - lr*wd)  (decoupled by default)
 //   c = b1*m + (1-b1)*g;  p = prox_l1(p - lr*sign(c), lr*l1);  m = b2*m + (1-b2)*g

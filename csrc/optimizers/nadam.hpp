@@ -1,6 +1,6 @@
 // NAdam (Dozat 2016, "Incorporating Nesterov Momentum into Adam"),
 // torch.optim.NAdam form with momentum_decay, one fused pass over p, g, m, v.
-// Rule: docs/algorithms.md#nadam.
+// Rule: docs/algorithms.md, section 3.9.
 //
 //   mu_t = b1*(1 - 0.5*0.96^(t*psi)), mu_{t+1} likewise;  P = mu_product*mu_t (the class keeps it)
 //   g = pre(g);  p = p*(1 - lr*wd) if decoupled

@@ -1,6 +1,6 @@
 // Quickprop (Fahlman 1988, "An empirical study of learning speed in
 // back-propagation networks", CMU-CS-88-162), one fused pass over p, g,
-// prev_step d and prev_grad gp. Rule: docs/algorithms.md#quickprop.
+// prev_step d and prev_grad gp. Rule: docs/algorithms.md, section 3.6.
 //
 //   g = pre(g) (maximize, clipping, coupled L2);  g = g + decay*p;  s = -g;  sp = -gp
 //   p = p*(1 - lr*wd) first if the weight decay is decoupled

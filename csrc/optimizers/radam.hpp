@@ -1,6 +1,6 @@
 // RAdam (Liu et al. 2020, "On the Variance of the Adaptive Learning Rate and
 // Beyond"), torch.optim.RAdam form, one fused pass over p, g, m, v.
-// Rule: docs/algorithms.md#radam.
+// Rule: docs/algorithms.md, section 3.10.
 //
 //   g = pre(g);  p = p*(1 - lr*wd) if decoupled;  m, v as Adam
 //   rho_inf = 2/(1-b2) - 1;  rho_t = rho_inf - 2t*b2^t/(1-b2^t)

@@ -1,6 +1,6 @@
 // RMSprop (Hinton, Coursera lecture 6e; centered form Graves 2013), in the
 // torch.optim.RMSprop form, one fused pass over p, g, v (and a, b).
-// Rule: docs/algorithms.md#rmsprop.
+// Rule: docs/algorithms.md, section 3.3.
 //
 //   g = pre(g);  p = p*(1 - lr*wd) if decoupled;  v = alpha*v + (1-alpha)*g*g
 //   centered: a = alpha*a + (1-alpha)*g;  avg = sqrt(max(v - a*a, 0)) + eps

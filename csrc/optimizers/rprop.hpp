@@ -1,5 +1,5 @@
 // The Rprop family: resilient backpropagation with per-weight step sizes.
-// Rule: docs/algorithms.md#rprop-family.
+// Rule: docs/algorithms.md, section 3.5.
 //   rprop+  Riedmiller & Braun 1993 (weight backtracking)
 //   rprop-  the same without backtracking
 //   irprop+ Igel & Huesken 2000 (backtrack only when the loss rose)

@@ -1,6 +1,6 @@
 // Stochastic gradient descent with momentum, dampening and Nesterov momentum
 // (Sutskever et al. 2013, torch.optim.SGD form), one fused pass over p, g, b.
-// Rule: docs/algorithms.md#sgd.
+// Rule: docs/algorithms.md, section 3.1.
 //
 //   g = pre(g) (maximize, clipping, coupled L2);  p = p*(1 - lr*wd) if decoupled
 //   if momentum != 0:  b = g at t == 1, else b = momentum*b + (1-dampening)*g

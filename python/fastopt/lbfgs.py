@@ -187,7 +187,7 @@ def lbfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Cal
             maxls: evaluations per line search (20).
         line_search: ``"strong_wolfe"`` (Moré–Thuente, default) or ``"backtracking"`` (Armijo).
         first_step: the first trial step while the memory is empty:
-            ``"l1"`` (default, ALGORITHMS.md and torch) :math:`\min(1, 1/\lVert g\rVert_1)`,
+            ``"l1"`` (default, torch's) :math:`\min(1, 1/\lVert g\rVert_1)`,
             or ``"l2"`` (L-BFGS-B's) :math:`1/\lVert g\rVert_2`. The benchmark shows the
             difference: ``"l2"`` matches SciPy's evaluation counts, ``"l1"`` is
             more cautious on the first iteration.

@@ -3,7 +3,7 @@
 
 Each function has the same signature as its twin in :mod:`fastopt.functional`
 (less ``num_threads`` and ``stats``) and updates its arrays in place. The
-bodies are the update rules of ALGORITHMS.md written as plainly as NumPy
+bodies are the update rules of docs/algorithms.md written as plainly as NumPy
 allows, one array operation per term, with per-step scalars computed as
 Python floats (double precision). Element arithmetic therefore runs in the
 arrays' dtype (NumPy's weak-scalar promotion), in the same order as the C++

@@ -35,7 +35,7 @@ the recursive form and has no counterpart here).
 ``state_dict()`` holds only JSON-friendly values (numbers, strings, lists,
 dicts), so :func:`fastopt.save` can store it without pickle.
 
-Lecture forms (ALGORITHMS.md, with ``k = last_epoch``): ``eta0/(k+1)`` is
+Lecture forms (docs/algorithms.md, with ``k = last_epoch``): ``eta0/(k+1)`` is
 :class:`InverseLR`, ``eta0/(k+1)^2`` :class:`InverseSquareLR`,
 ``eta0*exp(-beta*k)`` :class:`ExponentialLR` with ``gamma = exp(-beta)``, step
 decay ``eta0*gamma^floor(k/s)`` :class:`StepLR`, cosine annealing

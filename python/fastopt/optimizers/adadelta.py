@@ -1,6 +1,6 @@
 """Adadelta: the class and the functional form.
 
-Rule (docs/algorithms.md, "Adadelta"); kernel: csrc/optimizers/adadelta.hpp.
+Rule: docs/algorithms.md, "Adadelta"; kernel: csrc/optimizers/adadelta.hpp.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Adafactor (torch's variant): the class and the functional form.
 
-Rule (docs/algorithms.md, "Adafactor"); kernel: csrc/optimizers/adafactor.hpp.
+Rule: docs/algorithms.md, "Adafactor"; kernel: csrc/optimizers/adafactor.hpp.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Adagrad: the class and the functional form.
 
-Rule (docs/algorithms.md, "Adagrad"); kernel: csrc/optimizers/adagrad.hpp.
+Rule: docs/algorithms.md, "Adagrad"; kernel: csrc/optimizers/adagrad.hpp.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Adam, AdamW and AMSGrad: the class and the functional form.
 
-Rule (docs/algorithms.md, "Adam, AdamW, AMSGrad"); kernel: csrc/optimizers/adam.hpp.
+Rule: docs/algorithms.md, "Adam, AdamW, AMSGrad"; kernel: csrc/optimizers/adam.hpp.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Adamax: the class and the functional form.
 
-Rule (docs/algorithms.md, "Adamax"); kernel: csrc/optimizers/adamax.hpp.
+Rule: docs/algorithms.md, "Adamax"; kernel: csrc/optimizers/adamax.hpp.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """ASGD, averaged stochastic gradient descent: the class and the functional form.
 
-Rule (docs/algorithms.md, "ASGD"); kernel: csrc/optimizers/asgd.hpp.
+Rule: docs/algorithms.md, "ASGD"; kernel: csrc/optimizers/asgd.hpp.
 """
 
 from __future__ import annotations

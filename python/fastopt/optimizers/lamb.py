@@ -1,6 +1,6 @@
 """LAMB: the class and the functional form.
 
-Rule (docs/algorithms.md, "LAMB"); kernel: csrc/optimizers/lamb.hpp.
+Rule: docs/algorithms.md, "LAMB"; kernel: csrc/optimizers/lamb.hpp.
 """
 
 from __future__ import annotations

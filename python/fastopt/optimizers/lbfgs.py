@@ -1,6 +1,6 @@
 """L-BFGS with torch.optim.LBFGS's interface (the solver is :func:`fastopt.lbfgs`).
 
-Rule (docs/algorithms.md, "L-BFGS"); solver: csrc/lbfgs/.
+Rule: docs/algorithms.md, "L-BFGS"; solver: csrc/lbfgs/.
 """
 
 from __future__ import annotations

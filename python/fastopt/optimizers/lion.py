@@ -1,6 +1,6 @@
 """Lion: the class and the functional form.
 
-Rule (docs/algorithms.md, "Lion"); kernel: csrc/optimizers/lion.hpp.
+Rule: docs/algorithms.md, "Lion"; kernel: csrc/optimizers/lion.hpp.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """NAdam: the class and the functional form.
 
-Rule (docs/algorithms.md, "NAdam"); kernel: csrc/optimizers/nadam.hpp.
+Rule: docs/algorithms.md, "NAdam"; kernel: csrc/optimizers/nadam.hpp.
 """
 
 from __future__ import annotations

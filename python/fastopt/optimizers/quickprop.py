@@ -1,6 +1,6 @@
 """Quickprop: the class and the functional form.
 
-Rule (docs/algorithms.md, "Quickprop"); kernel: csrc/optimizers/quickprop.hpp.
+Rule: docs/algorithms.md, "Quickprop"; kernel: csrc/optimizers/quickprop.hpp.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """RAdam: the class and the functional form.
 
-Rule (docs/algorithms.md, "RAdam"); kernel: csrc/optimizers/radam.hpp.
+Rule: docs/algorithms.md, "RAdam"; kernel: csrc/optimizers/radam.hpp.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """RMSprop (plain, centered, with momentum): the class and the functional form.
 
-Rule (docs/algorithms.md, "RMSprop"); kernel: csrc/optimizers/rmsprop.hpp.
+Rule: docs/algorithms.md, "RMSprop"; kernel: csrc/optimizers/rmsprop.hpp.
 """
 
 from __future__ import annotations

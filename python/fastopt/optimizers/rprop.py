@@ -1,6 +1,6 @@
 """The Rprop family (irprop-, rprop-, rprop+, irprop+): the class and the functional form.
 
-Rule (docs/algorithms.md, "Rprop family"); kernel: csrc/optimizers/rprop.hpp.
+Rule: docs/algorithms.md, "Rprop family"; kernel: csrc/optimizers/rprop.hpp.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """SGD with momentum, dampening and Nesterov momentum: the class and the functional form.
 
-Rule (docs/algorithms.md, "SGD"); kernel: csrc/optimizers/sgd.hpp.
+Rule: docs/algorithms.md, "SGD"; kernel: csrc/optimizers/sgd.hpp.
 """
 
 from __future__ import annotations
