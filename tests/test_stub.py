@@ -32,3 +32,18 @@ def test_stub_matches_extension():
         if inspect.isclass(obj):
             actual = {n for n in vars(obj) if not n.startswith("_")}
             assert members - {"__init__"} == actual, name
+
+
+def test_stub_names_every_registered_optimizer():
+    """scripts/make_stub.py writes the registry's names as OptimizerName and a
+    line per optimizer with its declared hyperparameters: a new optimizer
+    needs a regenerated stub."""
+    tree = ast.parse(STUB.read_text())
+    literal = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                   and node.targets[0].id == "OptimizerName")
+    names = [element.value for element in literal.slice.elts]
+    assert names == sorted(_core.optimizers())
+    text = STUB.read_text()
+    for name, spec in _core.optimizers().items():
+        hypers = ", ".join(f"{h[0]}={h[1]!r}" for h in spec.hypers if h[3] in ("hyper", "class_only"))
+        assert f"#   {name}: {hypers};" in text, name
