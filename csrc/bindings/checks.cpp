@@ -135,7 +135,32 @@ void CheckedBuffers::add_array(std::size_t role, const RoleSpec& spec, py::handl
   buffers_.push_back(Buffer{std::move(a), where, spec.written, begin, end});
 }
 
+// The gradients are checked at every step of a plan, so this reads the
+// array's fields directly (type number, dimensions, flags) rather than
+// through the pybind11 accessors, each a call; any failure takes the slow
+// path below, which forms the message.
 void CheckedBuffers::add_grad(py::handle item, int i) {
+  constexpr int kFloat32 = 11, kFloat64 = 12;  // NPY_FLOAT, NPY_DOUBLE
+  constexpr int kContiguous = 0x1, kAligned = 0x100;  // NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_ALIGNED
+  if (py::isinstance<py::array>(item)) {
+    const auto* a = py::detail::array_proxy(item.ptr());
+    const auto* descr = py::detail::array_descriptor_proxy(a->descr);
+    const auto* param = py::detail::array_proxy(buffers_[static_cast<std::size_t>(i)].array.ptr());
+    const bool fast = descr->type_num == (is_double_ ? kFloat64 : kFloat32) && descr->byteorder != '>' &&
+                      (a->flags & (kContiguous | kAligned)) == (kContiguous | kAligned) && a->nd == param->nd &&
+                      std::equal(a->dimensions, a->dimensions + a->nd, param->dimensions);
+    if (fast) {
+      raw_[static_cast<std::size_t>(n_tensors_) + static_cast<std::size_t>(i)] = a->data;
+      const auto begin = reinterpret_cast<std::uintptr_t>(a->data);
+      const auto bytes = static_cast<std::uintptr_t>(sizes_[static_cast<std::size_t>(i)]) * (is_double_ ? 8 : 4);
+      grads_.push_back(Buffer{py::reinterpret_borrow<py::array>(item), Label{"grads", i}, false, begin, begin + bytes});
+      return;
+    }
+  }
+  add_grad_checked(item, i);
+}
+
+void CheckedBuffers::add_grad_checked(py::handle item, int i) {
   const Label where{"grads", i};
   if (!py::isinstance<py::array>(item))
     throw py::type_error(where.text() + " must be a numpy.ndarray, got " + type_name(item));

@@ -100,6 +100,7 @@ class CheckedBuffers {
   std::pmr::vector<Interval> intervals(bool written_only);
 
   void add_grad(py::handle item, int i);
+  void add_grad_checked(py::handle item, int i);
   Interval clash_with_written(const Buffer& b) const;
 
   // A step of a few arrays allocates nothing: the containers below start in
