@@ -72,6 +72,29 @@ template <class Opt>
 struct DecoupledByDefault<Opt, std::void_t<decltype(Opt::kDecoupledByDefault)>>
     : std::integral_constant<bool, Opt::kDecoupledByDefault> {};
 
+// An optimizer's cross-field checks (static void validate(const Hyper&)) and
+// which state arrays a tensor needs (static bool needs_state(int role, const
+// Hyper&, int ndim)) are optional: without them, no check and every array.
+template <class Opt, class = void>
+struct HasValidate : std::false_type {};
+template <class Opt>
+struct HasValidate<Opt, std::void_t<decltype(&Opt::validate)>> : std::true_type {};
+template <class Opt, class = void>
+struct HasNeedsState : std::false_type {};
+template <class Opt>
+struct HasNeedsState<Opt, std::void_t<decltype(&Opt::needs_state)>> : std::true_type {};
+
+template <class Opt>
+bool needs_state(int role, const double* values, int ndim) {
+  if constexpr (HasNeedsState<Opt>::value) return Opt::needs_state(role, as_hyper<Opt>(values), ndim);
+  else return true;
+}
+
+template <class Opt>
+void validate(const double* values) {
+  if constexpr (HasValidate<Opt>::value) Opt::validate(as_hyper<Opt>(values));
+}
+
 template <class Opt>
 HostSpec host_spec() {
   HostSpec spec{Opt::kName, {}, {}, {}, nullptr, nullptr};
@@ -82,8 +105,8 @@ HostSpec host_spec() {
       if (std::string(d.name) == "decoupled_weight_decay") d.default_value = 1.0;
   spec.state.assign(std::begin(Opt::kState), std::end(Opt::kState));
   for (const StateDecl& s : spec.state) spec.state_args.push_back(std::string(s.name) + "s");
-  spec.needs_state = [](int role, const double* v, int ndim) { return Opt::needs_state(role, as_hyper<Opt>(v), ndim); };
-  spec.validate = [](const double* v) { Opt::validate(as_hyper<Opt>(v)); };
+  spec.needs_state = &needs_state<Opt>;
+  spec.validate = &validate<Opt>;
   return spec;
 }
 

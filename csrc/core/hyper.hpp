@@ -89,6 +89,16 @@ constexpr int kSharedHyperCount = 4;
   static constexpr int kHyperCount = sizeof(kHypers) / sizeof(kHypers[0]);      \
   static_assert(sizeof(Hyper) == (kHyperCount + ::fastopt::kSharedHyperCount) * sizeof(double))
 
+// Lines several optimizers' lists share (betas as torch checks them; the
+// regularization every torch optimizer offers; the step count).
+#define FASTOPT_BETAS(X, beta1_default, beta2_default)            \
+  X(beta1, beta1_default, kUnitOpen, "beta parameter at index 0") \
+  X(beta2, beta2_default, kUnitOpen, "beta parameter at index 1")
+#define FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)         \
+  X(weight_decay, 0.0, kNonNegative, "weight_decay") \
+  X(maximize, 0, kFlag, "maximize")
+#define FASTOPT_STEP_COUNT(X) X(step, 1, kStep, "step", Origin::kPerStep)
+
 // How a state array's shape follows its parameter's.
 enum class StateShape : int {
   kLikeParam,     // the parameter's shape

@@ -34,9 +34,8 @@ struct Adafactor {
   X(eps1, std::nan(""), kOptionalNonNegative, "eps (index 0)")          \
   X(eps2, 1e-3, kNonNegative, "eps (index 1)")                          \
   X(d, 1.0, kAtLeastOne, "d (clipping threshold)")                      \
-  X(weight_decay, 0.0, kNonNegative, "weight_decay")                    \
-  X(maximize, 0, kFlag, "maximize")                                     \
-  X(step, 1, kStep, "step", Origin::kPerStep)
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                  \
+  FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ADAFACTOR_HYPERPARAMETERS);
   static constexpr StateDecl kState[] = {
       {"row_var", StateShape::kRowsOfParam}, {"col_var", StateShape::kColsOfParam}, {"variance"}};
@@ -62,7 +61,7 @@ struct Kernel<Adafactor> {
     T decay, tau, eps1_t, eps1_sq, w_t, one_minus_w;
 
     explicit Scalars(const Adafactor::Hyper& h)
-        : pre(h.shared, 0.0, h.maximize),
+        : pre(h.shared, 0.0, h.maximize, h.lr),
           lr(h.lr),
           w(std::pow(h.step, h.beta2_decay)),
           rho(std::min(h.lr, 1.0 / std::pow(h.step, 0.5))),

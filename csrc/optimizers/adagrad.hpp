@@ -12,53 +12,43 @@ namespace fastopt {
 
 struct Adagrad {
   static constexpr const char* kName = "adagrad";
-#define FASTOPT_ADAGRAD_HYPERPARAMETERS(X)           \
-  X(lr, 1e-2, kNonNegative, "lr")                    \
-  X(lr_decay, 0.0, kNonNegative, "lr_decay")         \
-  X(weight_decay, 0.0, kNonNegative, "weight_decay") \
+#define FASTOPT_ADAGRAD_HYPERPARAMETERS(X)                                                         \
+  X(lr, 1e-2, kNonNegative, "lr")                                                                  \
+  X(lr_decay, 0.0, kNonNegative, "lr_decay")                                                       \
   X(initial_accumulator_value, 0.0, kNonNegative, "initial_accumulator_value", Origin::kClassOnly) \
-  X(eps, 1e-10, kNonNegative, "eps")                 \
-  X(maximize, 0, kFlag, "maximize")                  \
-  X(step, 1, kStep, "step", Origin::kPerStep)
+  X(eps, 1e-10, kNonNegative, "eps")                                                               \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                                             \
+  FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ADAGRAD_HYPERPARAMETERS);
   static constexpr StateDecl kState[] = {{"sum"}};
   enum Role { kParam, kGrad, kSum };
-
-  static bool needs_state(int, const Hyper&, int) { return true; }
-  static void validate(const Hyper&) {}
 };
 
 namespace FASTOPT_TARGET_NAME {
 
 template <>
 struct Kernel<Adagrad> {
-  static constexpr int kVariants = 1;
-
   template <class T>
   struct Scalars {
     SharedScalars<T> pre;
-    T decay, tau, clr, eps;
+    T clr, eps;
     int variant = 0;
 
-    explicit Scalars(const Adagrad::Hyper& h) : pre(h.shared, h.weight_decay, h.maximize) {
-      const double decayed_lr = h.lr / (1.0 + (h.step - 1.0) * h.lr_decay);
-      decay = static_cast<T>(decoupled_decay(h.shared, decayed_lr, h.weight_decay));
-      tau = static_cast<T>(decayed_lr * h.shared.l1);
-      clr = static_cast<T>(decayed_lr);
-      eps = static_cast<T>(h.eps);
-    }
+    explicit Scalars(const Adagrad::Hyper& h)
+        : pre(h.shared, h.weight_decay, h.maximize, decayed_lr(h)),
+          clr(static_cast<T>(decayed_lr(h))),
+          eps(static_cast<T>(h.eps)) {}
+    static double decayed_lr(const Adagrad::Hyper& h) { return h.lr / (1.0 + (h.step - 1.0) * h.lr_decay); }
   };
 
   template <int, bool kStats, int kExtras, class T>
   FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict sum = x[Adagrad::kSum];
-    const T decay = s.decay, tau = s.tau, clr = s.clr, eps = s.eps;
-    update_elements<T, kStats, kExtras, true>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param0) {
-      using V = decltype(lane);
-      const V param = decayed<kExtras>(param0, decay);
-      const V acc = load_as(sum + i, lane) + grad * grad;
+    const T clr = s.clr, eps = s.eps;
+    update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
+      const auto acc = load_as(sum + i, lane) + grad * grad;
       store_to(sum + i, acc);
-      return prox_l1<kExtras>(param - clr * divide(grad, square_root(acc) + eps), tau);
+      return param - clr * divide(grad, square_root(acc) + eps);
     });
   }
 };

@@ -20,23 +20,18 @@ namespace fastopt {
 
 struct Adam {
   static constexpr const char* kName = "adam";
-#define FASTOPT_ADAM_HYPERPARAMETERS(X)                         \
-  X(lr, 1e-3, kNonNegative, "lr")                               \
-  X(beta1, 0.9, kUnitOpen, "beta parameter at index 0")         \
-  X(beta2, 0.999, kUnitOpen, "beta parameter at index 1")       \
-  X(eps, 1e-8, kNonNegative, "eps")                             \
-  X(weight_decay, 0.0, kNonNegative, "weight_decay")            \
-  X(amsgrad, 0, kFlag, "amsgrad")                               \
-  X(maximize, 0, kFlag, "maximize")                             \
-  X(step, 1, kStep, "step", Origin::kPerStep)
+#define FASTOPT_ADAM_HYPERPARAMETERS(X) \
+  X(lr, 1e-3, kNonNegative, "lr")       \
+  FASTOPT_BETAS(X, 0.9, 0.999)          \
+  X(eps, 1e-8, kNonNegative, "eps")     \
+  X(amsgrad, 0, kFlag, "amsgrad")       \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)  \
+  FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ADAM_HYPERPARAMETERS);
   static constexpr StateDecl kState[] = {{"exp_avg"}, {"exp_avg_sq"}, {"max_exp_avg_sq"}};
   enum Role { kParam, kGrad, kExpAvg, kExpAvgSq, kMaxExpAvgSq };
 
-  static bool needs_state(int role, const Hyper& h, int /*ndim*/) {
-    return role != kMaxExpAvgSq || h.amsgrad != 0.0;
-  }
-  static void validate(const Hyper&) {}
+  static bool needs_state(int role, const Hyper& h, int /*ndim*/) { return role != kMaxExpAvgSq || h.amsgrad != 0.0; }
 };
 
 namespace FASTOPT_TARGET_NAME {
@@ -48,22 +43,18 @@ struct Kernel<Adam> {
   template <class T>
   struct Scalars {
     SharedScalars<T> pre;
-    T decay, tau, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, inv_bc2_sqrt, eps;
+    Ema<T> first, second;
+    T step_size, inv_bc2_sqrt, eps;
     int variant;
 
-    explicit Scalars(const Adam::Hyper& h) : pre(h.shared, h.weight_decay, h.maximize) {
-      const double bc1 = 1.0 - std::pow(h.beta1, h.step), bc2 = 1.0 - std::pow(h.beta2, h.step);
-      decay = static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay));
-      tau = static_cast<T>(h.lr * h.shared.l1);
-      beta1 = static_cast<T>(h.beta1);
-      one_minus_beta1 = static_cast<T>(1.0 - h.beta1);
-      beta2 = static_cast<T>(h.beta2);
-      one_minus_beta2 = static_cast<T>(1.0 - h.beta2);
-      step_size = static_cast<T>(h.lr / bc1);
-      inv_bc2_sqrt = static_cast<T>(1.0 / std::sqrt(bc2));
-      eps = static_cast<T>(h.eps);
-      variant = h.amsgrad != 0.0;
-    }
+    explicit Scalars(const Adam::Hyper& h)
+        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
+          first(h.beta1),
+          second(h.beta2),
+          step_size(static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, h.step)))),
+          inv_bc2_sqrt(static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(h.beta2, h.step)))),
+          eps(static_cast<T>(h.eps)),
+          variant(h.amsgrad != 0.0) {}
   };
 
   template <int kAmsgrad, bool kStats, int kExtras, class T>
@@ -71,23 +62,20 @@ struct Kernel<Adam> {
     T* __restrict m = x[Adam::kExpAvg];
     T* __restrict v = x[Adam::kExpAvgSq];
     T* __restrict vmax = x[Adam::kMaxExpAvgSq];
-    const T decay = s.decay, tau = s.tau, beta1 = s.beta1, one_minus_beta1 = s.one_minus_beta1;
-    const T beta2 = s.beta2, one_minus_beta2 = s.one_minus_beta2, step_size = s.step_size;
-    const T inv_bc2_sqrt = s.inv_bc2_sqrt, eps = s.eps;
-    update_elements<T, kStats, kExtras, true>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param0) {
-      using V = decltype(lane);
-      const V param = decayed<kExtras>(param0, decay);
-      const V mi = beta1 * load_as(m + i, lane) + one_minus_beta1 * grad;
-      const V vi = beta2 * load_as(v + i, lane) + one_minus_beta2 * (grad * grad);
-      V vhat = vi;
+    const Ema<T> first = s.first, second = s.second;
+    const T step_size = s.step_size, inv_bc2_sqrt = s.inv_bc2_sqrt, eps = s.eps;
+    update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
+      const auto mi = first(load_as(m + i, lane), grad);
+      const auto vi = second(load_as(v + i, lane), grad * grad);
+      auto vhat = vi;
       if constexpr (kAmsgrad) {
-        const V vmax_old = load_as(vmax + i, lane);
+        const auto vmax_old = load_as(vmax + i, lane);
         vhat = vmax_old > vi ? vmax_old : vi;
         store_to(vmax + i, vhat);
       }
       store_to(m + i, mi);
       store_to(v + i, vi);
-      return prox_l1<kExtras>(param - step_size * divide(mi, square_root(vhat) * inv_bc2_sqrt + eps), tau);
+      return param - step_size * divide(mi, square_root(vhat) * inv_bc2_sqrt + eps);
     });
   }
 };

@@ -16,21 +16,17 @@ namespace fastopt {
 
 struct Asgd {
   static constexpr const char* kName = "asgd";
-#define FASTOPT_ASGD_HYPERPARAMETERS(X)                       \
-  X(lr, 1e-2, kNonNegative, "lr")                             \
-  X(lambd, 1e-4, kNonNegative, "lambd")                       \
-  X(alpha, 0.75, kFinite, "alpha", Origin::kClassOnly)        \
-  X(t0, 1e6, kNonNegative, "t0", Origin::kClassOnly)          \
-  X(weight_decay, 0.0, kNonNegative, "weight_decay")          \
-  X(maximize, 0, kFlag, "maximize")                           \
-  X(eta, 1e-2, kNonNegative, "eta", Origin::kPerStep)         \
+#define FASTOPT_ASGD_HYPERPARAMETERS(X)                \
+  X(lr, 1e-2, kNonNegative, "lr")                      \
+  X(lambd, 1e-4, kNonNegative, "lambd")                \
+  X(alpha, 0.75, kFinite, "alpha", Origin::kClassOnly) \
+  X(t0, 1e6, kNonNegative, "t0", Origin::kClassOnly)   \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                 \
+  X(eta, 1e-2, kNonNegative, "eta", Origin::kPerStep)  \
   X(mu, 1.0, kNonNegative, "mu", Origin::kPerStep)
   FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ASGD_HYPERPARAMETERS);
   static constexpr StateDecl kState[] = {{"ax"}};
   enum Role { kParam, kGrad, kAx };
-
-  static bool needs_state(int, const Hyper&, int) { return true; }
-  static void validate(const Hyper&) {}
 };
 
 namespace FASTOPT_TARGET_NAME {
@@ -42,12 +38,11 @@ struct Kernel<Asgd> {
   template <class T>
   struct Scalars {
     SharedScalars<T> pre;
-    T decay, tau, shrink, eta, mu;
+    T tau, shrink, eta, mu;
     int variant;
 
     explicit Scalars(const Asgd::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize),
-          decay(static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay))),
+        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
           tau(static_cast<T>(h.eta * h.shared.l1)),
           shrink(static_cast<T>(1.0 - h.lambd * h.eta)),
           eta(static_cast<T>(h.eta)),
@@ -58,10 +53,11 @@ struct Kernel<Asgd> {
   template <int kAverage, bool kStats, int kExtras, class T>
   FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict ax = x[Asgd::kAx];
-    const T decay = s.decay, tau = s.tau, shrink = s.shrink, eta = s.eta, mu = s.mu;
-    update_elements<T, kStats, kExtras, false>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param0) {
-      const T param = decayed<kExtras>(param0, decay);
-      const T updated = prox_l1<kExtras>(param * shrink - eta * grad, tau);
+    const T decay = s.pre.decay, tau = s.tau, shrink = s.shrink, eta = s.eta, mu = s.mu;
+    // Its own regularization: the L1 threshold follows eta, and ax averages the thresholded p.
+    update_elements<T, kStats, kExtras, kOwnRegularization>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad,
+                                                                                       T param0) {
+      const T updated = prox_l1<kExtras>(decayed<kExtras>(param0, decay) * shrink - eta * grad, tau);
       ax[i] = kAverage ? ax[i] + mu * (updated - ax[i]) : updated;
       return updated;
     });

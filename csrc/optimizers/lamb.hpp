@@ -26,17 +26,14 @@ struct Lamb {
   static constexpr const char* kName = "lamb";
 #define FASTOPT_LAMB_HYPERPARAMETERS(X)                     \
   X(lr, 1e-3, kNonNegative, "lr")                           \
-  X(beta1, 0.9, kUnitOpen, "beta parameter at index 0")     \
-  X(beta2, 0.999, kUnitOpen, "beta parameter at index 1")   \
+  FASTOPT_BETAS(X, 0.9, 0.999)                              \
   X(eps, 1e-6, kNonNegative, "eps")                         \
-  X(weight_decay, 0.0, kNonNegative, "weight_decay")        \
-  X(maximize, 0, kFlag, "maximize")                         \
-  X(step, 1, kStep, "step", Origin::kPerStep)
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                      \
+  FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_LAMB_HYPERPARAMETERS);
   static constexpr StateDecl kState[] = {{"exp_avg"}, {"exp_avg_sq"}};
   enum Role { kParam, kGrad, kExpAvg, kExpAvgSq };
 
-  static bool needs_state(int, const Hyper&, int) { return true; }
   static void validate(const Hyper& h) {
     require(h.shared.decoupled_weight_decay == 0.0, [] {
       return "LAMB's weight_decay is its own term of the update (r + weight_decay*p): "
@@ -56,7 +53,7 @@ struct Kernel<Lamb> {
     double lr;
 
     explicit Scalars(const Lamb::Hyper& h)
-        : pre(h.shared, 0.0, h.maximize),
+        : pre(h.shared, 0.0, h.maximize, h.lr),
           beta1(static_cast<T>(h.beta1)),
           one_minus_beta1(static_cast<T>(1.0 - h.beta1)),
           beta2(static_cast<T>(h.beta2)),

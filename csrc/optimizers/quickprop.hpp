@@ -29,32 +29,24 @@ struct Quickprop {
   X(decay, 1e-4, kNonNegative, "decay")                         \
   X(mode_switch, 0.0, kNonNegative, "mode_switch")              \
   X(momentum, 0.0, kNonNegative, "momentum")                    \
-  X(weight_decay, 0.0, kNonNegative, "weight_decay")            \
-  X(maximize, 0, kFlag, "maximize")
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
   FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_QUICKPROP_HYPERPARAMETERS);
   static constexpr StateDecl kState[] = {{"prev_step"}, {"prev_grad"}};
   enum Role { kParam, kGrad, kPrevStep, kPrevGrad };
-
-  static bool needs_state(int, const Hyper&, int) { return true; }
-  static void validate(const Hyper&) {}
 };
 
 namespace FASTOPT_TARGET_NAME {
 
 template <>
 struct Kernel<Quickprop> {
-  static constexpr int kVariants = 1;
-
   template <class T>
   struct Scalars {
     SharedScalars<T> pre;
-    T decoupled, tau, decay, lr, mu, shrink, theta, momentum;
+    T decay, lr, mu, shrink, theta, momentum;
     int variant = 0;
 
     explicit Scalars(const Quickprop::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize),
-          decoupled(static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay))),
-          tau(static_cast<T>(h.lr * h.shared.l1)),
+        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
           decay(static_cast<T>(h.decay)),
           lr(static_cast<T>(h.lr)),
           mu(static_cast<T>(h.mu)),
@@ -67,9 +59,11 @@ struct Kernel<Quickprop> {
   FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict prev_step = x[Quickprop::kPrevStep];
     T* __restrict prev_grad = x[Quickprop::kPrevGrad];
-    const T decoupled = s.decoupled, tau = s.tau, decay = s.decay;
+    const T decoupled = s.pre.decay, tau = s.pre.tau, decay = s.decay;
     const T lr = s.lr, mu = s.mu, shrink = s.shrink, theta = s.theta, momentum = s.momentum;
-    update_elements<T, kStats, kExtras, false>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param0) {
+    // Its own regularization: the decay term needs p before the decoupled decay.
+    update_elements<T, kStats, kExtras, kOwnRegularization>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad,
+                                                                                       T param0) {
       if (decay != T(0)) grad = grad + decay * param0;
       const T param = decayed<kExtras>(param0, decoupled);
       const T d = prev_step[i];

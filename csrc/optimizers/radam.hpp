@@ -16,20 +16,15 @@ namespace fastopt {
 
 struct Radam {
   static constexpr const char* kName = "radam";
-#define FASTOPT_RADAM_HYPERPARAMETERS(X)                    \
-  X(lr, 1e-3, kNonNegative, "lr")                           \
-  X(beta1, 0.9, kUnitOpen, "beta parameter at index 0")     \
-  X(beta2, 0.999, kUnitOpen, "beta parameter at index 1")   \
-  X(eps, 1e-8, kNonNegative, "eps")                         \
-  X(weight_decay, 0.0, kNonNegative, "weight_decay")        \
-  X(maximize, 0, kFlag, "maximize")                         \
-  X(step, 1, kStep, "step", Origin::kPerStep)
+#define FASTOPT_RADAM_HYPERPARAMETERS(X) \
+  X(lr, 1e-3, kNonNegative, "lr")        \
+  FASTOPT_BETAS(X, 0.9, 0.999)           \
+  X(eps, 1e-8, kNonNegative, "eps")      \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)   \
+  FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_RADAM_HYPERPARAMETERS);
   static constexpr StateDecl kState[] = {{"exp_avg"}, {"exp_avg_sq"}};
   enum Role { kParam, kGrad, kExpAvg, kExpAvgSq };
-
-  static bool needs_state(int, const Hyper&, int) { return true; }
-  static void validate(const Hyper&) {}
 };
 
 namespace FASTOPT_TARGET_NAME {
@@ -41,10 +36,12 @@ struct Kernel<Radam> {
   template <class T>
   struct Scalars {
     SharedScalars<T> pre;
-    T decay, tau, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size;
+    Ema<T> first, second;
+    T eps, step_size;
     int variant;
 
-    explicit Scalars(const Radam::Hyper& h) : pre(h.shared, h.weight_decay, h.maximize) {
+    explicit Scalars(const Radam::Hyper& h)
+        : pre(h.shared, h.weight_decay, h.maximize, h.lr), first(h.beta1), second(h.beta2), eps(static_cast<T>(h.eps)) {
       const double t = h.step, bc1 = 1.0 - std::pow(h.beta1, t), bc2 = 1.0 - std::pow(h.beta2, t);
       const double rho_inf = 2.0 / (1.0 - h.beta2) - 1.0;
       const double rho_t = rho_inf - 2.0 * t * std::pow(h.beta2, t) / bc2;
@@ -55,13 +52,6 @@ struct Kernel<Radam> {
       } else {
         step_size = static_cast<T>(h.lr / bc1);
       }
-      decay = static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay));
-      tau = static_cast<T>(h.lr * h.shared.l1);
-      beta1 = static_cast<T>(h.beta1);
-      one_minus_beta1 = static_cast<T>(1.0 - h.beta1);
-      beta2 = static_cast<T>(h.beta2);
-      one_minus_beta2 = static_cast<T>(1.0 - h.beta2);
-      eps = static_cast<T>(h.eps);
     }
   };
 
@@ -69,17 +59,15 @@ struct Kernel<Radam> {
   FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict m = x[Radam::kExpAvg];
     T* __restrict v = x[Radam::kExpAvgSq];
-    const T decay = s.decay, tau = s.tau, beta1 = s.beta1, one_minus_beta1 = s.one_minus_beta1;
-    const T beta2 = s.beta2, one_minus_beta2 = s.one_minus_beta2, eps = s.eps, step_size = s.step_size;
-    update_elements<T, kStats, kExtras, true>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param0) {
-      using V = decltype(lane);
-      const V param = decayed<kExtras>(param0, decay);
-      const V mi = beta1 * load_as(m + i, lane) + one_minus_beta1 * grad;
-      const V vi = beta2 * load_as(v + i, lane) + one_minus_beta2 * (grad * grad);
+    const Ema<T> first = s.first, second = s.second;
+    const T eps = s.eps, step_size = s.step_size;
+    update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
+      const auto mi = first(load_as(m + i, lane), grad);
+      const auto vi = second(load_as(v + i, lane), grad * grad);
       store_to(m + i, mi);
       store_to(v + i, vi);
-      if constexpr (kRectified) return prox_l1<kExtras>(param - step_size * divide(mi, square_root(vi) + eps), tau);
-      else return prox_l1<kExtras>(param - step_size * mi, tau);
+      if constexpr (kRectified) return param - step_size * divide(mi, square_root(vi) + eps);
+      else return param - step_size * mi;
     });
   }
 };

@@ -19,14 +19,13 @@ namespace fastopt {
 
 struct Rmsprop {
   static constexpr const char* kName = "rmsprop";
-#define FASTOPT_RMSPROP_HYPERPARAMETERS(X)           \
-  X(lr, 1e-2, kNonNegative, "lr")                    \
-  X(alpha, 0.99, kUnitClosed, "alpha value")         \
-  X(eps, 1e-8, kNonNegative, "eps")                  \
-  X(weight_decay, 0.0, kNonNegative, "weight_decay") \
-  X(momentum, 0.0, kNonNegative, "momentum")         \
-  X(centered, 0, kFlag, "centered")                  \
-  X(maximize, 0, kFlag, "maximize")
+#define FASTOPT_RMSPROP_HYPERPARAMETERS(X)     \
+  X(lr, 1e-2, kNonNegative, "lr")              \
+  X(alpha, 0.99, kUnitClosed, "alpha value")   \
+  X(eps, 1e-8, kNonNegative, "eps")            \
+  X(momentum, 0.0, kNonNegative, "momentum")   \
+  X(centered, 0, kFlag, "centered")            \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
   FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_RMSPROP_HYPERPARAMETERS);
   static constexpr StateDecl kState[] = {{"square_avg"}, {"grad_avg"}, {"momentum_buffer"}};
   enum Role { kParam, kGrad, kSquareAvg, kGradAvg, kMomentumBuffer };
@@ -36,7 +35,6 @@ struct Rmsprop {
     if (role == kMomentumBuffer) return h.momentum > 0.0;
     return true;
   }
-  static void validate(const Hyper&) {}
 };
 
 namespace FASTOPT_TARGET_NAME {
@@ -48,16 +46,14 @@ struct Kernel<Rmsprop> {
   template <class T>
   struct Scalars {
     SharedScalars<T> pre;
-    T decay, tau, lr, alpha, one_minus_alpha, eps, momentum;
+    Ema<T> average;
+    T lr, eps, momentum;
     int variant;
 
     explicit Scalars(const Rmsprop::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize),
-          decay(static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay))),
-          tau(static_cast<T>(h.lr * h.shared.l1)),
+        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
+          average(h.alpha),
           lr(static_cast<T>(h.lr)),
-          alpha(static_cast<T>(h.alpha)),
-          one_minus_alpha(static_cast<T>(1.0 - h.alpha)),
           eps(static_cast<T>(h.eps)),
           momentum(static_cast<T>(h.momentum)),
           variant(2 * (h.centered != 0.0) + (h.momentum > 0.0)) {}
@@ -69,30 +65,26 @@ struct Kernel<Rmsprop> {
     T* __restrict v = x[Rmsprop::kSquareAvg];
     T* __restrict a = x[Rmsprop::kGradAvg];
     T* __restrict b = x[Rmsprop::kMomentumBuffer];
-    const T decay = s.decay, tau = s.tau, lr = s.lr, alpha = s.alpha, one_minus_alpha = s.one_minus_alpha;
-    const T eps = s.eps, momentum = s.momentum;
-    update_elements<T, kStats, kExtras, true>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param0) {
-      using V = decltype(lane);
-      const V param = decayed<kExtras>(param0, decay);
-      const V vi = alpha * load_as(v + i, lane) + one_minus_alpha * (grad * grad);
+    const Ema<T> average = s.average;
+    const T lr = s.lr, eps = s.eps, momentum = s.momentum;
+    update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
+      const auto vi = average(load_as(v + i, lane), grad * grad);
       store_to(v + i, vi);
-      V var = vi;
+      auto var = vi;
       if constexpr (kCentered) {
-        const V ai = alpha * load_as(a + i, lane) + one_minus_alpha * grad;
+        const auto ai = average(load_as(a + i, lane), grad);
         store_to(a + i, ai);
         var = vi - ai * ai;
         var = var > T(0) ? var : T(0);
       }
-      const V avg = square_root(var) + eps;
-      V stepped;
+      const auto avg = square_root(var) + eps;
       if constexpr (kMomentum) {
-        const V bi = momentum * load_as(b + i, lane) + divide(grad, avg);
+        const auto bi = momentum * load_as(b + i, lane) + divide(grad, avg);
         store_to(b + i, bi);
-        stepped = param - lr * bi;
+        return param - lr * bi;
       } else {
-        stepped = param - lr * divide(grad, avg);
+        return param - lr * divide(grad, avg);
       }
-      return prox_l1<kExtras>(stepped, tau);
     });
   }
 };

@@ -35,8 +35,7 @@ struct Rprop {
   X(step_size_min, 1e-6, kNonNegative, "step_size_min")                           \
   X(step_size_max, 50.0, kFinite, "step_size_max")                                \
   X(variant, 0, kChoice, "variant", Origin::kHyper, kVariantNames)                \
-  X(weight_decay, 0.0, kNonNegative, "weight_decay")                              \
-  X(maximize, 0, kFlag, "maximize")                                               \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                            \
   X(loss_increased, 0, kFlag, "loss_increased", Origin::kPerStep)
   FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_RPROP_HYPERPARAMETERS);
   static constexpr StateDecl kState[] = {{"prev"}, {"step_size"}, {"prev_update"}};
@@ -67,7 +66,7 @@ struct Kernel<Rprop> {
     int variant;
 
     explicit Scalars(const Rprop::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize),
+        : pre(h.shared, h.weight_decay, h.maximize, 0.0),  // per-weight step sizes: below
           decoupled_wd(static_cast<T>(h.shared.decoupled_weight_decay != 0.0 ? h.weight_decay : 0.0)),
           eta_minus(static_cast<T>(h.etaminus)),
           eta_plus(static_cast<T>(h.etaplus)),
@@ -88,7 +87,8 @@ struct Kernel<Rprop> {
     // not vectorize selects on bools or on values it re-loads through the struct.
     const T decoupled_wd = s.decoupled_wd, l1 = s.pre.l1, eta_plus = s.eta_plus, eta_minus = s.eta_minus;
     const T step_min = s.step_min, step_max = s.step_max, restore = s.restore;
-    update_elements<T, kStats, kExtras, false>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param0) {
+    update_elements<T, kStats, kExtras, kOwnRegularization>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad,
+                                                                                       T param0) {
       const T agreement = sign_of(prev[i]) * sign_of(grad);
       const T shrink_or_keep = agreement < T(0) ? eta_minus : T(1);
       T d = step_size[i] * (agreement > T(0) ? eta_plus : shrink_or_keep);

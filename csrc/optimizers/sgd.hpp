@@ -15,14 +15,13 @@ namespace fastopt {
 
 struct Sgd {
   static constexpr const char* kName = "sgd";
-#define FASTOPT_SGD_HYPERPARAMETERS(X)              \
-  X(lr, 1e-3, kNonNegative, "lr")                   \
-  X(momentum, 0.0, kNonNegative, "momentum")        \
-  X(dampening, 0.0, kFinite, "dampening")           \
-  X(weight_decay, 0.0, kNonNegative, "weight_decay") \
-  X(nesterov, 0, kFlag, "nesterov")                 \
-  X(maximize, 0, kFlag, "maximize")                 \
-  X(step, 1, kStep, "step", Origin::kPerStep)
+#define FASTOPT_SGD_HYPERPARAMETERS(X)       \
+  X(lr, 1e-3, kNonNegative, "lr")            \
+  X(momentum, 0.0, kNonNegative, "momentum") \
+  X(dampening, 0.0, kFinite, "dampening")    \
+  X(nesterov, 0, kFlag, "nesterov")          \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)       \
+  FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_SGD_HYPERPARAMETERS);
   static constexpr StateDecl kState[] = {{"momentum_buffer"}};
   enum Role { kParam, kGrad, kMomentumBuffer };
@@ -45,19 +44,15 @@ struct Kernel<Sgd> {
   template <class T>
   struct Scalars {
     SharedScalars<T> pre;
-    T decay, tau, lr, momentum, one_minus_dampening;
+    T lr, momentum, one_minus_dampening;
     int variant;
 
     explicit Scalars(const Sgd::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize),
-          decay(static_cast<T>(decoupled_decay(h.shared, h.lr, h.weight_decay))),
-          tau(static_cast<T>(h.lr * h.shared.l1)),
+        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
           lr(static_cast<T>(h.lr)),
           momentum(static_cast<T>(h.momentum)),
-          one_minus_dampening(static_cast<T>(1.0 - h.dampening)) {
-      const int mode = h.momentum == 0.0 ? 0 : h.step == 1.0 ? 1 : 2;
-      variant = 2 * mode + (h.nesterov != 0.0);
-    }
+          one_minus_dampening(static_cast<T>(1.0 - h.dampening)),
+          variant(2 * (h.momentum == 0.0 ? 0 : h.step == 1.0 ? 1 : 2) + (h.nesterov != 0.0)) {}
   };
 
   template <int kVariant, bool kStats, int kExtras, class T>
@@ -65,17 +60,15 @@ struct Kernel<Sgd> {
     constexpr int kMode = kVariant / 2;
     constexpr bool kNesterov = kVariant % 2;
     T* __restrict b = x[Sgd::kMomentumBuffer];
-    const T decay = s.decay, tau = s.tau, lr = s.lr, momentum = s.momentum, damp = s.one_minus_dampening;
-    update_elements<T, kStats, kExtras, false>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param0) {
-      using V = decltype(lane);
-      const V param = decayed<kExtras>(param0, decay);
+    const T lr = s.lr, momentum = s.momentum, damp = s.one_minus_dampening;
+    update_elements<T, kStats, kExtras, kPlainRule>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param) {
       if constexpr (kMode != 0) {
-        V buf = grad;
-        if constexpr (kMode == 2) buf = momentum * load_as(b + i, lane) + damp * grad;
-        store_to(b + i, buf);
+        T buf = grad;
+        if constexpr (kMode == 2) buf = momentum * b[i] + damp * grad;
+        b[i] = buf;
         grad = kNesterov ? grad + momentum * buf : buf;
       }
-      return prox_l1<kExtras>(param - lr * grad, tau);
+      return param - lr * grad;
     });
   }
 };

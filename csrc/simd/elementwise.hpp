@@ -63,17 +63,21 @@ inline void with_flags(const Batch<T>& batch, int extras, Fn&& fn) {
 template <class T>
 struct SharedScalars {
   T sign, grad_scale, clip, coupled_wd, wd, l1;
+  T decay, tau;  // decoupled decay factor 1 - lr*wd (in double, then rounded); L1 threshold lr*l1
 
   int extras;  // kNoExtras, kCoupledL2 or kAllExtras (above)
 
-  // weight_decay is the optimizer's own (coupled L2 unless h.decoupled_weight_decay).
-  SharedScalars(const SharedHyper& h, double weight_decay, double maximize)
+  // weight_decay is the optimizer's own (coupled L2 unless h.decoupled_weight_decay);
+  // lr the step size the decoupled decay and the L1 threshold scale with.
+  SharedScalars(const SharedHyper& h, double weight_decay, double maximize, double lr)
       : sign(maximize != 0.0 ? T(-1) : T(1)),
         grad_scale(static_cast<T>(h.grad_scale)),
         clip(static_cast<T>(h.clip_value)),
         coupled_wd(static_cast<T>(h.decoupled_weight_decay != 0.0 ? 0.0 : weight_decay)),
         wd(static_cast<T>(weight_decay)),
         l1(static_cast<T>(h.l1)),
+        decay(static_cast<T>(h.decoupled_weight_decay != 0.0 ? 1.0 - lr * weight_decay : 1.0)),
+        tau(static_cast<T>(lr * h.l1)),
         extras(h.grad_scale != 1.0 || h.clip_value != HUGE_VAL || h.l1 != 0.0 ||
                        (h.decoupled_weight_decay != 0.0 && weight_decay != 0.0)
                    ? kAllExtras
@@ -98,11 +102,6 @@ inline V preprocess_grad(V g, V param, T sign, T grad_scale, T clip, T coupled_w
   return g;
 }
 
-// The decoupled decay factor 1 - lr*wd, computed once in double.
-inline double decoupled_decay(const SharedHyper& h, double lr, double weight_decay) {
-  return h.decoupled_weight_decay != 0.0 ? 1.0 - lr * weight_decay : 1.0;
-}
-
 // The parameter the rule starts from: decayed (decoupled weight decay) at
 // the kAllExtras level, as is below it.
 template <int kExtras, class V, class T>
@@ -120,6 +119,18 @@ inline V prox_l1(V p, T tau) {
   const V thresholded = shrunk > T(0) ? with_sign_of(shrunk, p) : T(0);
   return tau > T(0) ? thresholded : p;
 }
+
+// An exponential moving average's coefficients, rounded to T once:
+// average(x, y) = beta*x + (1 - beta)*y, with 1 - beta computed in double.
+template <class T>
+struct Ema {
+  T beta, rest;
+  explicit Ema(double b) : beta(static_cast<T>(b)), rest(static_cast<T>(1.0 - b)) {}
+  template <class V>
+  V operator()(V x, V y) const {
+    return beta * x + rest * y;
+  }
+};
 
 // sign(x) with sign(0) = 0, as a value of the buffer's type.
 // Selects in T, not (x > 0) - (x < 0) in int: mixing int with double lanes
@@ -155,25 +166,36 @@ inline void for_each_element(std::int64_t n, double (&sums)[kStatFields], Step s
   if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
 }
 
+// How a rule runs in update_elements (a template argument).
+enum RuleForm {
+  kPlainRule = 0,           // T lanes only
+  kWideRule = 1,            // also F64x8 lanes (bound by the divide/sqrt unit: see for_each_element)
+  kOwnRegularization = 2,   // the rule decays and thresholds p itself (its own step size per element)
+};
+
 // What every elementwise optimizer does around its rule, for each element:
-// load p and g (roles 0 and 1), the shared gradient preprocessing, then
-// rule(lane, i, grad, param) -> the new parameter (the rule applies decayed()
-// and prox_l1() itself, with its own learning rate), store it, and gather the
-// step statistics.
-template <class T, bool kStats, int kExtras, bool kWide, class Rule>
+// load p and g (roles 0 and 1), the shared gradient preprocessing and the
+// decoupled decay, then rule(lane, i, grad, param) -> the stepped
+// parameter, the L1 proximal step, the store and the step statistics.
+template <class T, bool kStats, int kExtras, int kForm, class Rule>
 inline void update_elements(const SharedScalars<T>& pre, T* const* x, std::int64_t n, double (&sums)[kStatFields],
                             Rule rule) {
+  constexpr bool kRegularize = !(kForm & kOwnRegularization);
   T* __restrict p = x[0];
   const T* __restrict g = x[1];
   const T sign = pre.sign, grad_scale = pre.grad_scale, clip = pre.clip, coupled_wd = pre.coupled_wd;
-  for_each_element<T, kStats, kWide>(n, sums, [=](auto lane, std::int64_t i, auto& gs, auto& ps, auto& us, auto& nf) {
+  const T decay = pre.decay, tau = pre.tau;
+  auto element = [=](auto lane, std::int64_t i, auto& gs, auto& ps, auto& us, auto& nf) {
     using V = decltype(lane);
     const V g_raw = load_as(g + i, lane), param0 = load_as(p + i, lane);
     const V grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
-    const V updated = rule(lane, i, grad, param0);
+    V updated;
+    if constexpr (kRegularize) updated = prox_l1<kExtras>(rule(lane, i, grad, decayed<kExtras>(param0, decay)), tau);
+    else updated = rule(lane, i, grad, param0);
     store_to(p + i, updated);
     if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
-  });
+  };
+  for_each_element<T, kStats, (kForm & kWideRule) != 0>(n, sums, element);
 }
 
 // Calls fn(std::integral_constant<int, v>) for a runtime v in [0, kCount):
@@ -187,9 +209,19 @@ inline void with_variant(int v, Fn&& fn) {
   with_variant_impl<kCount>(v, fn, std::make_integer_sequence<int, kCount>{});
 }
 
+// The number of compiled variants of a rule: K::kVariants, 1 if it has none.
+template <class K, class = void>
+struct VariantCount : std::integral_constant<int, 1> {};
+template <class K>
+struct VariantCount<K, std::void_t<decltype(K::kVariants)>> : std::integral_constant<int, K::kVariants> {};
+template <class K>
+constexpr int variants_of() {
+  return VariantCount<K>::value;
+}
+
 // The optimizer's element rule, specialized in its header (optimizers/):
 //   template <class T> struct Scalars { SharedScalars<T> pre; int variant; ...; explicit Scalars(const Hyper&); };
-//   static constexpr int kVariants;
+//   static constexpr int kVariants;  (optional: 1)
 //   template <int kVariant, bool kStats, int kExtras, class T>
 //   static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]);
 // x[role] points at element 0 of the span in each role (nullptr: absent).
@@ -232,7 +264,7 @@ void step_elementwise(const Batch<T>& batch, const double* hypers, std::size_t n
       x[r] = base ? base + b : nullptr;
     }
     double sums[kStatFields] = {};
-    with_variant<K::kVariants>(s.variant, [&](auto variant) {
+    with_variant<variants_of<K>()>(s.variant, [&](auto variant) {
       with_flags(batch, s.pre.extras, [&](auto stats, auto extras) {
         K::template span<decltype(variant)::value, decltype(stats)::value, decltype(extras)::value>(s, x, e - b,
                                                                                                      sums);

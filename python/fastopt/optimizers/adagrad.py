@@ -46,7 +46,7 @@ def adagrad_(params: ArrayOrList, grads: ArrayOrList, sums: ArrayOrList, *, step
              maximize: bool = False, l1: float = 0.0, decoupled_weight_decay: bool = False,
              grad_scale: float = 1.0, clip_value: float | None = None, num_threads: int = 0,
              stats: bool = False) -> StepStats | None:
-    values = (lr, lr_decay, weight_decay, 0.0, eps, maximize, step,  # 0.0: initial_accumulator_value (class only)
+    values = (lr, lr_decay, 0.0, eps, weight_decay, maximize, step,  # 0.0: initial_accumulator_value (class only)
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (sums,), (values,), None, num_threads, False, stats)
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)

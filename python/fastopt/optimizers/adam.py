@@ -75,7 +75,7 @@ def adam_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_av
         beta1, beta2 = betas
     except (TypeError, ValueError):
         raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
-    values = (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, step,
+    values = (lr, beta1, beta2, eps, amsgrad, weight_decay, maximize, step,
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs, max_exp_avg_sqs), (values,), None, num_threads, False,
                         stats)

@@ -69,7 +69,7 @@ def nadam_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_a
         beta1, beta2 = betas
     except (TypeError, ValueError):
         raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
-    values = (lr, beta1, beta2, eps, weight_decay, momentum_decay, maximize, step, mu_product,
+    values = (lr, beta1, beta2, eps, momentum_decay, weight_decay, maximize, step, mu_product,
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs), (values,), None, num_threads, False,
                         stats)

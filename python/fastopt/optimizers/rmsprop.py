@@ -51,7 +51,7 @@ def rmsprop_(params: ArrayOrList, grads: ArrayOrList, square_avgs: ArrayOrList,
              decoupled_weight_decay: bool = False, grad_scale: float = 1.0,
              clip_value: float | None = None, num_threads: int = 0,
              stats: bool = False) -> StepStats | None:
-    values = (lr, alpha, eps, weight_decay, momentum, centered, maximize,
+    values = (lr, alpha, eps, momentum, centered, weight_decay, maximize,
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (square_avgs, grad_avgs, momentum_buffers), (values,), None, num_threads, False,
                         stats)

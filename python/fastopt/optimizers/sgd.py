@@ -55,7 +55,7 @@ def sgd_(params: ArrayOrList, grads: ArrayOrList, momentum_buffers: ArrayOrList 
          decoupled_weight_decay: bool = False, grad_scale: float = 1.0,
          clip_value: float | None = None, num_threads: int = 0,
          stats: bool = False) -> StepStats | None:
-    values = (lr, momentum, dampening, weight_decay, nesterov, maximize, step,
+    values = (lr, momentum, dampening, nesterov, weight_decay, maximize, step,
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (momentum_buffers,), (values,), None, num_threads, False,
                         stats)
