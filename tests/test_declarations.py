@@ -331,11 +331,28 @@ def fixed_value(cls, name):
 
 def assert_values(cls, fn, recorded, expected):
     """Compares the recorded tuple with `expected` ({name: value, or a type
-    for a per-step value derived from other arguments}) in declared order."""
-    names = [h[0] for h in SPECS[cls._name].hypers]
+    for a per-step value derived from other arguments}) in declared order; a
+    pair (betas, ...) is one item of the tuple, its two halves in order."""
+    spec = SPECS[cls._name]
+    pair_of = {first: (first, second) for first, second in spec.pairs.values()}
+    seconds = {second for _first, second in spec.pairs.values()}
+    names = [h[0] for h in spec.hypers if h[0] not in seconds]
     assert len(recorded) == len(names), f"{fn.__name__} packs {len(recorded)} values, {len(names)} declared"
-    wrong = []
+    unpacked, unpacked_names = [], []
     for name, got in zip(names, recorded):
+        if name in pair_of:
+            assert isinstance(got, (tuple, list)), f"{name}'s pair packed as {got!r}"
+            assert len(got) == 2, f"{name}'s pair packed as {got!r}"
+            unpacked += list(got)
+            unpacked_names += list(pair_of[name])
+        else:
+            unpacked.append(got)
+            unpacked_names.append(name)
+    checks = {h[0]: h[2] for h in spec.hypers}
+    unpacked = [math.inf if got is None and checks[name] == "positive_or_inf" else got  # None: no clipping
+                for name, got in zip(unpacked_names, unpacked)]
+    wrong = []
+    for name, got in zip(unpacked_names, unpacked):
         want = expected[name]
         if isinstance(want, type):
             if not isinstance(got, want):
@@ -412,9 +429,7 @@ def test_functional_passes_declared_defaults(cls, monkeypatch):
             expected[name] = default
         else:
             expected[name] = fixed_value(cls, name)
-    recorded = tuple(math.inf if (v is None and h[2] == "positive_or_inf") else v
-                     for v, h in zip(record["values"], spec.hypers))
-    assert_values(cls, fn, recorded, expected)
+    assert_values(cls, fn, record["values"], expected)
 
 
 # ---------------------------------------------------------------- (d): stub

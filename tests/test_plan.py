@@ -26,7 +26,7 @@ import pytest
 
 from fastopt import _core, optim
 from fastopt import reference as R
-from fastopt.optimizers._base import PAIRS, Optimizer, TrackedState
+from fastopt.optimizers._base import SPECS, Optimizer, TrackedState
 
 
 # ------------------------------------------------------------------ helpers
@@ -38,6 +38,10 @@ def gradient(p: np.ndarray, t: int) -> np.ndarray:
 def loss_at(t: int) -> float:
     """Goes up and down: irprop+ backtracks on some steps only."""
     return 1.0 + 0.3 * math.sin(1.7 * t)
+
+
+# Every declared pair (betas, etas, step_sizes, ...) and its halves.
+PAIRS = {name: halves for spec in SPECS.values() for name, halves in spec.pairs.items()}
 
 
 def reference_kwargs(fn, group) -> dict:

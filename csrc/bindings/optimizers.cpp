@@ -224,17 +224,50 @@ double parse_value(const HyperDecl& d, PyObject* item) {
   return x;
 }
 
-// The hyperparameter sets of a call, flattened: set k is values[k*width ...].
+// Whether field f is the first half of a pair (its second half is f + 1).
+bool starts_pair(const HostSpec& spec, std::size_t f) {
+  const HyperDecl& d = spec.hypers[f];
+  return d.pair && f + 1 < spec.hypers.size() && spec.hypers[f + 1].pair &&
+         std::strcmp(d.pair, spec.hypers[f + 1].pair) == 0;
+}
+
+// The values Python passes per set: one per field, one per pair.
+std::size_t python_width(const HostSpec& spec) {
+  std::size_t width = 0;
+  for (std::size_t f = 0; f < spec.hypers.size(); f += starts_pair(spec, f) ? 2 : 1) ++width;
+  return width;
+}
+
+// One set: the fields in declared order, a pair read from one 2-sequence.
+void parse_set(const HostSpec& spec, PyObject* set, double* row) {
+  PyObject* const* items = PySequence_Fast_ITEMS(set);
+  std::size_t item = 0;
+  for (std::size_t f = 0; f < spec.hypers.size(); ++f, ++item) {
+    if (!starts_pair(spec, f)) {
+      row[f] = parse_value(spec.hypers[f], items[item]);
+      continue;
+    }
+    PyObject* both = items[item];
+    if (!(PyTuple_Check(both) || PyList_Check(both)) || PySequence_Fast_GET_SIZE(both) != 2)
+      throw py::value_error(std::string(spec.hypers[f].pair) + " must be a pair of numbers, got " +
+                            std::string(py::repr(both)));
+    row[f] = parse_value(spec.hypers[f], PySequence_Fast_ITEMS(both)[0]);
+    row[f + 1] = parse_value(spec.hypers[f + 1], PySequence_Fast_ITEMS(both)[1]);
+    ++f;
+  }
+}
+
+// The hyperparameter sets of a call, flattened: set k is values[k*fields ...].
 // The vector is this thread's scratch (no allocation per step), valid until
 // the thread's next call.
 const std::vector<double>& parse_hypers(const HostSpec& spec, py::handle hypers) {
   if (!PyList_Check(hypers.ptr()) && !PyTuple_Check(hypers.ptr()))
     throw py::type_error("hypers must be a list of hyperparameter sequences");
-  const std::size_t width = spec.hypers.size();
+  const std::size_t fields = spec.hypers.size(), width = python_width(spec);
   const py::ssize_t n_sets = PySequence_Fast_GET_SIZE(hypers.ptr());
   if (n_sets == 0) throw py::value_error("hypers must hold at least one hyperparameter set");
   thread_local std::vector<double> values;
-  values.assign(static_cast<std::size_t>(n_sets) * width, 0.0);
+  values.assign(static_cast<std::size_t>(n_sets) * fields, 0.0);
   for (py::ssize_t k = 0; k < n_sets; ++k) {
     PyObject* set = PySequence_Fast_ITEMS(hypers.ptr())[k];
     if (!PyList_Check(set) && !PyTuple_Check(set))
@@ -242,8 +275,8 @@ const std::vector<double>& parse_hypers(const HostSpec& spec, py::handle hypers)
     if (static_cast<std::size_t>(PySequence_Fast_GET_SIZE(set)) != width)
       throw py::value_error(std::string(spec.name) + " takes " + std::to_string(width) +
                             " hyperparameters per set, got " + std::to_string(PySequence_Fast_GET_SIZE(set)));
-    double* row = values.data() + static_cast<std::size_t>(k) * width;
-    for (std::size_t f = 0; f < width; ++f) row[f] = parse_value(spec.hypers[f], PySequence_Fast_ITEMS(set)[f]);
+    double* row = values.data() + static_cast<std::size_t>(k) * fields;
+    parse_set(spec, set, row);
     spec.validate(row);
   }
   return values;
@@ -490,7 +523,14 @@ void bind_optimizers(py::module_& m) {
                                     py::tuple(choices)));
         }
         return out;
-      }, "(name, default, check, origin, choices) per hyperparameter, in the order step() takes them.")
+      }, "(name, default, check, origin, choices) per hyperparameter, in declared order (step() takes "
+         "the two halves of a pair as one pair: see pairs).")
+      .def_property_readonly("pairs", [](const HostSpec& s) {
+        py::dict out;
+        for (std::size_t f = 0; f < s.hypers.size(); ++f)
+          if (starts_pair(s, f)) out[s.hypers[f].pair] = py::make_tuple(s.hypers[f].name, s.hypers[f + 1].name);
+        return out;
+      }, "{pair: (first, second)}: two consecutive hyperparameters that step() takes as one pair.")
       .def_property_readonly("state", [](const HostSpec& s) {
         py::list out;
         for (const StateDecl& d : s.state) out.append(py::make_tuple(d.name, shape_name(d.shape)));

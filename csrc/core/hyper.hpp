@@ -53,6 +53,7 @@ struct HyperDecl {
   const char* label;           // how messages name it: "invalid <label>: ..."
   Origin origin = Origin::kHyper;
   const char* const* choices = nullptr;  // kChoice: nullptr-terminated
+  const char* pair = nullptr;  // two consecutive fields Python passes as one pair ("betas")
 };
 
 // The regularization and clipping every optimizer offers, applied in the same
@@ -91,9 +92,9 @@ constexpr int kSharedHyperCount = 4;
 
 // Lines several optimizers' lists share (betas as torch checks them; the
 // regularization every torch optimizer offers; the step count).
-#define FASTOPT_BETAS(X, beta1_default, beta2_default)            \
-  X(beta1, beta1_default, kUnitOpen, "beta parameter at index 0") \
-  X(beta2, beta2_default, kUnitOpen, "beta parameter at index 1")
+#define FASTOPT_BETAS(X, beta1_default, beta2_default)                                            \
+  X(beta1, beta1_default, kUnitOpen, "beta parameter at index 0", Origin::kHyper, nullptr, "betas") \
+  X(beta2, beta2_default, kUnitOpen, "beta parameter at index 1", Origin::kHyper, nullptr, "betas")
 #define FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)         \
   X(weight_decay, 0.0, kNonNegative, "weight_decay") \
   X(maximize, 0, kFlag, "maximize")

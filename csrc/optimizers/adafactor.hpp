@@ -31,8 +31,8 @@ struct Adafactor {
 #define FASTOPT_ADAFACTOR_HYPERPARAMETERS(X)                            \
   X(lr, 1e-2, kNonNegative, "lr")                                       \
   X(beta2_decay, -0.8, kNonPositive, "beta2_decay")                     \
-  X(eps1, std::nan(""), kOptionalNonNegative, "eps (index 0)")          \
-  X(eps2, 1e-3, kNonNegative, "eps (index 1)")                          \
+  X(eps1, std::nan(""), kOptionalNonNegative, "eps (index 0)", Origin::kHyper, nullptr, "eps") \
+  X(eps2, 1e-3, kNonNegative, "eps (index 1)", Origin::kHyper, nullptr, "eps")                 \
   X(d, 1.0, kAtLeastOne, "d (clipping threshold)")                      \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                  \
   FASTOPT_STEP_COUNT(X)

@@ -30,10 +30,10 @@ struct Rprop {
   enum Variant { kIrpropMinus, kRpropMinus, kRpropPlus, kIrpropPlus };
 #define FASTOPT_RPROP_HYPERPARAMETERS(X)                                          \
   X(lr, 1e-2, kPositive, "lr (initial step size)", Origin::kClassOnly)                \
-  X(etaminus, 0.5, kFinite, "etaminus")                                           \
-  X(etaplus, 1.2, kFinite, "etaplus")                                             \
-  X(step_size_min, 1e-6, kNonNegative, "step_size_min")                           \
-  X(step_size_max, 50.0, kFinite, "step_size_max")                                \
+  X(etaminus, 0.5, kFinite, "etaminus", Origin::kHyper, nullptr, "etas")         \
+  X(etaplus, 1.2, kFinite, "etaplus", Origin::kHyper, nullptr, "etas")           \
+  X(step_size_min, 1e-6, kNonNegative, "step_size_min", Origin::kHyper, nullptr, "step_sizes") \
+  X(step_size_max, 50.0, kFinite, "step_size_max", Origin::kHyper, nullptr, "step_sizes")      \
   X(variant, 0, kChoice, "variant", Origin::kHyper, kVariantNames)                \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                            \
   X(loss_increased, 0, kFlag, "loss_increased", Origin::kPerStep)

@@ -26,10 +26,6 @@ ArrayOrList = Union[np.ndarray, Sequence[np.ndarray]]
 
 SPECS = _core.optimizers()
 
-# Class arguments that hold two of the kernel's hyperparameters.
-PAIRS = {"betas": ("beta1", "beta2"), "etas": ("etaminus", "etaplus"),
-         "step_sizes": ("step_size_min", "step_size_max")}
-
 
 @dataclass(frozen=True)
 class StepStats:
@@ -93,6 +89,38 @@ def hyperparameters(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------- state
+_DICT_READS = ("__getitem__", "__contains__", "get", "items", "values", "keys", "__iter__", "__len__",
+               "__repr__", "copy")
+_DICT_WRITES = ("__setitem__", "__delitem__", "pop", "popitem", "setdefault", "update", "clear")
+_LIST_WRITES = ("__setitem__", "__delitem__", "__iadd__", "append", "extend", "insert", "pop", "remove",
+                "clear", "sort", "reverse")
+
+
+def _before(hook: str, names):
+    """Class decorator: each named method first calls ``self.<hook>()``, then
+    the base class's method (state reads sync the lazy scalar state; writes
+    invalidate the step plan)."""
+    def decorate(cls):
+        base = cls.__mro__[1]
+
+        def wrap(name):
+            inherited = getattr(base, name)
+
+            def method(self, *args, **kwargs):
+                getattr(self, hook)()
+                return inherited(self, *args, **kwargs)
+            method.__name__ = name
+            return method
+
+        for name in names:
+            if name not in vars(cls):  # a method of the class's own already calls the hook
+                setattr(cls, name, wrap(name))
+        return cls
+    return decorate
+
+
+@_before("_sync", _DICT_READS)
+@_before("_changed", _DICT_WRITES)
 class ParamState(dict):
     """Per-parameter state, keyed by the parameter's index in ``param_groups``
     order (as in torch's ``state_dict``); a parameter array itself is also
@@ -119,6 +147,10 @@ class ParamState(dict):
             plan, self._pending = self._pending, None
             plan.write_scalar_state()
 
+    def _changed(self):
+        self._sync()
+        self.version += 1
+
     def _key(self, key):
         if isinstance(key, np.ndarray):
             try:
@@ -127,11 +159,7 @@ class ParamState(dict):
                 raise KeyError("this array is not a parameter of the optimizer") from None
         return key
 
-    def _changed(self):
-        self._sync()
-        self.version += 1
-
-    # reads
+    # Keys may be parameter arrays: these translate them (and sync or invalidate first).
     def __getitem__(self, key):
         self._sync()
         return super().__getitem__(self._key(key))
@@ -146,35 +174,6 @@ class ParamState(dict):
     def get(self, key, default=None):
         return self[key] if key in self else default
 
-    def items(self):
-        self._sync()
-        return super().items()
-
-    def values(self):
-        self._sync()
-        return super().values()
-
-    def __iter__(self):
-        self._sync()
-        return super().__iter__()
-
-    def keys(self):
-        self._sync()
-        return super().keys()
-
-    def __len__(self):
-        self._sync()
-        return super().__len__()
-
-    def __repr__(self):
-        self._sync()
-        return super().__repr__()
-
-    def copy(self):
-        self._sync()
-        return dict(super().items())
-
-    # writes: each invalidates the step plan
     def __setitem__(self, key, value):
         self._changed()
         super().__setitem__(self._key(key), TrackedState(self, value))
@@ -186,10 +185,6 @@ class ParamState(dict):
     def pop(self, key, *default):
         self._changed()
         return super().pop(self._key(key), *default)
-
-    def popitem(self):
-        self._changed()
-        return super().popitem()
 
     def setdefault(self, key, default=None):
         self._changed()
@@ -203,11 +198,13 @@ class ParamState(dict):
         for key, value in dict(*args, **kwargs).items():
             super().__setitem__(self._key(key), TrackedState(self, value))
 
-    def clear(self):
-        self._changed()
-        super().clear()
+    def copy(self):
+        self._sync()
+        return dict(super().items())
 
 
+@_before("_sync", _DICT_READS)
+@_before("_changed", _DICT_WRITES)
 class TrackedState(dict):
     """One parameter's state dict; reading brings it up to date, any change
     bumps the owner's version."""
@@ -216,161 +213,30 @@ class TrackedState(dict):
         super().__init__(*args, **kwargs)
         self._owner = owner
 
-    def __getitem__(self, key):
+    def _sync(self):
         self._owner._sync()
-        return super().__getitem__(key)
-
-    def get(self, key, default=None):
-        self._owner._sync()
-        return super().get(key, default)
-
-    def items(self):
-        self._owner._sync()
-        return super().items()
-
-    def values(self):
-        self._owner._sync()
-        return super().values()
-
-    def keys(self):
-        self._owner._sync()
-        return super().keys()
-
-    def __iter__(self):
-        self._owner._sync()
-        return super().__iter__()
-
-    def __repr__(self):
-        self._owner._sync()
-        return super().__repr__()
-
-    def copy(self):
-        self._owner._sync()
-        return dict(super().items())
 
     def _changed(self):
         self._owner._changed()
 
-    def __setitem__(self, key, value):
-        self._changed()
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key):
-        self._changed()
-        super().__delitem__(key)
-
-    def update(self, *args, **kwargs):
-        self._changed()
-        super().update(*args, **kwargs)
-
-    def pop(self, *args):
-        self._changed()
-        return super().pop(*args)
-
-    def popitem(self):
-        self._changed()
-        return super().popitem()
-
-    def setdefault(self, key, default=None):
-        self._changed()
-        return super().setdefault(key, default)
-
-    def clear(self):
-        self._changed()
-        super().clear()
+    def copy(self):
+        self._sync()
+        return dict(super().items())
 
 
-class ParamGroups(list):
-    """``param_groups``: replacing, adding or removing a group, or changing a
-    group's ``params`` list, re-keys the state (each parameter keeps its own)
-    and invalidates the step plan; hyperparameter values such as ``lr`` are
-    read at every step and need neither."""
+@_before("_changed", _LIST_WRITES)
+class TrackedList(list):
+    """``param_groups``, and each group's ``params``: adding, replacing or
+    removing a group or a parameter re-keys the state (each parameter keeps
+    its own) and invalidates the step plan. Hyperparameter values such as
+    ``lr`` are read at every step and need neither."""
 
-    def __init__(self, owner: Optimizer):
-        super().__init__()
-        self._owner = owner
-
-    def _changed(self):
-        self._owner._structure_changing()
-
-    def __setitem__(self, index, value):
-        self._changed()
-        super().__setitem__(index, value)
-
-    def __delitem__(self, index):
-        self._changed()
-        super().__delitem__(index)
-
-    def append(self, group):
-        self._changed()
-        super().append(group)
-
-    def extend(self, groups):
-        self._changed()
-        super().extend(groups)
-
-    def insert(self, index, group):
-        self._changed()
-        super().insert(index, group)
-
-    def pop(self, *args):
-        self._changed()
-        return super().pop(*args)
-
-    def remove(self, group):
-        self._changed()
-        super().remove(group)
-
-    def clear(self):
-        self._changed()
-        super().clear()
-
-
-class ParamList(list):
-    """A group's ``params``: any change re-keys the state and invalidates the step plan."""
-
-    def __init__(self, owner: Optimizer, items):
+    def __init__(self, owner: Optimizer, items=()):
         super().__init__(items)
         self._owner = owner
 
     def _changed(self):
         self._owner._structure_changing()
-
-    def __setitem__(self, index, value):
-        self._changed()
-        super().__setitem__(index, value)
-
-    def __delitem__(self, index):
-        self._changed()
-        super().__delitem__(index)
-
-    def __iadd__(self, other):
-        self._changed()
-        return super().__iadd__(other)
-
-    def append(self, p):
-        self._changed()
-        super().append(p)
-
-    def extend(self, ps):
-        self._changed()
-        super().extend(ps)
-
-    def insert(self, index, p):
-        self._changed()
-        super().insert(index, p)
-
-    def pop(self, *args):
-        self._changed()
-        return super().pop(*args)
-
-    def remove(self, p):
-        self._changed()
-        super().remove(p)
-
-    def clear(self):
-        self._changed()
-        super().clear()
 
 
 class Group(dict):
@@ -380,12 +246,12 @@ class Group(dict):
         super().__init__(*args, **kwargs)
         self._owner = owner
         if "params" in self:
-            dict.__setitem__(self, "params", ParamList(owner, self["params"]))
+            dict.__setitem__(self, "params", TrackedList(owner, self["params"]))
 
     def __setitem__(self, key, value):
         if key == "params":
             self._owner._structure_changing()
-            value = ParamList(self._owner, value if not isinstance(value, np.ndarray) else [value])
+            value = TrackedList(self._owner, value if not isinstance(value, np.ndarray) else [value])
         super().__setitem__(key, value)
 
     def __delitem__(self, key):
@@ -439,8 +305,13 @@ class Optimizer:
     """
 
     _name: str = ""
-    _pairs = PAIRS
+    _pairs: dict[str, tuple[str, str]] = {}  # {"betas": ("beta1", "beta2")}: from the declaration
     _scalar_state_keys: Sequence[str] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls._name:
+            cls._pairs = SPECS[cls._name].pairs
 
     def __init__(self, params, defaults: dict[str, Any], *, max_grad_norm: float | None = None,
                  grad_clip_value: float | None = None, norm_type: float = 2.0, nonfinite: str = "ignore"):
@@ -459,7 +330,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self._index_of: dict[int, int] = {}
         self.state = ParamState(self._index_of)
-        self.param_groups: list[dict[str, Any]] = ParamGroups(self)
+        self.param_groups: list[dict[str, Any]] = TrackedList(self)
         self._n_params = 0
         self._params_before: list[int] | None = None  # ids, while param_groups is being changed
         self._plan: StepPlan | None = None
@@ -559,27 +430,26 @@ class Optimizer:
 
     # ---------------------------------------------------- hyperparameter sets
     def _values(self, group, per_step: dict[str, Any]) -> tuple:
-        """The C++ hyperparameter set of ``group`` for this step: the
-        declaration's fields in order, from the group (pairs split), the
-        per-step values and the step options."""
+        """The C++ hyperparameter set of ``group`` for this step, as step()
+        takes it: the declaration's fields in order (a pair such as
+        ``betas`` as one item), from the group, the per-step values and the
+        step options; a field this class does not offer takes its default."""
         values = []
-        pairs = self._pairs
-        for name, _default, _check, origin, _choices in self._fields:
+        second_halves = {second for _first, second in self._pairs.values()}
+        pair_of = {first: pair for pair, (first, _second) in self._pairs.items()}
+        for name, default, _check, origin, _choices in self._fields:
+            if name in second_halves:
+                continue
             if origin == "per_step":
                 values.append(per_step[name])
             elif name == "grad_scale":
                 values.append(self._grad_scale)
             elif name == "clip_value":
-                values.append(math.inf if self.grad_clip_value is None else self.grad_clip_value)
-            elif name in group:
-                values.append(group[name])
-            else:  # one half of a pair, or an option this class does not offer (its default)
-                for pair_name, halves in pairs.items():
-                    if name in halves and pair_name in group:
-                        values.append(pair(group[pair_name], pair_name)[halves.index(name)])
-                        break
-                else:
-                    values.append(_default)
+                values.append(self.grad_clip_value)
+            elif name in pair_of:
+                values.append(group[pair_of[name]])
+            else:
+                values.append(group.get(name, default))
         return tuple(values)
 
     def _per_step(self, group, scalars: dict[str, Any], fresh, loss) -> dict[str, Any]:
@@ -690,7 +560,7 @@ class Optimizer:
         for group, new_group in zip(self.param_groups, new_groups):
             dict.clear(group)
             dict.update(group, new_group)
-            dict.__setitem__(group, "params", ParamList(self, new_group["params"]))
+            dict.__setitem__(group, "params", TrackedList(self, new_group["params"]))
         dict.clear(self.state)
         dict.update(self.state, {i: TrackedState(self.state, st) for i, st in new_state.items()})
 

@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "Adafactor"; kernel: csrc/optimizers/adafactor.hpp.
 
 from __future__ import annotations
 
-from ._base import PAIRS, SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
 
 __all__ = ["Adafactor", "adafactor_"]
 
@@ -42,7 +42,6 @@ class Adafactor(Optimizer):
     """ + _DOC
 
     _name = "adafactor"
-    _pairs = {**PAIRS, "eps": ("eps1", "eps2")}
 
     def __init__(self, params, lr: float = 1e-2, beta2_decay: float = -0.8,
                  eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,
@@ -56,11 +55,7 @@ def adafactor_(params: ArrayOrList, grads: ArrayOrList, row_vars: ArrayOrList, c
                maximize: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
                clip_value: float | None = None, num_threads: int = 0,
                stats: bool = False) -> StepStats | None:
-    try:
-        eps1, eps2 = eps
-    except (TypeError, ValueError):
-        raise ValueError(f"eps must be a pair (eps1, eps2), got {eps!r}") from None
-    values = (lr, beta2_decay, eps1, eps2, d, weight_decay, maximize, step, l1, False, grad_scale, clip_value)
+    values = (lr, beta2_decay, eps, d, weight_decay, maximize, step, l1, False, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (row_vars, col_vars, variances), (values,), None, num_threads, False,
                         stats)
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)

@@ -71,11 +71,7 @@ def adam_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_av
           amsgrad: bool = False, maximize: bool = False, decoupled_weight_decay: bool = False,
           l1: float = 0.0, grad_scale: float = 1.0, clip_value: float | None = None,
           num_threads: int = 0, stats: bool = False) -> StepStats | None:
-    try:
-        beta1, beta2 = betas
-    except (TypeError, ValueError):
-        raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
-    values = (lr, beta1, beta2, eps, amsgrad, weight_decay, maximize, step,
+    values = (lr, betas, eps, amsgrad, weight_decay, maximize, step,
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs, max_exp_avg_sqs), (values,), None, num_threads, False,
                         stats)

@@ -43,11 +43,7 @@ def adamax_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_
             weight_decay: float = 0.0, maximize: bool = False, decoupled_weight_decay: bool = False,
             l1: float = 0.0, grad_scale: float = 1.0, clip_value: float | None = None,
             num_threads: int = 0, stats: bool = False) -> StepStats | None:
-    try:
-        beta1, beta2 = betas
-    except (TypeError, ValueError):
-        raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
-    values = (lr, beta1, beta2, eps, weight_decay, maximize, step, l1, decoupled_weight_decay, grad_scale,
+    values = (lr, betas, eps, weight_decay, maximize, step, l1, decoupled_weight_decay, grad_scale,
               clip_value)
     result = _SPEC.step(params, grads, (exp_avgs, exp_infs), (values,), None, num_threads, False,
                         stats)

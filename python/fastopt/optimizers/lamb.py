@@ -47,11 +47,7 @@ def lamb_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_av
           weight_decay: float = 0.0, maximize: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
           clip_value: float | None = None, num_threads: int = 0,
           stats: bool = False) -> StepStats | None:
-    try:
-        beta1, beta2 = betas
-    except (TypeError, ValueError):
-        raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
-    values = (lr, beta1, beta2, eps, weight_decay, maximize, step, l1, False, grad_scale, clip_value)
+    values = (lr, betas, eps, weight_decay, maximize, step, l1, False, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs), (values,), None, num_threads, False,
                         stats)
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)

@@ -45,11 +45,7 @@ def lion_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, *, lr:
           decoupled_weight_decay: bool = True, l1: float = 0.0, grad_scale: float = 1.0,
           clip_value: float | None = None, num_threads: int = 0,
           stats: bool = False) -> StepStats | None:
-    try:
-        beta1, beta2 = betas
-    except (TypeError, ValueError):
-        raise ValueError(f"betas must be a pair of numbers, got {betas!r}") from None
-    values = (lr, beta1, beta2, weight_decay, maximize, l1, decoupled_weight_decay, grad_scale, clip_value)
+    values = (lr, betas, weight_decay, maximize, l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (exp_avgs,), (values,), None, num_threads, False, stats)
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 

@@ -81,7 +81,7 @@ def rprop_(params: ArrayOrList, grads: ArrayOrList, prevs: ArrayOrList, step_siz
            prev_loss: float | None = None, l1: float = 0.0, decoupled_weight_decay: bool = False,
            grad_scale: float = 1.0, clip_value: float | None = None, num_threads: int = 0,
            stats: bool = False) -> StepStats | None:
-    values = (1e-2, etaminus, etaplus, step_size_min, step_size_max, variant, weight_decay, maximize,
+    values = (1e-2, (etaminus, etaplus), (step_size_min, step_size_max), variant, weight_decay, maximize,
               _loss_increased(variant, loss, prev_loss),  # 1e-2 above: the class's initial step size
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (prevs, step_sizes, prev_updates), (values,), None, num_threads, False,
