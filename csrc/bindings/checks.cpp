@@ -93,8 +93,8 @@ void CheckedBuffers::add_role(std::size_t role, const RoleSpec& spec, py::handle
   }
 }
 
-void CheckedBuffers::add_array(std::size_t role, const RoleSpec& spec, py::handle item, int i) {
-  const Label where{spec.name, i};
+// The item as an array of the call's float dtype (the first array sets it).
+py::array CheckedBuffers::float_array(const Label& where, py::handle item) {
   if (!py::isinstance<py::array>(item))
     throw py::type_error(where.text() + " must be a numpy.ndarray, got " + type_name(item));
   py::array a = py::reinterpret_borrow<py::array>(item);
@@ -104,8 +104,15 @@ void CheckedBuffers::add_array(std::size_t role, const RoleSpec& spec, py::handl
                          "; fastopt kernels take float32 or float64 (native byte order)");
   if (buffers_.empty()) is_double_ = kind == 1;
   if (kind != static_cast<int>(is_double_))
-    throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) + " but " + buffers_.front().label.text() + " has dtype " +
-                         (is_double_ ? "float64" : "float32") + ": one call takes a single dtype");
+    throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) + " but " +
+                         buffers_.front().label.text() + " has dtype " + (is_double_ ? "float64" : "float32") +
+                         ": one call takes a single dtype");
+  return a;
+}
+
+void CheckedBuffers::add_array(std::size_t role, const RoleSpec& spec, py::handle item, int i) {
+  const Label where{spec.name, i};
+  py::array a = float_array(where, item);
   if (role == 0) {
     sizes_.push_back(static_cast<std::int64_t>(a.size()));
     total_ += sizes_.back();
@@ -162,16 +169,7 @@ void CheckedBuffers::add_grad(py::handle item, int i) {
 
 void CheckedBuffers::add_grad_checked(py::handle item, int i) {
   const Label where{"grads", i};
-  if (!py::isinstance<py::array>(item))
-    throw py::type_error(where.text() + " must be a numpy.ndarray, got " + type_name(item));
-  py::array a = py::reinterpret_borrow<py::array>(item);
-  const int kind = float_kind(a);
-  if (kind < 0)
-    throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) +
-                         "; fastopt kernels take float32 or float64 (native byte order)");
-  if (kind != static_cast<int>(is_double_))
-    throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) + " but params[0] has dtype " +
-                         (is_double_ ? "float64" : "float32") + ": one call takes a single dtype");
+  py::array a = float_array(where, item);
   const py::array& param = buffers_[static_cast<std::size_t>(i)].array;
   if (a.ndim() != param.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), param.shape()))
     throw py::value_error(where.text() + " has shape " + shape_text(a) + " but params[" + std::to_string(i) +

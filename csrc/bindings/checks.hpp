@@ -99,6 +99,7 @@ class CheckedBuffers {
   void add_array(std::size_t role, const RoleSpec& spec, py::handle item, int i);
   std::pmr::vector<Interval> intervals(bool written_only);
 
+  py::array float_array(const Label& where, py::handle item);
   void add_grad(py::handle item, int i);
   void add_grad_checked(py::handle item, int i);
   Interval clash_with_written(const Buffer& b) const;

@@ -103,6 +103,29 @@ inline std::int64_t unit_begin(std::int64_t total, int units, int u) {
   return std::min(total, raw / kPartitionAlign * kPartitionAlign);
 }
 
+// Runs run_units(u0, u1) on each thread for a contiguous run [u0, u1) of
+// the `units` work units, in one parallel region when the batch is above the
+// grain (1 thread below it, or without OpenMP).
+template <class T, class RunUnits>
+void for_each_thread(const Batch<T>& batch, int units, RunUnits&& run_units) {
+  *batch.threads_used = 1;
+#ifdef FASTOPT_HAVE_OPENMP
+  int threads = batch.num_threads > 0 ? batch.num_threads : omp_get_max_threads();
+  const std::int64_t max_useful = (batch.total + kParallelGrain - 1) / kParallelGrain;
+  threads = static_cast<int>(std::min<std::int64_t>({threads, max_useful, units}));
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    {
+      const int k = omp_get_thread_num(), nt = omp_get_num_threads();
+      if (k == 0) *batch.threads_used = nt;
+      run_units(units * k / nt, units * (k + 1) / nt);
+    }
+    return;
+  }
+#endif
+  run_units(0, units);
+}
+
 // Calls body(tensor, begin, end, unit) over disjoint spans covering every
 // element of the batch, each span inside one work unit, units in increasing
 // order within a thread. One parallel region per call, whatever the number
@@ -132,21 +155,7 @@ void for_each_span(const Batch<T>& batch, Body&& body) {
     }
   };
 
-#ifdef FASTOPT_HAVE_OPENMP
-  int threads = batch.num_threads > 0 ? batch.num_threads : omp_get_max_threads();
-  const std::int64_t max_useful = (total + kParallelGrain - 1) / kParallelGrain;
-  threads = static_cast<int>(std::min<std::int64_t>({threads, max_useful, units}));
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    {
-      const int k = omp_get_thread_num(), nt = omp_get_num_threads();
-      if (k == 0) *batch.threads_used = nt;
-      run_units(units * k / nt, units * (k + 1) / nt);
-    }
-    return;
-  }
-#endif
-  run_units(0, units);
+  for_each_thread(batch, units, run_units);
 }
 
 // Adds a span's statistics to its unit's partial sums.

@@ -143,6 +143,12 @@ template <class Message>
 inline void require(bool ok, Message&& message) {
   if (!ok) throw std::invalid_argument(std::string(message()));
 }
+// For an optimizer whose weight_decay is its own rule (LAMB, Adafactor).
+inline void require_own_weight_decay(const SharedHyper& shared, const char* name, const char* rule) {
+  require(shared.decoupled_weight_decay == 0.0, [&] {
+    return std::string(name) + "'s weight_decay is " + rule + ": decoupled_weight_decay does not apply";
+  });
+}
 inline void require_finite(double x, const char* name) {
   require(std::isfinite(x), [&] { return std::string(name) + " must be finite, got " + num(x); });
 }

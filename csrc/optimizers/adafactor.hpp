@@ -43,10 +43,7 @@ struct Adafactor {
 
   static bool needs_state(int role, const Hyper&, int ndim) { return (role == kVariance) == (ndim < 2); }
   static void validate(const Hyper& h) {
-    require(h.shared.decoupled_weight_decay == 0.0, [] {
-      return "Adafactor's weight_decay is always decoupled (p*(1 - lr*weight_decay)): "
-             "decoupled_weight_decay does not apply";
-    });
+    require_own_weight_decay(h.shared, "Adafactor", "always decoupled (p*(1 - lr*weight_decay))");
   }
 };
 

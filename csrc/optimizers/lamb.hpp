@@ -35,10 +35,7 @@ struct Lamb {
   enum Role { kParam, kGrad, kExpAvg, kExpAvgSq };
 
   static void validate(const Hyper& h) {
-    require(h.shared.decoupled_weight_decay == 0.0, [] {
-      return "LAMB's weight_decay is its own term of the update (r + weight_decay*p): "
-             "decoupled_weight_decay does not apply";
-    });
+    require_own_weight_decay(h.shared, "LAMB", "its own term of the update (r + weight_decay*p)");
   }
 };
 

@@ -91,21 +91,7 @@ void for_each_chunk(const Batch<T>& batch, const Chunks& chunks, Body&& body) {
       }
     }
   };
-#ifdef FASTOPT_HAVE_OPENMP
-  int threads = batch.num_threads > 0 ? batch.num_threads : omp_get_max_threads();
-  const std::int64_t max_useful = (batch.total + kParallelGrain - 1) / kParallelGrain;
-  threads = static_cast<int>(std::min<std::int64_t>({threads, max_useful, units}));
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    {
-      const int k = omp_get_thread_num(), nt = omp_get_num_threads();
-      if (k == 0) *batch.threads_used = nt;
-      run_units(units * k / nt, units * (k + 1) / nt);
-    }
-    return;
-  }
-#endif
-  run_units(0, units);
+  for_each_thread(batch, units, run_units);
 }
 
 }  // namespace FASTOPT_TARGET_NAME

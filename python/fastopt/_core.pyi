@@ -36,11 +36,16 @@ class OptimizerSpec:
     @property
     def hypers(self) -> list:
         """
-        (name, default, check, origin, choices) per hyperparameter, in the order step() takes them.
+        (name, default, check, origin, choices) per hyperparameter, in declared order (step() takes the two halves of a pair as one pair: see pairs).
         """
     @property
     def name(self) -> str:
         ...
+    @property
+    def pairs(self) -> dict:
+        """
+        {pair: (first, second)}: two consecutive hyperparameters that step() takes as one pair.
+        """
     @property
     def state(self) -> list:
         """
@@ -156,16 +161,16 @@ PARALLEL_GRAIN: int = 32768
 # Every registered optimizer, from its C++ declaration (csrc/optimizers/<name>.hpp):
 #   adadelta: lr=1.0, rho=0.9, eps=1e-06, weight_decay=0.0, maximize=False; state square_avg, acc_delta
 #   adafactor: lr=0.01, beta2_decay=-0.8, eps1=None, eps2=0.001, d=1.0, weight_decay=0.0, maximize=False; state row_var, col_var, variance
-#   adagrad: lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, maximize=False; state sum
-#   adam: lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0, amsgrad=False, maximize=False; state exp_avg, exp_avg_sq, max_exp_avg_sq
+#   adagrad: lr=0.01, lr_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, weight_decay=0.0, maximize=False; state sum
+#   adam: lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, amsgrad=False, weight_decay=0.0, maximize=False; state exp_avg, exp_avg_sq, max_exp_avg_sq
 #   adamax: lr=0.002, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0, maximize=False; state exp_avg, exp_inf
 #   asgd: lr=0.01, lambd=0.0001, alpha=0.75, t0=1000000.0, weight_decay=0.0, maximize=False; state ax
 #   lamb: lr=0.001, beta1=0.9, beta2=0.999, eps=1e-06, weight_decay=0.0, maximize=False; state exp_avg, exp_avg_sq
 #   lion: lr=0.0001, beta1=0.9, beta2=0.99, weight_decay=0.0, maximize=False; state exp_avg
-#   nadam: lr=0.002, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0, momentum_decay=0.004, maximize=False; state exp_avg, exp_avg_sq
+#   nadam: lr=0.002, beta1=0.9, beta2=0.999, eps=1e-08, momentum_decay=0.004, weight_decay=0.0, maximize=False; state exp_avg, exp_avg_sq
 #   quickprop: lr=0.01, mu=1.75, decay=0.0001, mode_switch=0.0, momentum=0.0, weight_decay=0.0, maximize=False; state prev_step, prev_grad
 #   radam: lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0, maximize=False; state exp_avg, exp_avg_sq
-#   rmsprop: lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0.0, momentum=0.0, centered=False, maximize=False; state square_avg, grad_avg, momentum_buffer
+#   rmsprop: lr=0.01, alpha=0.99, eps=1e-08, momentum=0.0, centered=False, weight_decay=0.0, maximize=False; state square_avg, grad_avg, momentum_buffer
 #   rprop: lr=0.01, etaminus=0.5, etaplus=1.2, step_size_min=1e-06, step_size_max=50.0, variant='irprop-', weight_decay=0.0, maximize=False; state prev, step_size, prev_update
-#   sgd: lr=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False; state momentum_buffer
+#   sgd: lr=0.001, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False; state momentum_buffer
 OptimizerName = typing.Literal["adadelta", "adafactor", "adagrad", "adam", "adamax", "asgd", "lamb", "lion", "nadam", "quickprop", "radam", "rmsprop", "rprop", "sgd"]
