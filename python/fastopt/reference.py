@@ -116,6 +116,20 @@ def rmsprop_(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, 
         p[...] = _prox_l1(stepped, lr * l1)
 
 
+def _moments(params, grads, exp_avgs, exp_avg_sqs, betas, lr, weight_decay, decoupled_weight_decay,
+             maximize, grad_scale, clip_value):
+    """Adam's two moving averages, per array, for the Adam family: yields
+    ``(p, param, g, m, v)`` with g preprocessed, param decayed (decoupled
+    decay) and ``m = b1*m + (1-b1)*g``, ``v = b2*v + (1-b2)*g*g`` stored."""
+    beta1, beta2 = betas
+    for p, g, m, v in zip(_as_list(params), _as_list(grads), _as_list(exp_avgs), _as_list(exp_avg_sqs)):
+        g = _preprocess(g, p, maximize, weight_decay, decoupled_weight_decay, grad_scale, clip_value)
+        param = _decoupled(p, lr, weight_decay, decoupled_weight_decay)
+        m[...] = beta1 * m + (1 - beta1) * g
+        v[...] = beta2 * v + (1 - beta2) * (g * g)
+        yield p, param, g, m, v
+
+
 def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr=1e-3,
           betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
           decoupled_weight_decay=False, l1=0.0, grad_scale=1.0, clip_value=None):
@@ -127,13 +141,9 @@ def adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, l
     # reciprocal in double: one division per element instead of two.
     inv_bias_correction2_sqrt = 1 / math.sqrt(bias_correction2)
     vmaxes = _as_list(max_exp_avg_sqs)
-    for i, (p, g, m, v) in enumerate(
-        zip(_as_list(params), _as_list(grads), _as_list(exp_avgs), _as_list(exp_avg_sqs))
-    ):
-        g = _preprocess(g, p, maximize, weight_decay, decoupled_weight_decay, grad_scale, clip_value)
-        param = _decoupled(p, lr, weight_decay, decoupled_weight_decay)
-        m[...] = beta1 * m + (1 - beta1) * g
-        v[...] = beta2 * v + (1 - beta2) * (g * g)
+    moments = _moments(params, grads, exp_avgs, exp_avg_sqs, betas, lr, weight_decay, decoupled_weight_decay,
+                       maximize, grad_scale, clip_value)
+    for i, (p, param, _g, m, v) in enumerate(moments):
         vhat = v
         if amsgrad:
             vmaxes[i][...] = np.maximum(vmaxes[i], v)
@@ -304,12 +314,8 @@ def nadam_(params, grads, exp_avgs, exp_avg_sqs, *, step, mu_product, lr=2e-3,
     c_grad = lr * (1 - mu) / (1 - prod)
     c_avg = lr * mu_next / (1 - prod_next)
     inv_bias_correction2_sqrt = 1 / math.sqrt(1 - beta2**step)
-    for p, g, m, v in zip(_as_list(params), _as_list(grads), _as_list(exp_avgs),
-                          _as_list(exp_avg_sqs)):
-        g = _preprocess(g, p, maximize, weight_decay, decoupled_weight_decay, grad_scale, clip_value)
-        param = _decoupled(p, lr, weight_decay, decoupled_weight_decay)
-        m[...] = beta1 * m + (1 - beta1) * g
-        v[...] = beta2 * v + (1 - beta2) * (g * g)
+    for p, param, g, m, v in _moments(params, grads, exp_avgs, exp_avg_sqs, betas, lr, weight_decay,
+                                      decoupled_weight_decay, maximize, grad_scale, clip_value):
         denom = np.sqrt(v) * inv_bias_correction2_sqrt + eps
         p[...] = _prox_l1((param - c_grad * (g / denom)) - c_avg * (m / denom), lr * l1)
 
@@ -329,12 +335,8 @@ def radam_(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, betas=(0.9, 0
     if rectified:
         r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
         c = lr * r * math.sqrt(bias_correction2) / bias_correction1
-    for p, g, m, v in zip(_as_list(params), _as_list(grads), _as_list(exp_avgs),
-                          _as_list(exp_avg_sqs)):
-        g = _preprocess(g, p, maximize, weight_decay, decoupled_weight_decay, grad_scale, clip_value)
-        param = _decoupled(p, lr, weight_decay, decoupled_weight_decay)
-        m[...] = beta1 * m + (1 - beta1) * g
-        v[...] = beta2 * v + (1 - beta2) * (g * g)
+    for p, param, _g, m, v in _moments(params, grads, exp_avgs, exp_avg_sqs, betas, lr, weight_decay,
+                                       decoupled_weight_decay, maximize, grad_scale, clip_value):
         if rectified:
             stepped = param - c * (m / (np.sqrt(v) + eps))
         else:

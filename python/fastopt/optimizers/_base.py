@@ -312,6 +312,8 @@ class Optimizer:
         super().__init_subclass__(**kwargs)
         if cls._name:
             cls._pairs = SPECS[cls._name].pairs
+            cls._pair_of = {first: pair for pair, (first, _second) in cls._pairs.items()}
+            cls._second_halves = {second for _first, second in cls._pairs.values()}
 
     def __init__(self, params, defaults: dict[str, Any], *, max_grad_norm: float | None = None,
                  grad_clip_value: float | None = None, norm_type: float = 2.0, nonfinite: str = "ignore"):
@@ -435,10 +437,9 @@ class Optimizer:
         ``betas`` as one item), from the group, the per-step values and the
         step options; a field this class does not offer takes its default."""
         values = []
-        second_halves = {second for _first, second in self._pairs.values()}
-        pair_of = {first: pair for pair, (first, _second) in self._pairs.items()}
+        pair_of = self._pair_of
         for name, default, _check, origin, _choices in self._fields:
-            if name in second_halves:
+            if name in self._second_halves:
                 continue
             if origin == "per_step":
                 values.append(per_step[name])
