@@ -84,6 +84,14 @@ struct HasNeedsState : std::false_type {};
 template <class Opt>
 struct HasNeedsState<Opt, std::void_t<decltype(&Opt::needs_state)>> : std::true_type {};
 
+// How each state array's shape follows its parameter's (static constexpr
+// StateShape kStateShapes[], one per state key) is optional: without it,
+// every state array has the parameter's shape.
+template <class Opt, class = void>
+struct HasStateShapes : std::false_type {};
+template <class Opt>
+struct HasStateShapes<Opt, std::void_t<decltype(Opt::kStateShapes)>> : std::true_type {};
+
 template <class Opt>
 bool needs_state(int role, const double* values, int ndim) {
   if constexpr (HasNeedsState<Opt>::value) return Opt::needs_state(role, as_hyper<Opt>(values), ndim);
@@ -104,6 +112,10 @@ HostSpec host_spec() {
     for (HyperDecl& d : spec.hypers)
       if (std::string(d.name) == "decoupled_weight_decay") d.default_value = 1.0;
   spec.state.assign(std::begin(Opt::kState), std::end(Opt::kState));
+  if constexpr (HasStateShapes<Opt>::value) {
+    static_assert(std::size(Opt::kStateShapes) == std::size(Opt::kState));
+    for (std::size_t r = 0; r < spec.state.size(); ++r) spec.state[r].shape = Opt::kStateShapes[r];
+  }
   for (const StateDecl& s : spec.state) spec.state_args.push_back(std::string(s.name) + "s");
   spec.needs_state = &needs_state<Opt>;
   spec.validate = &validate<Opt>;

@@ -10,7 +10,7 @@
 //   #define FASTOPT_ADAM_HYPERPARAMETERS(X)
 //     X(lr,    1e-3, kNonNegative, "lr")
 //     X(beta1, 0.9,  kUnitOpen,    "beta parameter at index 0")   ...
-//   struct Adam { FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ADAM_HYPERPARAMETERS) ... };
+//   struct Adam { FASTOPT_DECLARE_OPTIMIZER("adam", FASTOPT_ADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq, ...); };
 //
 // Everything here is data: no inline code runs from a header that SIMD-target
 // translation units also include (see core/registry.hpp).
@@ -79,16 +79,38 @@ constexpr int kSharedHyperCount = 4;
 #define FASTOPT_HYPER_ROW(name, default_value, check, ...) \
   ::fastopt::HyperDecl{#name, default_value, ::fastopt::Check::check, __VA_ARGS__},
 
-// Inside an optimizer's struct: its Hyper (the doubles the kernel reads, then
-// the shared ones) and kHypers (the declaration table, same order).
-#define FASTOPT_DECLARE_HYPERPARAMETERS(LIST)                                   \
-  struct Hyper {                                                                \
-    LIST(FASTOPT_HYPER_MEMBER)                                                  \
-    ::fastopt::SharedHyper shared;                                              \
-  };                                                                            \
-  static constexpr ::fastopt::HyperDecl kHypers[] = {LIST(FASTOPT_HYPER_ROW)}; \
-  static constexpr int kHyperCount = sizeof(kHypers) / sizeof(kHypers[0]);      \
-  static_assert(sizeof(Hyper) == (kHyperCount + ::fastopt::kSharedHyperCount) * sizeof(double))
+// M(a) M(b) ... for up to six arguments.
+#define FASTOPT_EXPAND(x) x
+#define FASTOPT_EACH_1(M, a) M(a)
+#define FASTOPT_EACH_2(M, a, ...) M(a) FASTOPT_EXPAND(FASTOPT_EACH_1(M, __VA_ARGS__))
+#define FASTOPT_EACH_3(M, a, ...) M(a) FASTOPT_EXPAND(FASTOPT_EACH_2(M, __VA_ARGS__))
+#define FASTOPT_EACH_4(M, a, ...) M(a) FASTOPT_EXPAND(FASTOPT_EACH_3(M, __VA_ARGS__))
+#define FASTOPT_EACH_5(M, a, ...) M(a) FASTOPT_EXPAND(FASTOPT_EACH_4(M, __VA_ARGS__))
+#define FASTOPT_EACH_6(M, a, ...) M(a) FASTOPT_EXPAND(FASTOPT_EACH_5(M, __VA_ARGS__))
+#define FASTOPT_EACH_PICK(_1, _2, _3, _4, _5, _6, NAME, ...) NAME
+#define FASTOPT_FOR_EACH(M, ...)                                                                                \
+  FASTOPT_EXPAND(FASTOPT_EACH_PICK(__VA_ARGS__, FASTOPT_EACH_6, FASTOPT_EACH_5, FASTOPT_EACH_4, FASTOPT_EACH_3, \
+                                   FASTOPT_EACH_2, FASTOPT_EACH_1)(M, __VA_ARGS__))
+#define FASTOPT_STATE_ROW(key) ::fastopt::StateDecl{#key},
+#define FASTOPT_STATE_ROLE(key) key,
+
+// Inside an optimizer's struct, its whole declaration:
+//   FASTOPT_DECLARE_OPTIMIZER("adam", FASTOPT_ADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq, max_exp_avg_sq);
+// gives kName; Hyper (the doubles the kernel reads, then the shared ones) and
+// kHypers (the declaration table, same order); kState, the state arrays by
+// torch's keys; and Role, the index of each array the kernel sees:
+// kParam, kGrad, then one per state key, named by the key (Adam::exp_avg).
+#define FASTOPT_DECLARE_OPTIMIZER(name, LIST, ...)                                                    \
+  static constexpr const char* kName = name;                                                         \
+  struct Hyper {                                                                                      \
+    LIST(FASTOPT_HYPER_MEMBER)                                                                        \
+    ::fastopt::SharedHyper shared;                                                                    \
+  };                                                                                                  \
+  static constexpr ::fastopt::HyperDecl kHypers[] = {LIST(FASTOPT_HYPER_ROW)};                       \
+  static constexpr int kHyperCount = sizeof(kHypers) / sizeof(kHypers[0]);                            \
+  static_assert(sizeof(Hyper) == (kHyperCount + ::fastopt::kSharedHyperCount) * sizeof(double));      \
+  static constexpr ::fastopt::StateDecl kState[] = {FASTOPT_FOR_EACH(FASTOPT_STATE_ROW, __VA_ARGS__)}; \
+  enum Role : int { kParam, kGrad, FASTOPT_FOR_EACH(FASTOPT_STATE_ROLE, __VA_ARGS__) }
 
 // Lines several optimizers' lists share (betas as torch checks them; the
 // regularization every torch optimizer offers; the step count).

@@ -28,15 +28,15 @@ namespace FASTOPT_TARGET_NAME {
 constexpr int kRegistrations = __COUNTER__ - kFirstRegistration;
 
 // An optimizer whose step is not elementwise (it reduces per array: LAMB,
-// Adafactor) defines Kernel<Opt>::step<T>; the others run step_elementwise.
-template <class K, class T, class = void>
+// Adafactor) defines Kernel<Opt, T>::step; the others run step_elementwise.
+template <class K, class = void>
 struct HasOwnStep : std::false_type {};
-template <class K, class T>
-struct HasOwnStep<K, T, std::void_t<decltype(&K::template step<T>)>> : std::true_type {};
+template <class K>
+struct HasOwnStep<K, std::void_t<decltype(&K::step)>> : std::true_type {};
 
 template <class Opt, class T>
 constexpr StepFn<T> step_of() {
-  if constexpr (HasOwnStep<Kernel<Opt>, T>::value) return &Kernel<Opt>::template step<T>;
+  if constexpr (HasOwnStep<Kernel<Opt, T>>::value) return &Kernel<Opt, T>::step;
   else return &step_elementwise<Opt, T>;
 }
 

@@ -13,39 +13,33 @@
 namespace fastopt {
 
 struct Adadelta {
-  static constexpr const char* kName = "adadelta";
 #define FASTOPT_ADADELTA_HYPERPARAMETERS(X) \
   X(lr, 1.0, kNonNegative, "lr")            \
   X(rho, 0.9, kUnitClosed, "rho value")     \
   X(eps, 1e-6, kNonNegative, "eps")         \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ADADELTA_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"square_avg"}, {"acc_delta"}};
-  enum Role { kParam, kGrad, kSquareAvg, kAccDelta };
+  FASTOPT_DECLARE_OPTIMIZER("adadelta", FASTOPT_ADADELTA_HYPERPARAMETERS, square_avg, acc_delta);
 };
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Adadelta> {
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    Ema<T> average;
-    T lr, eps;
-    int variant = 0;
+template <class T>
+struct Kernel<Adadelta, T> {
+  SharedScalars<T> pre;
+  Ema<T> average;
+  T lr, eps;
+  int variant = 0;
 
-    explicit Scalars(const Adadelta::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
-          average(h.rho),
-          lr(static_cast<T>(h.lr)),
-          eps(static_cast<T>(h.eps)) {}
-  };
+  explicit Kernel(const Adadelta::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, h.lr),
+        average(h.rho),
+        lr(static_cast<T>(h.lr)),
+        eps(static_cast<T>(h.eps)) {}
 
-  template <int, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
-    T* __restrict v = x[Adadelta::kSquareAvg];
-    T* __restrict u = x[Adadelta::kAccDelta];
+  template <int, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    T* __restrict v = x[Adadelta::square_avg];
+    T* __restrict u = x[Adadelta::acc_delta];
     const Ema<T> average = s.average;
     const T lr = s.lr, eps = s.eps;
     update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {

@@ -27,7 +27,6 @@
 namespace fastopt {
 
 struct Adafactor {
-  static constexpr const char* kName = "adafactor";
 #define FASTOPT_ADAFACTOR_HYPERPARAMETERS(X)                            \
   X(lr, 1e-2, kNonNegative, "lr")                                       \
   X(beta2_decay, -0.8, kNonPositive, "beta2_decay")                     \
@@ -36,12 +35,11 @@ struct Adafactor {
   X(d, 1.0, kAtLeastOne, "d (clipping threshold)")                      \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                  \
   FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ADAFACTOR_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {
-      {"row_var", StateShape::kRowsOfParam}, {"col_var", StateShape::kColsOfParam}, {"variance"}};
-  enum Role { kParam, kGrad, kRowVar, kColVar, kVariance };
+  FASTOPT_DECLARE_OPTIMIZER("adafactor", FASTOPT_ADAFACTOR_HYPERPARAMETERS, row_var, col_var, variance);
+  static constexpr StateShape kStateShapes[] = {StateShape::kRowsOfParam, StateShape::kColsOfParam,
+                                                StateShape::kLikeParam};
 
-  static bool needs_state(int role, const Hyper&, int ndim) { return (role == kVariance) == (ndim < 2); }
+  static bool needs_state(int role, const Hyper&, int ndim) { return (role == variance) == (ndim < 2); }
   static void validate(const Hyper& h) {
     require_own_weight_decay(h.shared, "Adafactor", "always decoupled (p*(1 - lr*weight_decay))");
   }
@@ -49,62 +47,55 @@ struct Adafactor {
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Adafactor> {
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    double lr, w, rho, eps1, eps2, d;
-    T decay, tau, eps1_t, eps1_sq, w_t, one_minus_w;
+template <class T>
+struct Kernel<Adafactor, T> {
+  SharedScalars<T> pre;
+  double lr, w, rho, eps1, eps2, d;
+  T decay, tau, eps1_t, eps1_sq, w_t, one_minus_w;
 
-    explicit Scalars(const Adafactor::Hyper& h)
-        : pre(h.shared, 0.0, h.maximize, h.lr),
-          lr(h.lr),
-          w(std::pow(h.step, h.beta2_decay)),
-          rho(std::min(h.lr, 1.0 / std::pow(h.step, 0.5))),
-          eps1(std::isnan(h.eps1) ? static_cast<double>(std::numeric_limits<T>::epsilon()) : h.eps1),
-          eps2(h.eps2),
-          d(h.d),
-          decay(static_cast<T>(1.0 - h.lr * h.weight_decay)),
-          tau(static_cast<T>(h.lr * h.shared.l1)),
-          eps1_t(static_cast<T>(eps1)),
-          eps1_sq(static_cast<T>(eps1 * eps1)),
-          w_t(static_cast<T>(w)),
-          one_minus_w(static_cast<T>(1.0 - w)) {}
+  explicit Kernel(const Adafactor::Hyper& h)
+      : pre(h.shared, 0.0, h.maximize, h.lr),
+        lr(h.lr),
+        w(std::pow(h.step, h.beta2_decay)),
+        rho(std::min(h.lr, 1.0 / std::pow(h.step, 0.5))),
+        eps1(std::isnan(h.eps1) ? static_cast<double>(std::numeric_limits<T>::epsilon()) : h.eps1),
+        eps2(h.eps2),
+        d(h.d),
+        decay(static_cast<T>(1.0 - h.lr * h.weight_decay)),
+        tau(static_cast<T>(h.lr * h.shared.l1)),
+        eps1_t(static_cast<T>(eps1)),
+        eps1_sq(static_cast<T>(eps1 * eps1)),
+        w_t(static_cast<T>(w)),
+        one_minus_w(static_cast<T>(1.0 - w)) {}
 
-    // torch.lerp: a + w*(b - a) for w < 0.5, b - (b - a)*(1 - w) otherwise.
-    T lerp(T a, T b) const { return w < 0.5 ? a + w_t * (b - a) : b - (b - a) * one_minus_w; }
-  };
+  // torch.lerp: a + w*(b - a) for w < 0.5, b - (b - a)*(1 - w) otherwise.
+  T lerp(T a, T b) const { return w < 0.5 ? a + w_t * (b - a) : b - (b - a) * one_minus_w; }
 
   // The gradient as the rule uses it (maximize, clipping), from locals.
-  template <class T>
   static T grad_of(T g, T p, T sign, T grad_scale, T clip) {
     return preprocess_grad<kAllExtras>(g, p, sign, grad_scale, clip, T(0));
   }
   // np.maximum(x, floor) with a finite floor: NaN propagates.
-  template <class T>
   static T at_least(T x, T floor) {
     return x > floor || x != x ? x : floor;
   }
 
   // One parameter array, its gradient and state, and its dimensions.
-  template <class T>
   struct Array {
     T *p, *g, *row_var, *col_var, *variance;
     std::int64_t n, rows, cols;  // rows = cols = 0 below 2-D
   };
 
-  template <class T>
-  static Array<T> array_of(const Batch<T>& batch, int t) {
+  static Array array_of(const Batch<T>& batch, int t) {
     const std::int64_t* dims = batch.dims + 3 * t;
     return {role_ptr(batch, Adafactor::kParam, t), role_ptr(batch, Adafactor::kGrad, t),
-            role_ptr(batch, Adafactor::kRowVar, t), role_ptr(batch, Adafactor::kColVar, t),
-            role_ptr(batch, Adafactor::kVariance, t), batch.sizes[t], dims[1], dims[2]};
+            role_ptr(batch, Adafactor::row_var, t), role_ptr(batch, Adafactor::col_var, t),
+            role_ptr(batch, Adafactor::variance, t), batch.sizes[t], dims[1], dims[2]};
   }
 
   // Runs body(i) for i in [0, n) on the batch's threads (static schedule:
   // each i is one independent piece of work, so the split changes nothing).
-  template <class T, class Body>
+  template <class Body>
   static void parallel_for(const Batch<T>& batch, std::int64_t n, std::int64_t work, Body&& body) {
 #ifdef FASTOPT_HAVE_OPENMP
     int threads = batch.num_threads > 0 ? batch.num_threads : omp_get_max_threads();
@@ -120,8 +111,7 @@ struct Kernel<Adafactor> {
   }
 
   // Squares of the used gradient, in double, for n elements.
-  template <class T>
-  FASTOPT_NOINLINE static void grad_squares(const Scalars<T> s, const T* __restrict g, const T* __restrict p,
+  FASTOPT_NOINLINE static void grad_squares(const Kernel s, const T* __restrict g, const T* __restrict p,
                                             std::int64_t n, double* __restrict out) {
     const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip;
 #pragma omp simd
@@ -132,8 +122,7 @@ struct Kernel<Adafactor> {
   }
 
   // Each column's sum of g^2 over the rows, in row order, for columns [c0, c1).
-  template <class T>
-  FASTOPT_NOINLINE static void column_sums(const Scalars<T> s, const T* g, const T* p, std::int64_t rows,
+  FASTOPT_NOINLINE static void column_sums(const Kernel s, const T* g, const T* p, std::int64_t rows,
                                            std::int64_t cols, std::int64_t c0, std::int64_t c1,
                                            double* __restrict sums) {
     const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip;
@@ -150,8 +139,7 @@ struct Kernel<Adafactor> {
 
   // The factored second moments of one R x C matrix; returns
   // max(mean_r(row_var), eps1).
-  template <class T>
-  static T factored_moments(const Batch<T>& batch, const Scalars<T>& s, const T* p, const T* g, T* row_var,
+  static T factored_moments(const Batch<T>& batch, const Kernel& s, const T* p, const T* g, T* row_var,
                             T* col_var, std::int64_t rows, std::int64_t cols) {
     parallel_for(batch, rows, rows * cols, [&](std::int64_t r) {
       std::vector<double> squares(static_cast<std::size_t>(cols));
@@ -173,8 +161,7 @@ struct Kernel<Adafactor> {
   }
 
   // The unfactored second moment of n elements.
-  template <class T>
-  FASTOPT_NOINLINE static void full_moments(const Scalars<T> s, const T* __restrict g, const T* __restrict p,
+  FASTOPT_NOINLINE static void full_moments(const Kernel s, const T* __restrict g, const T* __restrict p,
                                             T* __restrict variance, std::int64_t n) {
     const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip;
     const T w = s.w_t, one_minus_w = s.one_minus_w;
@@ -196,8 +183,7 @@ struct Kernel<Adafactor> {
 
   // u = g / sqrt(max(V, eps1^2)) for n consecutive elements whose estimate
   // is V = row_var * col_var[i] / row_mean (one row of a matrix) ...
-  template <class T>
-  FASTOPT_NOINLINE static void factored_directions(const Scalars<T> s, const T* __restrict g, const T* __restrict p,
+  FASTOPT_NOINLINE static void factored_directions(const Kernel s, const T* __restrict g, const T* __restrict p,
                                                    T row_var, const T* __restrict col_var, T row_mean, std::int64_t n,
                                                    T* __restrict u) {
     const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, eps1_sq = s.eps1_sq;
@@ -207,8 +193,7 @@ struct Kernel<Adafactor> {
   }
 
   // ... or V = variance[i].
-  template <class T>
-  FASTOPT_NOINLINE static void full_directions(const Scalars<T> s, const T* __restrict g, const T* __restrict p,
+  FASTOPT_NOINLINE static void full_directions(const Kernel s, const T* __restrict g, const T* __restrict p,
                                                const T* __restrict variance, std::int64_t n, T* __restrict u) {
     const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip, eps1_sq = s.eps1_sq;
 #pragma omp simd
@@ -217,8 +202,7 @@ struct Kernel<Adafactor> {
   }
 
   // u for elements [b, e) of an array (e - b <= kSumChunk), into u.
-  template <class T>
-  static void directions(const Scalars<T>& s, const Array<T>& a, const std::vector<T>& row_means, std::int64_t b,
+  static void directions(const Kernel& s, const Array& a, const std::vector<T>& row_means, std::int64_t b,
                          std::int64_t e, T* u) {
     if (a.rows == 0) return full_directions(s, a.g + b, a.p + b, a.variance + b, e - b, u);
     for (std::int64_t k = b; k < e;) {
@@ -231,8 +215,8 @@ struct Kernel<Adafactor> {
   }
 
   // p = prox_l1(p*decay - step*u, tau) for n elements, with statistics.
-  template <bool kStats, class T>
-  FASTOPT_NOINLINE static void update(const Scalars<T> s, T step, T* __restrict p, const T* __restrict g,
+  template <bool kStats>
+  FASTOPT_NOINLINE static void update(const Kernel s, T step, T* __restrict p, const T* __restrict g,
                                       const T* __restrict u, std::int64_t n, double (&sums)[kStatFields]) {
     const T decay = s.decay, tau = s.tau;
     double gs = 0, ps = 0, us = 0, nf = 0;
@@ -246,8 +230,7 @@ struct Kernel<Adafactor> {
     if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
   }
 
-  template <class T>
-  static void step_array(const Batch<T>& batch, const Scalars<T>& s, const Array<T>& a, double* stats) {
+  static void step_array(const Batch<T>& batch, const Kernel& s, const Array& a, double* stats) {
     const std::int64_t chunks = (a.n + kSumChunk - 1) / kSumChunk;
     std::vector<double> partial(static_cast<std::size_t>(chunks) * kStatFields);
     auto in_chunks = [&](auto&& body) {  // body(chunk, begin, end)
@@ -296,9 +279,8 @@ struct Kernel<Adafactor> {
         for (int f = 0; f < kStatFields; ++f) stats[f] += partial[static_cast<std::size_t>(c * kStatFields + f)];
   }
 
-  template <class T>
   static void step(const Batch<T>& batch, const double* hypers, std::size_t n_sets) {
-    std::vector<Scalars<T>> scalars;
+    std::vector<Kernel> scalars;
     for (std::size_t k = 0; k < n_sets; ++k) scalars.emplace_back(hyper_at<Adafactor>(hypers, k));
     *batch.threads_used = 1;
     for (int t = 0; t < batch.n_tensors; ++t)

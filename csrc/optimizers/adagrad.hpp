@@ -11,7 +11,6 @@
 namespace fastopt {
 
 struct Adagrad {
-  static constexpr const char* kName = "adagrad";
 #define FASTOPT_ADAGRAD_HYPERPARAMETERS(X)                                                         \
   X(lr, 1e-2, kNonNegative, "lr")                                                                  \
   X(lr_decay, 0.0, kNonNegative, "lr_decay")                                                       \
@@ -19,31 +18,26 @@ struct Adagrad {
   X(eps, 1e-10, kNonNegative, "eps")                                                               \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                                             \
   FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ADAGRAD_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"sum"}};
-  enum Role { kParam, kGrad, kSum };
+  FASTOPT_DECLARE_OPTIMIZER("adagrad", FASTOPT_ADAGRAD_HYPERPARAMETERS, sum);
 };
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Adagrad> {
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    T clr, eps;
-    int variant = 0;
+template <class T>
+struct Kernel<Adagrad, T> {
+  SharedScalars<T> pre;
+  T clr, eps;
+  int variant = 0;
 
-    explicit Scalars(const Adagrad::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, decayed_lr(h)),
-          clr(static_cast<T>(decayed_lr(h))),
-          eps(static_cast<T>(h.eps)) {}
-    static double decayed_lr(const Adagrad::Hyper& h) { return h.lr / (1.0 + (h.step - 1.0) * h.lr_decay); }
-  };
+  explicit Kernel(const Adagrad::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, decayed_lr(h)),
+        clr(static_cast<T>(decayed_lr(h))),
+        eps(static_cast<T>(h.eps)) {}
+  static double decayed_lr(const Adagrad::Hyper& h) { return h.lr / (1.0 + (h.step - 1.0) * h.lr_decay); }
 
-  template <int, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
-    T* __restrict sum = x[Adagrad::kSum];
+  template <int, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    T* __restrict sum = x[Adagrad::sum];
     const T clr = s.clr, eps = s.eps;
     update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
       const auto acc = load_as(sum + i, lane) + grad * grad;

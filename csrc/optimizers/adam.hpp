@@ -19,7 +19,6 @@
 namespace fastopt {
 
 struct Adam {
-  static constexpr const char* kName = "adam";
 #define FASTOPT_ADAM_HYPERPARAMETERS(X) \
   X(lr, 1e-3, kNonNegative, "lr")       \
   FASTOPT_BETAS(X, 0.9, 0.999)          \
@@ -27,41 +26,36 @@ struct Adam {
   X(amsgrad, 0, kFlag, "amsgrad")       \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)  \
   FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ADAM_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"exp_avg"}, {"exp_avg_sq"}, {"max_exp_avg_sq"}};
-  enum Role { kParam, kGrad, kExpAvg, kExpAvgSq, kMaxExpAvgSq };
+  FASTOPT_DECLARE_OPTIMIZER("adam", FASTOPT_ADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq, max_exp_avg_sq);
 
-  static bool needs_state(int role, const Hyper& h, int /*ndim*/) { return role != kMaxExpAvgSq || h.amsgrad != 0.0; }
+  static bool needs_state(int role, const Hyper& h, int /*ndim*/) { return role != max_exp_avg_sq || h.amsgrad != 0.0; }
 };
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Adam> {
+template <class T>
+struct Kernel<Adam, T> {
   static constexpr int kVariants = 2;  // amsgrad off, on
 
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    Ema<T> first, second;
-    T step_size, inv_bc2_sqrt, eps;
-    int variant;
+  SharedScalars<T> pre;
+  Ema<T> first, second;
+  T step_size, inv_bc2_sqrt, eps;
+  int variant;
 
-    explicit Scalars(const Adam::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
-          first(h.beta1),
-          second(h.beta2),
-          step_size(static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, h.step)))),
-          inv_bc2_sqrt(static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(h.beta2, h.step)))),
-          eps(static_cast<T>(h.eps)),
-          variant(h.amsgrad != 0.0) {}
-  };
+  explicit Kernel(const Adam::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, h.lr),
+        first(h.beta1),
+        second(h.beta2),
+        step_size(static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, h.step)))),
+        inv_bc2_sqrt(static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(h.beta2, h.step)))),
+        eps(static_cast<T>(h.eps)),
+        variant(h.amsgrad != 0.0) {}
 
-  template <int kAmsgrad, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
-    T* __restrict m = x[Adam::kExpAvg];
-    T* __restrict v = x[Adam::kExpAvgSq];
-    T* __restrict vmax = x[Adam::kMaxExpAvgSq];
+  template <int kAmsgrad, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    T* __restrict m = x[Adam::exp_avg];
+    T* __restrict v = x[Adam::exp_avg_sq];
+    T* __restrict vmax = x[Adam::max_exp_avg_sq];
     const Ema<T> first = s.first, second = s.second;
     const T step_size = s.step_size, inv_bc2_sqrt = s.inv_bc2_sqrt, eps = s.eps;
     update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {

@@ -13,41 +13,35 @@
 namespace fastopt {
 
 struct Adamax {
-  static constexpr const char* kName = "adamax";
 #define FASTOPT_ADAMAX_HYPERPARAMETERS(X) \
   X(lr, 2e-3, kNonNegative, "lr")         \
   FASTOPT_BETAS(X, 0.9, 0.999)            \
   X(eps, 1e-8, kNonNegative, "eps")       \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)    \
   FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ADAMAX_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"exp_avg"}, {"exp_inf"}};
-  enum Role { kParam, kGrad, kExpAvg, kExpInf };
+  FASTOPT_DECLARE_OPTIMIZER("adamax", FASTOPT_ADAMAX_HYPERPARAMETERS, exp_avg, exp_inf);
 };
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Adamax> {
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    Ema<T> first;
-    T beta2, eps, step_size;
-    int variant = 0;
+template <class T>
+struct Kernel<Adamax, T> {
+  SharedScalars<T> pre;
+  Ema<T> first;
+  T beta2, eps, step_size;
+  int variant = 0;
 
-    explicit Scalars(const Adamax::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
-          first(h.beta1),
-          beta2(static_cast<T>(h.beta2)),
-          eps(static_cast<T>(h.eps)),
-          step_size(static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, h.step)))) {}
-  };
+  explicit Kernel(const Adamax::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, h.lr),
+        first(h.beta1),
+        beta2(static_cast<T>(h.beta2)),
+        eps(static_cast<T>(h.eps)),
+        step_size(static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, h.step)))) {}
 
-  template <int, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
-    T* __restrict m = x[Adamax::kExpAvg];
-    T* __restrict u = x[Adamax::kExpInf];
+  template <int, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    T* __restrict m = x[Adamax::exp_avg];
+    T* __restrict u = x[Adamax::exp_inf];
     const Ema<T> first = s.first;
     const T beta2 = s.beta2, eps = s.eps, step_size = s.step_size;
     update_elements<T, kStats, kExtras, kPlainRule>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param) {

@@ -15,7 +15,6 @@
 namespace fastopt {
 
 struct Asgd {
-  static constexpr const char* kName = "asgd";
 #define FASTOPT_ASGD_HYPERPARAMETERS(X)                \
   X(lr, 1e-2, kNonNegative, "lr")                      \
   X(lambd, 1e-4, kNonNegative, "lambd")                \
@@ -24,35 +23,30 @@ struct Asgd {
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                 \
   X(eta, 1e-2, kNonNegative, "eta", Origin::kPerStep)  \
   X(mu, 1.0, kNonNegative, "mu", Origin::kPerStep)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_ASGD_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"ax"}};
-  enum Role { kParam, kGrad, kAx };
+  FASTOPT_DECLARE_OPTIMIZER("asgd", FASTOPT_ASGD_HYPERPARAMETERS, ax);
 };
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Asgd> {
+template <class T>
+struct Kernel<Asgd, T> {
   static constexpr int kVariants = 2;  // 0: mu == 1 (ax = p), 1: running average
 
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    T tau, shrink, eta, mu;
-    int variant;
+  SharedScalars<T> pre;
+  T tau, shrink, eta, mu;
+  int variant;
 
-    explicit Scalars(const Asgd::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
-          tau(static_cast<T>(h.eta * h.shared.l1)),
-          shrink(static_cast<T>(1.0 - h.lambd * h.eta)),
-          eta(static_cast<T>(h.eta)),
-          mu(static_cast<T>(h.mu)),
-          variant(h.mu != 1.0) {}
-  };
+  explicit Kernel(const Asgd::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, h.lr),
+        tau(static_cast<T>(h.eta * h.shared.l1)),
+        shrink(static_cast<T>(1.0 - h.lambd * h.eta)),
+        eta(static_cast<T>(h.eta)),
+        mu(static_cast<T>(h.mu)),
+        variant(h.mu != 1.0) {}
 
-  template <int kAverage, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
-    T* __restrict ax = x[Asgd::kAx];
+  template <int kAverage, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    T* __restrict ax = x[Asgd::ax];
     const T decay = s.pre.decay, tau = s.tau, shrink = s.shrink, eta = s.eta, mu = s.mu;
     // Its own regularization: the L1 threshold follows eta, and ax averages the thresholded p.
     update_elements<T, kStats, kExtras, kOwnRegularization>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad,

@@ -23,16 +23,13 @@
 namespace fastopt {
 
 struct Lamb {
-  static constexpr const char* kName = "lamb";
 #define FASTOPT_LAMB_HYPERPARAMETERS(X)                     \
   X(lr, 1e-3, kNonNegative, "lr")                           \
   FASTOPT_BETAS(X, 0.9, 0.999)                              \
   X(eps, 1e-6, kNonNegative, "eps")                         \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                      \
   FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_LAMB_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"exp_avg"}, {"exp_avg_sq"}};
-  enum Role { kParam, kGrad, kExpAvg, kExpAvgSq };
+  FASTOPT_DECLARE_OPTIMIZER("lamb", FASTOPT_LAMB_HYPERPARAMETERS, exp_avg, exp_avg_sq);
 
   static void validate(const Hyper& h) {
     require_own_weight_decay(h.shared, "LAMB", "its own term of the update (r + weight_decay*p)");
@@ -41,34 +38,31 @@ struct Lamb {
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Lamb> {
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    T beta1, one_minus_beta1, beta2, one_minus_beta2, inv_bc1, inv_bc2_sqrt, eps, wd, tau;
-    double lr;
+template <class T>
+struct Kernel<Lamb, T> {
+  SharedScalars<T> pre;
+  T beta1, one_minus_beta1, beta2, one_minus_beta2, inv_bc1, inv_bc2_sqrt, eps, wd, tau;
+  double lr;
 
-    explicit Scalars(const Lamb::Hyper& h)
-        : pre(h.shared, 0.0, h.maximize, h.lr),
-          beta1(static_cast<T>(h.beta1)),
-          one_minus_beta1(static_cast<T>(1.0 - h.beta1)),
-          beta2(static_cast<T>(h.beta2)),
-          one_minus_beta2(static_cast<T>(1.0 - h.beta2)),
-          inv_bc1(static_cast<T>(1.0 / (1.0 - std::pow(h.beta1, h.step)))),
-          inv_bc2_sqrt(static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(h.beta2, h.step)))),
-          eps(static_cast<T>(h.eps)),
-          wd(static_cast<T>(h.weight_decay)),
-          tau(static_cast<T>(h.lr * h.shared.l1)),
-          lr(h.lr) {}
+  explicit Kernel(const Lamb::Hyper& h)
+      : pre(h.shared, 0.0, h.maximize, h.lr),
+        beta1(static_cast<T>(h.beta1)),
+        one_minus_beta1(static_cast<T>(1.0 - h.beta1)),
+        beta2(static_cast<T>(h.beta2)),
+        one_minus_beta2(static_cast<T>(1.0 - h.beta2)),
+        inv_bc1(static_cast<T>(1.0 / (1.0 - std::pow(h.beta1, h.step)))),
+        inv_bc2_sqrt(static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(h.beta2, h.step)))),
+        eps(static_cast<T>(h.eps)),
+        wd(static_cast<T>(h.weight_decay)),
+        tau(static_cast<T>(h.lr * h.shared.l1)),
+        lr(h.lr) {}
 
-    // The update direction from the new moments: the same expression in both passes.
-    T direction(T m, T v, T p) const { return (inv_bc1 * m) / (std::sqrt(v) * inv_bc2_sqrt + eps) + wd * p; }
-  };
+  // The update direction from the new moments: the same expression in both passes.
+  T direction(T m, T v, T p) const { return (inv_bc1 * m) / (std::sqrt(v) * inv_bc2_sqrt + eps) + wd * p; }
 
   // Pass 1 over one chunk: the moments, and the chunk's sums of p^2 and r^2.
-  template <int kExtras, class T>
-  FASTOPT_NOINLINE static void moments(const Scalars<T> s, const T* __restrict p, const T* __restrict g,
+  template <int kExtras>
+  FASTOPT_NOINLINE static void moments(const Kernel s, const T* __restrict p, const T* __restrict g,
                                        T* __restrict m, T* __restrict v, std::int64_t n, double* sums_out) {
     const T sign = s.pre.sign, grad_scale = s.pre.grad_scale, clip = s.pre.clip;
     const T beta1 = s.beta1, one_minus_beta1 = s.one_minus_beta1, beta2 = s.beta2, one_minus_beta2 = s.one_minus_beta2;
@@ -86,8 +80,8 @@ struct Kernel<Lamb> {
   }
 
   // Pass 2 over one chunk: p = prox_l1(p - step*r, tau), with statistics.
-  template <bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void update(const Scalars<T> s, T step, T* __restrict p, const T* __restrict g,
+  template <bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void update(const Kernel s, T step, T* __restrict p, const T* __restrict g,
                                       const T* __restrict m, const T* __restrict v, std::int64_t n,
                                       double (&sums)[kStatFields]) {
     const T tau = s.tau;
@@ -102,18 +96,17 @@ struct Kernel<Lamb> {
     if constexpr (kStats) add_sums(sums, gs, ps, us, nf);
   }
 
-  template <class T>
   static void step(const Batch<T>& batch, const double* hypers, std::size_t n_sets) {
-    std::vector<Scalars<T>> scalars;
+    std::vector<Kernel> scalars;
     for (std::size_t k = 0; k < n_sets; ++k) scalars.emplace_back(hyper_at<Lamb>(hypers, k));
     const Chunks chunks(batch);
     std::vector<double> partials(static_cast<std::size_t>(chunks.count()) * 2);
     auto pointers = [&](int t, std::int64_t b) {
       return std::array<T*, 4>{role_ptr(batch, Lamb::kParam, t) + b, role_ptr(batch, Lamb::kGrad, t) + b,
-                               role_ptr(batch, Lamb::kExpAvg, t) + b, role_ptr(batch, Lamb::kExpAvgSq, t) + b};
+                               role_ptr(batch, Lamb::exp_avg, t) + b, role_ptr(batch, Lamb::exp_avg_sq, t) + b};
     };
     for_each_chunk(batch, chunks, [&](int t, std::int64_t b, std::int64_t e, std::int64_t c, int) {
-      const Scalars<T>& s = scalars[hyper_of(batch, t)];
+      const Kernel& s = scalars[hyper_of(batch, t)];
       const auto x = pointers(t, b);
       double* out = partials.data() + 2 * c;
       if (s.pre.extras == kAllExtras) moments<kAllExtras>(s, x[0], x[1], x[2], x[3], e - b, out);
@@ -126,7 +119,7 @@ struct Kernel<Lamb> {
       steps[static_cast<std::size_t>(t)] = static_cast<T>(scalars[hyper_of(batch, t)].lr * phi);
     }
     for_each_chunk(batch, chunks, [&](int t, std::int64_t b, std::int64_t e, std::int64_t, int unit) {
-      const Scalars<T>& s = scalars[hyper_of(batch, t)];
+      const Kernel& s = scalars[hyper_of(batch, t)];
       const auto x = pointers(t, b);
       double sums[kStatFields] = {};
       with_flags(batch, s.pre.extras == kAllExtras ? kAllExtras : kNoExtras, [&](auto stats, auto extras) {

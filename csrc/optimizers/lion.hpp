@@ -13,38 +13,32 @@
 namespace fastopt {
 
 struct Lion {
-  static constexpr const char* kName = "lion";
-  static constexpr bool kDecoupledByDefault = true;
+    static constexpr bool kDecoupledByDefault = true;
 #define FASTOPT_LION_HYPERPARAMETERS(X) \
   X(lr, 1e-4, kNonNegative, "lr")       \
   FASTOPT_BETAS(X, 0.9, 0.99)           \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_LION_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"exp_avg"}};
-  enum Role { kParam, kGrad, kExpAvg };
+  FASTOPT_DECLARE_OPTIMIZER("lion", FASTOPT_LION_HYPERPARAMETERS, exp_avg);
 };
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Lion> {
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    Ema<T> interpolation, momentum;
-    T lr;
-    int variant = 0;
+template <class T>
+struct Kernel<Lion, T> {
+  SharedScalars<T> pre;
+  Ema<T> interpolation, momentum;
+  T lr;
+  int variant = 0;
 
-    explicit Scalars(const Lion::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
-          interpolation(h.beta1),
-          momentum(h.beta2),
-          lr(static_cast<T>(h.lr)) {}
-  };
+  explicit Kernel(const Lion::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, h.lr),
+        interpolation(h.beta1),
+        momentum(h.beta2),
+        lr(static_cast<T>(h.lr)) {}
 
-  template <int, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
-    T* __restrict m = x[Lion::kExpAvg];
+  template <int, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    T* __restrict m = x[Lion::exp_avg];
     const Ema<T> interpolation = s.interpolation, momentum = s.momentum;
     const T lr = s.lr;
     update_elements<T, kStats, kExtras, kPlainRule>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param) {

@@ -16,7 +16,6 @@
 namespace fastopt {
 
 struct Nadam {
-  static constexpr const char* kName = "nadam";
 #define FASTOPT_NADAM_HYPERPARAMETERS(X)                  \
   X(lr, 2e-3, kNonNegative, "lr")                         \
   FASTOPT_BETAS(X, 0.9, 0.999)                            \
@@ -25,40 +24,35 @@ struct Nadam {
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                    \
   FASTOPT_STEP_COUNT(X)                                   \
   X(mu_product, 1.0, kNonNegative, "mu_product", Origin::kPerStep)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_NADAM_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"exp_avg"}, {"exp_avg_sq"}};
-  enum Role { kParam, kGrad, kExpAvg, kExpAvgSq };
+  FASTOPT_DECLARE_OPTIMIZER("nadam", FASTOPT_NADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq);
 };
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Nadam> {
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    Ema<T> first, second;
-    T inv_bc2_sqrt, eps, grad_coef, avg_coef;
-    int variant = 0;
+template <class T>
+struct Kernel<Nadam, T> {
+  SharedScalars<T> pre;
+  Ema<T> first, second;
+  T inv_bc2_sqrt, eps, grad_coef, avg_coef;
+  int variant = 0;
 
-    explicit Scalars(const Nadam::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
-          first(h.beta1),
-          second(h.beta2),
-          inv_bc2_sqrt(static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(h.beta2, h.step)))),
-          eps(static_cast<T>(h.eps)) {
-      const double mu = h.beta1 * (1.0 - 0.5 * std::pow(0.96, h.step * h.momentum_decay));
-      const double mu_next = h.beta1 * (1.0 - 0.5 * std::pow(0.96, (h.step + 1.0) * h.momentum_decay));
-      const double product = h.mu_product * mu, product_next = product * mu_next;
-      grad_coef = static_cast<T>(h.lr * (1.0 - mu) / (1.0 - product));
-      avg_coef = static_cast<T>(h.lr * mu_next / (1.0 - product_next));
-    }
-  };
+  explicit Kernel(const Nadam::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, h.lr),
+        first(h.beta1),
+        second(h.beta2),
+        inv_bc2_sqrt(static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(h.beta2, h.step)))),
+        eps(static_cast<T>(h.eps)) {
+    const double mu = h.beta1 * (1.0 - 0.5 * std::pow(0.96, h.step * h.momentum_decay));
+    const double mu_next = h.beta1 * (1.0 - 0.5 * std::pow(0.96, (h.step + 1.0) * h.momentum_decay));
+    const double product = h.mu_product * mu, product_next = product * mu_next;
+    grad_coef = static_cast<T>(h.lr * (1.0 - mu) / (1.0 - product));
+    avg_coef = static_cast<T>(h.lr * mu_next / (1.0 - product_next));
+  }
 
-  template <int, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
-    T* __restrict m = x[Nadam::kExpAvg];
-    T* __restrict v = x[Nadam::kExpAvgSq];
+  template <int, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    T* __restrict m = x[Nadam::exp_avg];
+    T* __restrict v = x[Nadam::exp_avg_sq];
     const Ema<T> first = s.first, second = s.second;
     const T inv_bc2_sqrt = s.inv_bc2_sqrt, eps = s.eps, grad_coef = s.grad_coef, avg_coef = s.avg_coef;
     update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {

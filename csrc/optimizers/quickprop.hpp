@@ -22,7 +22,6 @@
 namespace fastopt {
 
 struct Quickprop {
-  static constexpr const char* kName = "quickprop";
 #define FASTOPT_QUICKPROP_HYPERPARAMETERS(X)                    \
   X(lr, 1e-2, kNonNegative, "lr")                               \
   X(mu, 1.75, kPositive, "mu (the maximum growth factor)")      \
@@ -30,35 +29,30 @@ struct Quickprop {
   X(mode_switch, 0.0, kNonNegative, "mode_switch")              \
   X(momentum, 0.0, kNonNegative, "momentum")                    \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_QUICKPROP_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"prev_step"}, {"prev_grad"}};
-  enum Role { kParam, kGrad, kPrevStep, kPrevGrad };
+  FASTOPT_DECLARE_OPTIMIZER("quickprop", FASTOPT_QUICKPROP_HYPERPARAMETERS, prev_step, prev_grad);
 };
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Quickprop> {
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    T decay, lr, mu, shrink, theta, momentum;
-    int variant = 0;
+template <class T>
+struct Kernel<Quickprop, T> {
+  SharedScalars<T> pre;
+  T decay, lr, mu, shrink, theta, momentum;
+  int variant = 0;
 
-    explicit Scalars(const Quickprop::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
-          decay(static_cast<T>(h.decay)),
-          lr(static_cast<T>(h.lr)),
-          mu(static_cast<T>(h.mu)),
-          shrink(static_cast<T>(h.mu / (1.0 + h.mu))),
-          theta(static_cast<T>(h.mode_switch)),
-          momentum(static_cast<T>(h.momentum)) {}
-  };
+  explicit Kernel(const Quickprop::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, h.lr),
+        decay(static_cast<T>(h.decay)),
+        lr(static_cast<T>(h.lr)),
+        mu(static_cast<T>(h.mu)),
+        shrink(static_cast<T>(h.mu / (1.0 + h.mu))),
+        theta(static_cast<T>(h.mode_switch)),
+        momentum(static_cast<T>(h.momentum)) {}
 
-  template <int, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
-    T* __restrict prev_step = x[Quickprop::kPrevStep];
-    T* __restrict prev_grad = x[Quickprop::kPrevGrad];
+  template <int, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    T* __restrict prev_step = x[Quickprop::prev_step];
+    T* __restrict prev_grad = x[Quickprop::prev_grad];
     const T decoupled = s.pre.decay, tau = s.pre.tau, decay = s.decay;
     const T lr = s.lr, mu = s.mu, shrink = s.shrink, theta = s.theta, momentum = s.momentum;
     // Its own regularization: the decay term needs p before the decoupled decay.

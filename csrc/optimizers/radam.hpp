@@ -15,50 +15,44 @@
 namespace fastopt {
 
 struct Radam {
-  static constexpr const char* kName = "radam";
 #define FASTOPT_RADAM_HYPERPARAMETERS(X) \
   X(lr, 1e-3, kNonNegative, "lr")        \
   FASTOPT_BETAS(X, 0.9, 0.999)           \
   X(eps, 1e-8, kNonNegative, "eps")      \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)   \
   FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_RADAM_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"exp_avg"}, {"exp_avg_sq"}};
-  enum Role { kParam, kGrad, kExpAvg, kExpAvgSq };
+  FASTOPT_DECLARE_OPTIMIZER("radam", FASTOPT_RADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq);
 };
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Radam> {
+template <class T>
+struct Kernel<Radam, T> {
   static constexpr int kVariants = 2;  // 0: un-adapted step, 1: rectified adaptive step
 
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    Ema<T> first, second;
-    T eps, step_size;
-    int variant;
+  SharedScalars<T> pre;
+  Ema<T> first, second;
+  T eps, step_size;
+  int variant;
 
-    explicit Scalars(const Radam::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, h.lr), first(h.beta1), second(h.beta2), eps(static_cast<T>(h.eps)) {
-      const double t = h.step, bc1 = 1.0 - std::pow(h.beta1, t), bc2 = 1.0 - std::pow(h.beta2, t);
-      const double rho_inf = 2.0 / (1.0 - h.beta2) - 1.0;
-      const double rho_t = rho_inf - 2.0 * t * std::pow(h.beta2, t) / bc2;
-      variant = rho_t > 5.0;
-      if (variant) {
-        const double r = std::sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t));
-        step_size = static_cast<T>(h.lr * r * std::sqrt(bc2) / bc1);
-      } else {
-        step_size = static_cast<T>(h.lr / bc1);
-      }
+  explicit Kernel(const Radam::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, h.lr), first(h.beta1), second(h.beta2), eps(static_cast<T>(h.eps)) {
+    const double t = h.step, bc1 = 1.0 - std::pow(h.beta1, t), bc2 = 1.0 - std::pow(h.beta2, t);
+    const double rho_inf = 2.0 / (1.0 - h.beta2) - 1.0;
+    const double rho_t = rho_inf - 2.0 * t * std::pow(h.beta2, t) / bc2;
+    variant = rho_t > 5.0;
+    if (variant) {
+      const double r = std::sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t));
+      step_size = static_cast<T>(h.lr * r * std::sqrt(bc2) / bc1);
+    } else {
+      step_size = static_cast<T>(h.lr / bc1);
     }
-  };
+  }
 
-  template <int kRectified, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
-    T* __restrict m = x[Radam::kExpAvg];
-    T* __restrict v = x[Radam::kExpAvgSq];
+  template <int kRectified, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    T* __restrict m = x[Radam::exp_avg];
+    T* __restrict v = x[Radam::exp_avg_sq];
     const Ema<T> first = s.first, second = s.second;
     const T eps = s.eps, step_size = s.step_size;
     update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {

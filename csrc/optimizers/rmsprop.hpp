@@ -18,7 +18,6 @@
 namespace fastopt {
 
 struct Rmsprop {
-  static constexpr const char* kName = "rmsprop";
 #define FASTOPT_RMSPROP_HYPERPARAMETERS(X)     \
   X(lr, 1e-2, kNonNegative, "lr")              \
   X(alpha, 0.99, kUnitClosed, "alpha value")   \
@@ -26,45 +25,40 @@ struct Rmsprop {
   X(momentum, 0.0, kNonNegative, "momentum")   \
   X(centered, 0, kFlag, "centered")            \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_RMSPROP_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"square_avg"}, {"grad_avg"}, {"momentum_buffer"}};
-  enum Role { kParam, kGrad, kSquareAvg, kGradAvg, kMomentumBuffer };
+  FASTOPT_DECLARE_OPTIMIZER("rmsprop", FASTOPT_RMSPROP_HYPERPARAMETERS, square_avg, grad_avg, momentum_buffer);
 
   static bool needs_state(int role, const Hyper& h, int) {
-    if (role == kGradAvg) return h.centered != 0.0;
-    if (role == kMomentumBuffer) return h.momentum > 0.0;
+    if (role == grad_avg) return h.centered != 0.0;
+    if (role == momentum_buffer) return h.momentum > 0.0;
     return true;
   }
 };
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Rmsprop> {
+template <class T>
+struct Kernel<Rmsprop, T> {
   static constexpr int kVariants = 4;  // 2*centered + (momentum > 0)
 
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    Ema<T> average;
-    T lr, eps, momentum;
-    int variant;
+  SharedScalars<T> pre;
+  Ema<T> average;
+  T lr, eps, momentum;
+  int variant;
 
-    explicit Scalars(const Rmsprop::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
-          average(h.alpha),
-          lr(static_cast<T>(h.lr)),
-          eps(static_cast<T>(h.eps)),
-          momentum(static_cast<T>(h.momentum)),
-          variant(2 * (h.centered != 0.0) + (h.momentum > 0.0)) {}
-  };
+  explicit Kernel(const Rmsprop::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, h.lr),
+        average(h.alpha),
+        lr(static_cast<T>(h.lr)),
+        eps(static_cast<T>(h.eps)),
+        momentum(static_cast<T>(h.momentum)),
+        variant(2 * (h.centered != 0.0) + (h.momentum > 0.0)) {}
 
-  template <int kVariant, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+  template <int kVariant, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     constexpr bool kCentered = kVariant / 2, kMomentum = kVariant % 2;
-    T* __restrict v = x[Rmsprop::kSquareAvg];
-    T* __restrict a = x[Rmsprop::kGradAvg];
-    T* __restrict b = x[Rmsprop::kMomentumBuffer];
+    T* __restrict v = x[Rmsprop::square_avg];
+    T* __restrict a = x[Rmsprop::grad_avg];
+    T* __restrict b = x[Rmsprop::momentum_buffer];
     const Ema<T> average = s.average;
     const T lr = s.lr, eps = s.eps, momentum = s.momentum;
     update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {

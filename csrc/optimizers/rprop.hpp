@@ -25,8 +25,7 @@
 namespace fastopt {
 
 struct Rprop {
-  static constexpr const char* kName = "rprop";
-  static constexpr const char* kVariantNames[] = {"irprop-", "rprop-", "rprop+", "irprop+", nullptr};
+    static constexpr const char* kVariantNames[] = {"irprop-", "rprop-", "rprop+", "irprop+", nullptr};
   enum Variant { kIrpropMinus, kRpropMinus, kRpropPlus, kIrpropPlus };
 #define FASTOPT_RPROP_HYPERPARAMETERS(X)                                          \
   X(lr, 1e-2, kPositive, "lr (initial step size)", Origin::kClassOnly)                \
@@ -37,12 +36,10 @@ struct Rprop {
   X(variant, 0, kChoice, "variant", Origin::kHyper, kVariantNames)                \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                            \
   X(loss_increased, 0, kFlag, "loss_increased", Origin::kPerStep)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_RPROP_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"prev"}, {"step_size"}, {"prev_update"}};
-  enum Role { kParam, kGrad, kPrev, kStepSize, kPrevUpdate };
+  FASTOPT_DECLARE_OPTIMIZER("rprop", FASTOPT_RPROP_HYPERPARAMETERS, prev, step_size, prev_update);
 
   static bool has_backtracking(const Hyper& h) { return h.variant >= kRpropPlus; }
-  static bool needs_state(int role, const Hyper& h, int) { return role != kPrevUpdate || has_backtracking(h); }
+  static bool needs_state(int role, const Hyper& h, int) { return role != prev_update || has_backtracking(h); }
   static void validate(const Hyper& h) {
     require(0.0 < h.etaminus && h.etaminus < 1.0 && 1.0 < h.etaplus, [&] {
       return "invalid eta values: (" + num(h.etaminus) + ", " + num(h.etaplus) + ") (need 0 < etaminus < 1 < etaplus)";
@@ -55,34 +52,31 @@ struct Rprop {
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Rprop> {
+template <class T>
+struct Kernel<Rprop, T> {
   static constexpr int kVariants = 3;  // irprop-, rprop-, the + variants (irprop+: restore flag below)
 
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    T decoupled_wd, eta_minus, eta_plus, step_min, step_max, restore;
-    int variant;
+  SharedScalars<T> pre;
+  T decoupled_wd, eta_minus, eta_plus, step_min, step_max, restore;
+  int variant;
 
-    explicit Scalars(const Rprop::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, 0.0),  // per-weight step sizes: below
-          decoupled_wd(static_cast<T>(h.shared.decoupled_weight_decay != 0.0 ? h.weight_decay : 0.0)),
-          eta_minus(static_cast<T>(h.etaminus)),
-          eta_plus(static_cast<T>(h.etaplus)),
-          step_min(static_cast<T>(h.step_size_min)),
-          step_max(static_cast<T>(h.step_size_max)),
-          restore(h.variant == Rprop::kRpropPlus || (h.variant == Rprop::kIrpropPlus && h.loss_increased != 0.0)
-                      ? T(1)
-                      : T(0)),
-          variant(std::min(static_cast<int>(h.variant), 2)) {}
-  };
+  explicit Kernel(const Rprop::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, 0.0),  // per-weight step sizes: below
+        decoupled_wd(static_cast<T>(h.shared.decoupled_weight_decay != 0.0 ? h.weight_decay : 0.0)),
+        eta_minus(static_cast<T>(h.etaminus)),
+        eta_plus(static_cast<T>(h.etaplus)),
+        step_min(static_cast<T>(h.step_size_min)),
+        step_max(static_cast<T>(h.step_size_max)),
+        restore(h.variant == Rprop::kRpropPlus || (h.variant == Rprop::kIrpropPlus && h.loss_increased != 0.0)
+                    ? T(1)
+                    : T(0)),
+        variant(std::min(static_cast<int>(h.variant), 2)) {}
 
-  template <int kVariant, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
-    T* __restrict prev = x[Rprop::kPrev];
-    T* __restrict step_size = x[Rprop::kStepSize];
-    T* __restrict prev_update = x[Rprop::kPrevUpdate];
+  template <int kVariant, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+    T* __restrict prev = x[Rprop::prev];
+    T* __restrict step_size = x[Rprop::step_size];
+    T* __restrict prev_update = x[Rprop::prev_update];
     // Scalars in locals, and conditions as comparisons of T values: GCC does
     // not vectorize selects on bools or on values it re-loads through the struct.
     const T decoupled_wd = s.decoupled_wd, l1 = s.pre.l1, eta_plus = s.eta_plus, eta_minus = s.eta_minus;

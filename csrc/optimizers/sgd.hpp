@@ -14,7 +14,6 @@
 namespace fastopt {
 
 struct Sgd {
-  static constexpr const char* kName = "sgd";
 #define FASTOPT_SGD_HYPERPARAMETERS(X)       \
   X(lr, 1e-3, kNonNegative, "lr")            \
   X(momentum, 0.0, kNonNegative, "momentum") \
@@ -22,9 +21,7 @@ struct Sgd {
   X(nesterov, 0, kFlag, "nesterov")          \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)       \
   FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_HYPERPARAMETERS(FASTOPT_SGD_HYPERPARAMETERS);
-  static constexpr StateDecl kState[] = {{"momentum_buffer"}};
-  enum Role { kParam, kGrad, kMomentumBuffer };
+  FASTOPT_DECLARE_OPTIMIZER("sgd", FASTOPT_SGD_HYPERPARAMETERS, momentum_buffer);
 
   static bool needs_state(int /*role*/, const Hyper& h, int /*ndim*/) { return h.momentum != 0.0; }
   static void validate(const Hyper& h) {
@@ -35,31 +32,28 @@ struct Sgd {
 
 namespace FASTOPT_TARGET_NAME {
 
-template <>
-struct Kernel<Sgd> {
+template <class T>
+struct Kernel<Sgd, T> {
   // variant = 2*mode + nesterov; mode 0 plain, 1 momentum at its first step
   // (b = g), 2 momentum later. Nesterov needs momentum (validated).
   static constexpr int kVariants = 6;
 
-  template <class T>
-  struct Scalars {
-    SharedScalars<T> pre;
-    T lr, momentum, one_minus_dampening;
-    int variant;
+  SharedScalars<T> pre;
+  T lr, momentum, one_minus_dampening;
+  int variant;
 
-    explicit Scalars(const Sgd::Hyper& h)
-        : pre(h.shared, h.weight_decay, h.maximize, h.lr),
-          lr(static_cast<T>(h.lr)),
-          momentum(static_cast<T>(h.momentum)),
-          one_minus_dampening(static_cast<T>(1.0 - h.dampening)),
-          variant(2 * (h.momentum == 0.0 ? 0 : h.step == 1.0 ? 1 : 2) + (h.nesterov != 0.0)) {}
-  };
+  explicit Kernel(const Sgd::Hyper& h)
+      : pre(h.shared, h.weight_decay, h.maximize, h.lr),
+        lr(static_cast<T>(h.lr)),
+        momentum(static_cast<T>(h.momentum)),
+        one_minus_dampening(static_cast<T>(1.0 - h.dampening)),
+        variant(2 * (h.momentum == 0.0 ? 0 : h.step == 1.0 ? 1 : 2) + (h.nesterov != 0.0)) {}
 
-  template <int kVariant, bool kStats, int kExtras, class T>
-  FASTOPT_NOINLINE static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+  template <int kVariant, bool kStats, int kExtras>
+  FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     constexpr int kMode = kVariant / 2;
     constexpr bool kNesterov = kVariant % 2;
-    T* __restrict b = x[Sgd::kMomentumBuffer];
+    T* __restrict b = x[Sgd::momentum_buffer];
     const T lr = s.lr, momentum = s.momentum, damp = s.one_minus_dampening;
     update_elements<T, kStats, kExtras, kPlainRule>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param) {
       if constexpr (kMode != 0) {

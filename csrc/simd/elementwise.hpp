@@ -220,12 +220,16 @@ constexpr int variants_of() {
 }
 
 // The optimizer's element rule, specialized in its header (optimizers/):
-//   template <class T> struct Scalars { SharedScalars<T> pre; int variant; ...; explicit Scalars(const Hyper&); };
-//   static constexpr int kVariants;  (optional: 1)
-//   template <int kVariant, bool kStats, int kExtras, class T>
-//   static void span(const Scalars<T> s, T* const* x, std::int64_t n, double (&sums)[kStatFields]);
+//   template <class T> struct Kernel<Opt, T> {
+//     SharedScalars<T> pre; int variant; ...;  // the per-call scalars, in T
+//     explicit Kernel(const Opt::Hyper&);
+//     static constexpr int kVariants;           // optional: 1
+//     template <int kVariant, bool kStats, int kExtras>
+//     static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]);
+//   };
 // x[role] points at element 0 of the span in each role (nullptr: absent).
-template <class Opt>
+// span takes its scalars by value: locals the compiler knows no store aliases.
+template <class Opt, class T>
 struct Kernel;
 
 constexpr int kMaxRoles = 8;
@@ -245,19 +249,18 @@ inline typename Opt::Hyper hyper_at(const double* hypers, std::size_t k) {
 // statistics on or off and for its level of regularization.
 template <class Opt, class T>
 void step_elementwise(const Batch<T>& batch, const double* hypers, std::size_t n_sets) {
-  using K = Kernel<Opt>;
-  using Scalars = typename K::template Scalars<T>;
+  using K = Kernel<Opt, T>;
   constexpr int kRoles = 2 + static_cast<int>(std::size(Opt::kState));
   static_assert(kRoles <= kMaxRoles);
   // The calling thread's scratch (no allocation per step). The worker threads
   // read it through `scalars`, a reference: naming the thread_local itself in
   // the parallel region would give each worker its own, empty, vector.
-  thread_local std::vector<Scalars> scratch;
+  thread_local std::vector<K> scratch;
   scratch.clear();
   for (std::size_t k = 0; k < n_sets; ++k) scratch.emplace_back(hyper_at<Opt>(hypers, k));
-  const std::vector<Scalars>& scalars = scratch;
+  const std::vector<K>& scalars = scratch;
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
-    const Scalars& s = scalars[hyper_of(batch, t)];
+    const K& s = scalars[hyper_of(batch, t)];
     T* x[kRoles];
     for (int r = 0; r < kRoles; ++r) {
       T* base = role_ptr(batch, r, t);
