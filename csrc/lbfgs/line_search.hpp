@@ -67,15 +67,35 @@ inline double secant(double a, double da, double b, double db) { return b + db /
 
 }  // namespace line_search_detail
 
-class MoreThuente {
+// What every line search keeps: its parameters, phi(0) and phi'(0), the
+// current trial step, the evaluations so far and its last verdict's message.
+class LineSearchState {
  public:
-  // Starts a search from phi(0) = f0 with slope dg0 < 0 and first trial `step`.
-  void start(double f0, double dg0, double step, const LineSearchParams& p) {
+  double step() const { return step_; }
+  int evaluations() const { return evals_; }
+  const std::string& message() const { return message_; }
+
+ protected:
+  void begin(double f0, double dg0, double step, const LineSearchParams& p) {
     p_ = p;
     f0_ = f0;
     dg0_ = dg0;
     step_ = std::clamp(step, p.step_min, p.step_max);
     evals_ = 0;
+    message_.clear();
+  }
+
+  LineSearchParams p_;
+  double f0_ = 0, dg0_ = 0, step_ = 1;
+  int evals_ = 0;
+  std::string message_;
+};
+
+class MoreThuente : public LineSearchState {
+ public:
+  // Starts a search from phi(0) = f0 with slope dg0 < 0 and first trial `step`.
+  void start(double f0, double dg0, double step, const LineSearchParams& p) {
+    begin(f0, dg0, step, p);
     bracketed_ = false;
     stage1_ = true;
     width_ = p.step_max - p.step_min;
@@ -86,12 +106,7 @@ class MoreThuente {
     lo_ = 0.0;
     hi_ = step_ + kExtrapolateUpper * step_;
     upper_limit_ = p.step_max;
-    message_.clear();
   }
-
-  double step() const { return step_; }
-  int evaluations() const { return evals_; }
-  const std::string& message() const { return message_; }
 
   SearchAction next(double f, double dg) {
     ++evals_;
@@ -220,32 +235,17 @@ class MoreThuente {
     return SearchAction::kFailed;
   }
 
-  LineSearchParams p_;
-  double f0_ = 0, dg0_ = 0, step_ = 1;
-  int evals_ = 0;
   bool bracketed_ = false, stage1_ = true;
   double width_ = 0, width_prev_ = 0;
   double stx_ = 0, fx_ = 0, dx_ = 0;  // best step so far
   double sty_ = 0, fy_ = 0, dy_ = 0;  // other end of the interval
   double lo_ = 0, hi_ = 0;            // where the next trial may go
   double upper_limit_ = 1e20;         // below every step where phi was not finite
-  std::string message_;
 };
 
-class Backtracking {
+class Backtracking : public LineSearchState {
  public:
-  void start(double f0, double dg0, double step, const LineSearchParams& p) {
-    p_ = p;
-    f0_ = f0;
-    dg0_ = dg0;
-    step_ = std::clamp(step, p.step_min, p.step_max);
-    evals_ = 0;
-    message_.clear();
-  }
-
-  double step() const { return step_; }
-  int evaluations() const { return evals_; }
-  const std::string& message() const { return message_; }
+  void start(double f0, double dg0, double step, const LineSearchParams& p) { begin(f0, dg0, step, p); }
 
   SearchAction next(double f, double dg) {
     ++evals_;
@@ -269,12 +269,6 @@ class Backtracking {
     step_ = next;
     return SearchAction::kEvaluate;
   }
-
- private:
-  LineSearchParams p_;
-  double f0_ = 0, dg0_ = 0, step_ = 1;
-  int evals_ = 0;
-  std::string message_;
 };
 
 }  // namespace fastopt
