@@ -5,9 +5,10 @@ N = 1e3 .. 1e7, against plain NumPy (fastopt.reference), careful in-place
 NumPy (out=), torch.optim fused and foreach (when torch is installed) and the
 roofline kernel that moves the same bytes with trivial math. Then the
 many-tensors cases (a small CNN's ~200 arrays, and 200 arrays of 4096, vs one
-flat array; the class step's cost over the flat call's) and the peak memory a
-step allocates. Prints medians and ratios (from one run: the ratios are what
-means something), writes JSON and a PNG (with matplotlib). A kernel whose
+flat array; the class step's cost over the flat call's), a step on subnormal
+gradients and state against ordinary ones, and the peak memory a step
+allocates. Prints medians and ratios (from one run: the ratios are what means
+something), writes JSON and a PNG (with matplotlib). A kernel whose
 fastopt.functional function does not exist (yet) is skipped with a line.
 """
 
@@ -23,7 +24,7 @@ import numpy as np
 
 import fastopt
 
-from . import many_tensors, plot, steps
+from . import many_tensors, plot, steps, subnormal
 from .timing import format_seconds
 
 
@@ -55,6 +56,9 @@ def run_steps(args) -> int:
     for case in many:
         print("\n" + many_tensors.report(case))
 
+    subnormal_rows = subnormal.run_all()
+    print("\n" + subnormal.report(subnormal_rows))
+
     print("\nPeak memory allocated during one fastopt step (tracemalloc):")
     peaks, arrays = {}, {}
     for row in rows:
@@ -68,7 +72,8 @@ def run_steps(args) -> int:
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"runtime": info, "numpy": np.__version__, "rows": rows, "many_tensors": many}, f, indent=1)
+            json.dump({"runtime": info, "numpy": np.__version__, "rows": rows, "many_tensors": many,
+                       "subnormal": subnormal_rows}, f, indent=1)
         print(f"\nwrote {args.json}")
         png = os.path.splitext(args.json)[0] + ".png"
         if plot.throughput_png(rows, png):

@@ -69,15 +69,17 @@ struct Kernel<Quickprop, T> {
       const T s_along = dir * slope, sp_along = dir * prev_slope;  // slopes along the last step
       const T denom = sp_along - s_along;
       T factor = s_along / denom;
-      factor = factor > T(-1) ? factor : T(-1);
-      factor = factor < mu ? factor : mu;
+      factor = factor < T(-1) ? T(-1) : factor;  // np.clip: a NaN (only from non-finite inputs) stays NaN
+      factor = factor > mu ? mu : factor;
       // Selects only (no if/else, no bool variables, which GCC cannot mix
       // with double vectors), so the loop vectorizes.
       const T secant_step = denom > T(0) ? d * factor : mu * d;                 // rounding-safe
       const T jump = s_along > shrink * sp_along ? mu * d : secant_step;        // max growth or secant
       const T quadratic_step = (s_along > T(0) ? gradient_step : T(0)) + jump;
       const T secant_or_guard = sp_along > T(0) ? quadratic_step : gradient_step;  // guard: no valid secant
-      const T step = dir == T(0) ? gradient_step + momentum * d : secant_or_guard;
+      const T mode_step = dir == T(0) ? gradient_step + momentum * d : secant_or_guard;
+      // A NaN slope fails every comparison above and would pick a finite jump.
+      const T step = slope != slope ? slope : mode_step;
       prev_step[i] = step;
       prev_grad[i] = grad;
       return prox_l1<kExtras>(param + step, tau);

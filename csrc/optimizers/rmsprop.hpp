@@ -69,7 +69,7 @@ struct Kernel<Rmsprop, T> {
         const auto ai = average(load_as(a + i, lane), grad);
         store_to(a + i, ai);
         var = vi - ai * ai;
-        var = var > T(0) ? var : T(0);
+        var = var < T(0) ? T(0) : var;  // np.maximum(var, 0): a NaN stays NaN
       }
       const auto avg = square_root(var) + eps;
       if constexpr (kMomentum) {

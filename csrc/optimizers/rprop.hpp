@@ -86,8 +86,8 @@ struct Kernel<Rprop, T> {
       const T agreement = sign_of(prev[i]) * sign_of(grad);
       const T shrink_or_keep = agreement < T(0) ? eta_minus : T(1);
       T d = step_size[i] * (agreement > T(0) ? eta_plus : shrink_or_keep);
-      d = d > step_min ? d : step_min;
-      d = d < step_max ? d : step_max;
+      d = d < step_min ? step_min : d;  // np.clip: a NaN stays NaN
+      d = d > step_max ? step_max : d;
       step_size[i] = d;
       const T param = kExtras == kAllExtras ? param0 * (T(1) - d * decoupled_wd) : param0;
       // Branch-free (selects, unconditional loads) so the loop vectorizes: a
@@ -101,7 +101,8 @@ struct Kernel<Rprop, T> {
       } else {
         const T last_update = prev_update[i];
         const T dw = reversed ? T(0) : -sign_of(grad) * d;
-        const T undo = reversed ? last_update * restore : T(0);  // last_update is finite
+        const T restored = restore != T(0) ? last_update : T(0);  // not last_update*restore: inf*0 is NaN
+        const T undo = reversed ? restored : T(0);
         stepped = reversed ? param - undo : param + dw;
         prev[i] = reversed ? T(0) : grad;
         prev_update[i] = dw;

@@ -116,8 +116,9 @@ template <int kExtras, class V, class T>
 inline V prox_l1(V p, T tau) {
   if constexpr (kExtras != kAllExtras) return p;
   const V shrunk = magnitude(p) - tau;
-  const V thresholded = shrunk > T(0) ? with_sign_of(shrunk, p) : T(0);
-  return tau > T(0) ? thresholded : p;
+  const V zero_or_nan = shrunk != shrunk ? shrunk : T(0);  // a NaN p or tau stays NaN
+  const V thresholded = shrunk > T(0) ? with_sign_of(shrunk, p) : zero_or_nan;
+  return tau == T(0) ? p : thresholded;
 }
 
 // An exponential moving average's coefficients, rounded to T once:
@@ -132,13 +133,14 @@ struct Ema {
   }
 };
 
-// sign(x) with sign(0) = 0, as a value of the buffer's type.
-// Selects in T, not (x > 0) - (x < 0) in int: mixing int with double lanes
-// stops the vectorizer.
+// sign(x) as np.sign: sign(+-0) = +0, sign(NaN) = NaN, as a value of the
+// buffer's type. Selects in T, not (x > 0) - (x < 0) in int: mixing int with
+// double lanes stops the vectorizer.
 template <class T>
 inline T sign_of(T x) {
-  const T negative_or_zero = x < T(0) ? T(-1) : T(0);
-  return x > T(0) ? T(1) : negative_or_zero;
+  const T zero_or_nan = x == x ? T(0) : x;
+  const T negative_zero_or_nan = x < T(0) ? T(-1) : zero_or_nan;
+  return x > T(0) ? T(1) : negative_zero_or_nan;
 }
 
 // Runs step(lane, i, grad_sq, param_sq, update_sq, nonfinite) for every

@@ -62,7 +62,8 @@ def _prox_l1(p, tau):
     if np.all(tau == 0):
         return p
     shrunk = np.abs(p) - tau
-    return np.where(shrunk > 0, np.copysign(shrunk, p), 0).astype(p.dtype)
+    zero_or_nan = np.where(np.isnan(shrunk), shrunk, 0)  # a NaN p or tau stays NaN
+    return np.where(tau == 0, p, np.where(shrunk > 0, np.copysign(shrunk, p), zero_or_nan)).astype(p.dtype)
 
 
 def sgd_(params, grads, momentum_buffers=None, *, step, lr=1e-3, momentum=0.0, dampening=0.0,
@@ -218,7 +219,8 @@ def quickprop_(params, grads, prev_steps, prev_grads, *, lr=1e-2, mu=1.75, decay
             direction == 0,
             gradient_step + momentum * d,
             np.where(sp_along > 0, quadratic_step, gradient_step),  # guard: no valid secant
-        ).astype(p.dtype)
+        )
+        step = np.where(np.isnan(s), s, step).astype(p.dtype)  # a NaN slope: a NaN step
         p[...] = _prox_l1(param + step, lr * l1)
         d[...] = step
         gp[...] = g
@@ -257,8 +259,8 @@ def _seq_sum(x, axis):
 
 
 def _sign(x):
-    """The kernels' sign: 1 if x > 0, -1 if x < 0, else 0 (NaN gives 0)."""
-    return (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)
+    """np.sign, as the kernels compute it: sign(+-0) = +0, sign(NaN) = NaN."""
+    return np.sign(x)
 
 
 def adadelta_(params, grads, square_avgs, acc_deltas, *, lr=1.0, rho=0.9, eps=1e-6,
