@@ -12,7 +12,9 @@ functional form, and, where the optimizer keeps scalar state (NAdam's
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -86,6 +88,19 @@ def _check_param(p: Any, where: str) -> np.ndarray:
 def hyperparameters(arguments: dict[str, Any]) -> dict[str, Any]:
     """A class's defaults from its ``__init__``'s ``locals()``."""
     return {k: v for k, v in arguments.items() if k not in ("self", "params", "step_options", "__class__")}
+
+
+def one_at_a_time(method):
+    """Runs ``method`` holding the optimizer's lock. Steps of one optimizer
+    from several threads are serialized (each runs whole, in the order the
+    threads take the lock), and a state-dict read or load waits for a running
+    step: no thread sees or leaves a half-updated state. Separate optimizers
+    share no lock and step in parallel (the kernels release the GIL)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
 
 
 # ------------------------------------------------------------------- state
@@ -302,6 +317,12 @@ class Optimizer:
 
     and, per param group, ``l1`` (proximal L1 after the update: exact zeros)
     and ``decoupled_weight_decay`` (see :mod:`fastopt.functional`).
+
+    Threads: separate optimizers step in parallel (the kernels release the
+    GIL) with the results of stepping them one after another. Steps of one
+    optimizer from several threads are serialized: each runs whole, in the
+    order the threads reach it; ``state_dict``, ``load_state_dict`` and
+    ``add_param_group`` wait for a running step. Never a torn state.
     """
 
     _name: str = ""
@@ -323,6 +344,7 @@ class Optimizer:
             raise ValueError(f"invalid grad_clip_value: {grad_clip_value!r} (must be > 0 or None)")
         if nonfinite not in ("ignore", "raise", "skip"):
             raise ValueError(f"invalid nonfinite: {nonfinite!r} (expected 'ignore', 'raise' or 'skip')")
+        self._lock = threading.RLock()  # see one_at_a_time
         self.max_grad_norm = max_grad_norm
         self.grad_clip_value = grad_clip_value
         self.norm_type = _norm_type(norm_type)
@@ -356,6 +378,7 @@ class Optimizer:
         """All parameters, in param_groups order (the order of ``step``'s grads)."""
         return [p for group in self.param_groups for p in group["params"]]
 
+    @one_at_a_time
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if not isinstance(param_group, dict):
             raise TypeError(f"a param group must be a dict, got {type(param_group).__name__}")
@@ -467,6 +490,7 @@ class Optimizer:
         return tuple(self._spec.needed_state(values, p.ndim))
 
     # ------------------------------------------------------------------- step
+    @one_at_a_time
     def step(self, grads, loss: float | None = None, stats: bool = False):
         """Update every parameter in place from ``grads`` (aligned with
         :attr:`params`; ``None`` skips a parameter). Returns ``loss``, or with
@@ -518,6 +542,7 @@ class Optimizer:
         """NumPy arrays carry no ``.grad``: nothing to clear (torch compatibility)."""
 
     # ----------------------------------------------------------- state dicts
+    @one_at_a_time
     def state_dict(self) -> dict[str, Any]:
         """A deep copy of the state (arrays copied) and the param groups, with
         parameters replaced by their indices, as in torch."""
@@ -531,6 +556,7 @@ class Optimizer:
                  for i, s in self.state.items()}
         return {"state": state, "param_groups": groups}
 
+    @one_at_a_time
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`. Everything is checked (group and
         parameter counts, each state array's shape, known keys, hyperparameters)

@@ -10,7 +10,7 @@ import copy
 import numpy as np
 
 from .. import _core
-from ._base import Optimizer
+from ._base import Optimizer, one_at_a_time
 
 __all__ = ["LBFGS"]
 
@@ -92,6 +92,7 @@ class LBFGS(Optimizer):
             self._solver = _core.Lbfgs(n, np.dtype(dtype), int(self.param_groups[0]["history_size"]))
         return self._solver
 
+    @one_at_a_time
     def step(self, closure):
         """Run up to ``max_iter`` iterations; ``closure()`` returns ``(loss, grads)``."""
         group = self.param_groups[0]
@@ -129,12 +130,14 @@ class LBFGS(Optimizer):
         scatter(x)
         return first_loss[0]
 
+    @one_at_a_time
     def state_dict(self):
         groups = [{**{k: copy.deepcopy(v) for k, v in g.items() if k != "params"},
                    "params": list(range(len(g["params"])))} for g in self.param_groups]
         state = {} if self._solver is None else {0: self._solver.get_state()}
         return {"state": state, "param_groups": groups}
 
+    @one_at_a_time
     def load_state_dict(self, state_dict):
         groups = state_dict["param_groups"]
         if len(groups) != 1 or len(groups[0]["params"]) != len(self.param_groups[0]["params"]):
