@@ -164,3 +164,32 @@ def test_every_optimizer_loop_vectorizes_on_every_target(tmp_path):
             scalar[name, unit] = sorted(missed)
     assert not scalar, scalar
     assert set(targets) >= {"baseline", "avx2", "avx512"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_global_norms_and_clipped_steps_are_bitwise_equal_across_targets(dtype):
+    """The global gradient norm (which sets the clipping factor, so every
+    parameter of a clipped step) adds in an order fixed by the data: the same
+    bits on every target, not a sum grouped by the vector width."""
+    rng = np.random.default_rng(5)
+    sizes = (1, 17, 1023, fastopt._core.PARALLEL_GRAIN + 77)
+    grads = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    start = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    previous = _core.kernel_target()
+    results = {}
+    try:
+        for name in SUPPORTED:
+            _core.select_target(name)
+            norms = [fastopt.global_grad_norm(grads, norm_type) for norm_type in (1.0, 2.0, float("inf"))]
+            params = [p.copy() for p in start]
+            opt = fastopt.optim.Adam(params, lr=1e-2, max_grad_norm=0.5)
+            for _ in range(5):
+                opt.step(grads)
+            results[name] = (norms, params)
+    finally:
+        _core.select_target(previous)
+    first_norms, first_params = results[SUPPORTED[0]]
+    for name, (norms, params) in results.items():
+        assert norms == first_norms, name
+        for a, b in zip(params, first_params):
+            np.testing.assert_array_equal(a, b, err_msg=name)
