@@ -243,6 +243,10 @@ void CheckedBuffers::replace_grads(py::handle grads) {
       throw py::value_error(buffers_[clash.id].label.text() + " and " + g.label.text() +
                             " share memory; every buffer that is updated in place must be a separate array");
   }
+  // A plan outlives its checks: an array may have been made read-only since.
+  for (const Buffer& b : buffers_)
+    if (b.written && !b.array.writeable())
+      throw py::value_error(b.label.text() + " is read-only but is updated in place");
 }
 
 std::vector<std::int32_t> check_hyper_index(const py::handle& hyper_index, int n_tensors, std::size_t n_hypers) {

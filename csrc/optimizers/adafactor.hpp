@@ -284,7 +284,8 @@ struct Kernel<Adafactor, T> {
     for (std::size_t k = 0; k < n_sets; ++k) scalars.emplace_back(hyper_at<Adafactor>(hypers, k));
     *batch.threads_used = 1;
     for (int t = 0; t < batch.n_tensors; ++t)
-      step_array(batch, scalars[hyper_of(batch, t)], array_of(batch, t), batch.unit_stats);
+      if (batch.sizes[t] > 0)  // an empty array has nothing to update (its row state may be (R, 1) still)
+        step_array(batch, scalars[hyper_of(batch, t)], array_of(batch, t), batch.unit_stats);
   }
 };
 

@@ -357,6 +357,7 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = TrackedList(self)
         self._n_params = 0
         self._params_before: list[int] | None = None  # ids, while param_groups is being changed
+        self._groups_unchecked = False  # param_groups changed and re-keyed by a read, not checked yet
         self._plan: StepPlan | None = None
         self._plan_version = -1
         if self._name:
@@ -410,25 +411,28 @@ class Optimizer:
         if self._params_before is None:
             self.state._sync()
             self._params_before = [id(p) for g in self.param_groups for p in g["params"]]
-            self.state._restructure = self._restructure
+            self.state._restructure = functools.partial(self._restructure, check=False)
         self.state.version += 1
 
-    def _restructure(self) -> None:
+    def _restructure(self, check: bool = True) -> None:
         """Re-key the state after param_groups changed: each parameter keeps
-        its state, a removed parameter's state goes, a new one starts fresh."""
-        before, self._params_before = self._params_before, None
-        self.state._restructure = None
+        its state, a removed parameter's state goes, a new one starts fresh.
+        A step (``check``) validates the groups and parameters first, and a
+        rejected change stays pending; a state read re-keys without judging
+        them, and the next step checks them."""
+        before = self._params_before
         if before is None:
+            self.state._restructure = None
             return
         for k, group in enumerate(self.param_groups):
             if not isinstance(group, Group):  # a dict placed in param_groups directly
-                group = Group(self, {**self.defaults, **group})
-                list.__setitem__(self.param_groups, k, group)
-            self._validate_group(group)
+                list.__setitem__(self.param_groups, k, Group(self, {**self.defaults, **group}))
+        if check:
+            self._check_groups()
+        self._groups_unchecked = not check
         params = self.params
-        for k, p in enumerate(params):
-            _check_param(p, f"params[{k}]")
-        self._check_distinct(params)
+        self._params_before = None
+        self.state._restructure = None
         index_of = {id(p): k for k, p in enumerate(params)}
         moved = {index_of[before[i]]: st for i, st in dict.items(self.state)
                  if i < len(before) and before[i] in index_of}
@@ -437,6 +441,15 @@ class Optimizer:
         self._index_of.clear()
         self._index_of.update(index_of)
         self._n_params = len(params)
+
+    def _check_groups(self) -> None:
+        for group in self.param_groups:
+            self._validate_group(group)
+        params = self.params
+        for k, p in enumerate(params):
+            _check_param(p, f"params[{k}]")
+        self._check_distinct(params)
+        self._groups_unchecked = False
 
     @staticmethod
     def _check_distinct(params: list[np.ndarray]) -> None:
@@ -501,6 +514,8 @@ class Optimizer:
             grads = list(grads)
         if self._params_before is not None:
             self._restructure()
+        elif self._groups_unchecked:
+            self._check_groups()
         if len(grads) != self._n_params:
             raise ValueError(f"grads has {len(grads)} entries but the optimizer has {self._n_params} parameters")
 
