@@ -90,11 +90,14 @@ echo "-- $(echo "$objects" | wc -l) object files, all instrumented (ASan + UBSan
 # python does not link libstdc++, so without it every C++ exception (every
 # argument check of the bindings) dies in "CHECK failed ... real___cxa_throw"
 # (google/sanitizers#934).
-libasan=$(ldd "$module" | awk '/libasan\.so/ {print $3}')
-libstdcxx=$(ldd "$module" | awk '/libstdc\+\+\.so/ {print $3}')
+# ldd's output read once into a variable: `ldd | grep -q` under pipefail fails
+# whenever grep exits before ldd has written everything (SIGPIPE).
+linked=$(ldd "$module")
+libasan=$(awk '/libasan\.so/ {print $3}' <<<"$linked")
+libstdcxx=$(awk '/libstdc\+\+\.so/ {print $3}' <<<"$linked")
 [[ -f $libasan ]] || { echo "sanitize.sh: the module does not link libasan" >&2; exit 1; }
 [[ -f $libstdcxx ]] || { echo "sanitize.sh: the module does not link libstdc++" >&2; exit 1; }
-ldd "$module" | grep -q 'libubsan\.so' || { echo "sanitize.sh: the module does not link libubsan" >&2; exit 1; }
+[[ $linked == *libubsan.so* ]] || { echo "sanitize.sh: the module does not link libubsan" >&2; exit 1; }
 
 rm -rf "$logs"
 mkdir -p "$logs"
