@@ -44,7 +44,7 @@ SHARED_IN_CLASS = {"l1", "decoupled_weight_decay"}  # grad_scale, clip_value: th
 # functional form takes in a friendlier shape (rprop_: loss, prev_loss for the
 # declared loss_increased). The declared per-step names (step, ...) are
 # excluded too, from the declaration.
-CALL_OPTIONS = {"num_threads", "stats"}
+CALL_OPTIONS = {"num_threads", "stats", "rounding"}  # rounding: how 16-bit parameters are written
 FRIENDLY_PER_STEP = {"loss", "prev_loss"}
 
 
@@ -290,12 +290,13 @@ class Recorder:
         self.spec = spec
         self.calls = []
 
-    def step(self, params, grads, state, hypers, hyper_index, num_threads, check_only, stats):
+    def step(self, params, grads, state, hypers, hyper_index, num_threads, check_only, stats, writes=None,
+             masters=None):
         assert len(hypers) == 1
         assert hyper_index is None
         assert not check_only
         self.calls.append(dict(spec=self.spec, params=params, grads=grads, state=state, values=hypers[0],
-                               num_threads=num_threads, stats=stats))
+                               num_threads=num_threads, stats=stats, writes=writes, masters=masters))
 
 
 def record_call(monkeypatch, cls, **kwargs):

@@ -13,6 +13,16 @@ std::string shape_text(const py::array& a) {
   return s + ")";
 }
 
+const char* format_name(Format f) {
+  switch (f) {
+    case Format::kFloat32: return "float32";
+    case Format::kFloat64: return "float64";
+    case Format::kFloat16: return "float16";
+    case Format::kBFloat16: return "bfloat16";
+  }
+  return "?";
+}
+
 namespace {
 
 // Whether a state array has the shape its rule derives from the parameter's
@@ -41,11 +51,26 @@ std::string expected_shape_text(const py::array& param, StateShape rule) {
   return s + ")";
 }
 
-// 0 = float32, 1 = float64, -1 = anything else (including non-native byte order).
-int float_kind(const py::array& a) {
+// An array's float format (native byte order only), or -1. bfloat16 is
+// ml_dtypes' dtype, recognized by name (NumPy has none of its own).
+int float_format(const py::array& a) {
   const py::dtype dt = a.dtype();
-  if (dt.kind() != 'f' || dt.byteorder() == '>') return -1;
-  return dt.itemsize() == 4 ? 0 : dt.itemsize() == 8 ? 1 : -1;
+  if (dt.byteorder() == '>') return -1;
+  if (dt.kind() == 'f') {
+    switch (dt.itemsize()) {
+      case 4: return static_cast<int>(Format::kFloat32);
+      case 8: return static_cast<int>(Format::kFloat64);
+      case 2: return static_cast<int>(Format::kFloat16);
+      default: return -1;
+    }
+  }
+  if (dt.kind() == 'V' && dt.itemsize() == 2 && std::string(py::str(dt.attr("name"))) == "bfloat16")
+    return static_cast<int>(Format::kBFloat16);
+  return -1;
+}
+
+std::size_t item_size(Format f) {
+  return f == Format::kFloat64 ? 8 : f == Format::kFloat32 ? 4 : 2;
 }
 
 // The arrays a role holds: the argument itself, or the items of a list/tuple
@@ -93,26 +118,51 @@ void CheckedBuffers::add_role(std::size_t role, const RoleSpec& spec, py::handle
   }
 }
 
-// The item as an array of the call's float dtype (the first array sets it).
-py::array CheckedBuffers::float_array(const Label& where, py::handle item) {
+// The item as an array of a float format the role accepts: the parameters
+// set the call's format (the first one) and share it; gradients have it, or
+// float32 under 16-bit parameters, one format for all of a call's gradients;
+// state arrays have it, float32 under 16-bit parameters.
+py::array CheckedBuffers::float_array(const Label& where, py::handle item, std::size_t role) {
   if (!py::isinstance<py::array>(item))
     throw py::type_error(where.text() + " must be a numpy.ndarray, got " + type_name(item));
   py::array a = py::reinterpret_borrow<py::array>(item);
-  const int kind = float_kind(a);
+  const int kind = float_format(a);
   if (kind < 0)
     throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) +
-                         "; fastopt kernels take float32 or float64 (native byte order)");
-  if (buffers_.empty()) is_double_ = kind == 1;
-  if (kind != static_cast<int>(is_double_))
-    throw py::type_error(where.text() + " has dtype " + std::string(py::str(a.dtype())) + " but " +
-                         buffers_.front().label.text() + " has dtype " + (is_double_ ? "float64" : "float32") +
-                         ": one call takes a single dtype");
+                         "; fastopt kernels take float32, float64, float16 or bfloat16 (native byte order)");
+  const Format f = static_cast<Format>(kind);
+  auto wrong = [&](const std::string& why) {
+    return py::type_error(where.text() + " has dtype " + format_name(f) + " but " + why);
+  };
+  if (role == 0) {
+    if (buffers_.empty()) {
+      format_ = f;
+      param_type_num_ = py::detail::array_descriptor_proxy(py::detail::array_proxy(a.ptr())->descr)->type_num;
+    }
+    if (f != format_)
+      throw wrong(buffers_.front().label.text() + " has dtype " + format_name(format_) +
+                  ": one call takes a single dtype");
+  } else if (role == 1) {
+    if (f != format_ && !(is_narrow() && f == Format::kFloat32))
+      throw wrong(std::string("the parameters are ") + format_name(format_) +
+                  (is_narrow() ? " (gradients: the parameters' dtype or float32)" : ""));
+    if (grads_.empty()) grad_format_ = f;
+    if (f != grad_format_)
+      throw wrong(grads_.front().label.text() + " has dtype " + format_name(grad_format_) +
+                  ": a call's gradients share one dtype");
+  } else {
+    if (is_narrow() && f != Format::kFloat32)
+      throw wrong(std::string("the state of ") + format_name(format_) + " parameters is float32");
+    if (!is_narrow() && f != format_)
+      throw wrong(buffers_.front().label.text() + " has dtype " + format_name(format_) +
+                  ": one call takes a single dtype");
+  }
   return a;
 }
 
 void CheckedBuffers::add_array(std::size_t role, const RoleSpec& spec, py::handle item, int i) {
   const Label where{spec.name, i};
-  py::array a = float_array(where, item);
+  py::array a = role == master_role() ? py::reinterpret_borrow<py::array>(item) : float_array(where, item, role);
   if (role == 0) {
     sizes_.push_back(static_cast<std::int64_t>(a.size()));
     total_ += sizes_.back();
@@ -147,19 +197,23 @@ void CheckedBuffers::add_array(std::size_t role, const RoleSpec& spec, py::handl
 // through the pybind11 accessors, each a call; any failure takes the slow
 // path below, which forms the message.
 void CheckedBuffers::add_grad(py::handle item, int i) {
-  constexpr int kFloat32 = 11, kFloat64 = 12;  // NPY_FLOAT, NPY_DOUBLE
+  constexpr int kFloat32 = 11;  // NPY_FLOAT
   constexpr int kContiguous = 0x1, kAligned = 0x100;  // NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_ALIGNED
   if (py::isinstance<py::array>(item)) {
     const auto* a = py::detail::array_proxy(item.ptr());
     const auto* descr = py::detail::array_descriptor_proxy(a->descr);
     const auto* param = py::detail::array_proxy(buffers_[static_cast<std::size_t>(i)].array.ptr());
-    const bool fast = descr->type_num == (is_double_ ? kFloat64 : kFloat32) && descr->byteorder != '>' &&
+    const bool same = descr->type_num == param_type_num_;
+    const bool single = !same && descr->type_num == kFloat32 && is_narrow();  // float32 gradients of 16-bit params
+    const Format f = single ? Format::kFloat32 : format_;
+    const bool fast = (same || single) && (grads_.empty() || f == grad_format_) && descr->byteorder != '>' &&
                       (a->flags & (kContiguous | kAligned)) == (kContiguous | kAligned) && a->nd == param->nd &&
                       std::equal(a->dimensions, a->dimensions + a->nd, param->dimensions);
     if (fast) {
+      if (grads_.empty()) grad_format_ = f;
       raw_[static_cast<std::size_t>(n_tensors_) + static_cast<std::size_t>(i)] = a->data;
       const auto begin = reinterpret_cast<std::uintptr_t>(a->data);
-      const auto bytes = static_cast<std::uintptr_t>(sizes_[static_cast<std::size_t>(i)]) * (is_double_ ? 8 : 4);
+      const auto bytes = static_cast<std::uintptr_t>(sizes_[static_cast<std::size_t>(i)]) * item_size(f);
       grads_.push_back(Buffer{py::reinterpret_borrow<py::array>(item), Label{"grads", i}, false, begin, begin + bytes});
       return;
     }
@@ -169,7 +223,7 @@ void CheckedBuffers::add_grad(py::handle item, int i) {
 
 void CheckedBuffers::add_grad_checked(py::handle item, int i) {
   const Label where{"grads", i};
-  py::array a = float_array(where, item);
+  py::array a = float_array(where, item, 1);
   const py::array& param = buffers_[static_cast<std::size_t>(i)].array;
   if (a.ndim() != param.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), param.shape()))
     throw py::value_error(where.text() + " has shape " + shape_text(a) + " but params[" + std::to_string(i) +
@@ -184,6 +238,36 @@ void CheckedBuffers::add_grad_checked(py::handle item, int i) {
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
   const auto end = begin + static_cast<std::uintptr_t>(a.nbytes());
   grads_.push_back(Buffer{std::move(a), where, false, begin, end});
+}
+
+// Masters of 16-bit parameters: per tensor None, a uint16 array (the low
+// halves of a split master) or a float32 copy, shaped like the parameter.
+void CheckedBuffers::add_masters(py::handle value) {
+  master_role_ = n_roles_ - 1;
+  master_kinds_.assign(static_cast<std::size_t>(n_tensors_), MasterKind::kNone);
+  if (value.is_none()) return;
+  PyObject* const single = value.ptr();
+  const Items items = role_items("masters", value, single);
+  if (items.count != n_tensors_)
+    throw py::value_error("masters has " + std::to_string(items.count) + " arrays but params has " +
+                          std::to_string(n_tensors_));
+  for (int i = 0; i < n_tensors_; ++i) {
+    py::handle item = items.items[i];
+    if (item.is_none()) continue;
+    const Label where{"masters", i};
+    if (!py::isinstance<py::array>(item))
+      throw py::type_error(where.text() + " must be a numpy.ndarray, got " + type_name(item));
+    const py::array a = py::reinterpret_borrow<py::array>(item);
+    const py::dtype dt = a.dtype();
+    const bool low = dt.kind() == 'u' && dt.itemsize() == 2, single_precision = float_format(a) == 0;
+    if (!is_narrow())
+      throw py::value_error(where.text() + " is given but masters are for float16/bfloat16 parameters only");
+    if ((!low && !single_precision) || dt.byteorder() == '>')
+      throw py::type_error(where.text() + " has dtype " + std::string(py::str(dt)) +
+                           "; a master is uint16 (master_weights='split') or float32 (master_weights='float32')");
+    add_array(master_role(), RoleSpec{"masters", true, StateShape::kLikeParam}, item, i);
+    master_kinds_[static_cast<std::size_t>(i)] = low ? MasterKind::kLowHalves : MasterKind::kFloat32;
+  }
 }
 
 std::pmr::vector<CheckedBuffers::Interval> CheckedBuffers::intervals(bool written_only) {

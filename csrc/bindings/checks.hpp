@@ -31,12 +31,23 @@ std::string type_name(py::handle h);
 std::string shape_text(const py::array& a);
 
 // The role a buffer plays in a call: the parameters (role 0, written), the
-// gradients (role 1, read) and the optimizer's state arrays (written).
+// gradients (role 1, read), the optimizer's state arrays (written) and, for
+// 16-bit parameters, their masters (the last role, written).
 struct RoleSpec {
   const char* name;     // the Python argument name, used in every message ("exp_avgs")
   bool written;
   StateShape shape;     // how its shape follows the parameter's
 };
+
+// The element types a call can hold. Parameters set the call's format; the
+// gradients have it too, or float32 under 16-bit parameters; state arrays
+// are float32 under 16-bit parameters.
+enum class Format : int { kFloat32, kFloat64, kFloat16, kBFloat16 };
+const char* format_name(Format f);
+
+// A master array: the low halves of a split float32 master (uint16) or a
+// float32 copy; which one a tensor needs depends on its write-back mode.
+enum class MasterKind : std::int8_t { kNone, kLowHalves, kFloat32 };
 
 // The validated buffers of one call: role-major raw pointers plus sizes.
 class CheckedBuffers {
@@ -63,7 +74,16 @@ class CheckedBuffers {
   // Drops the references to the gradients (a plan keeps none between steps).
   void release_grads() { grads_.clear(); }
 
-  bool is_double() const { return is_double_; }
+  Format format() const { return format_; }
+  bool is_double() const { return format_ == Format::kFloat64; }
+  bool is_narrow() const { return format_ == Format::kFloat16 || format_ == Format::kBFloat16; }
+  Format grad_format() const { return grad_format_; }
+  // The masters role (the last one), once add_masters has run.
+  std::size_t master_role() const { return master_role_; }
+  void add_masters(py::handle value);
+  MasterKind master_kind(int tensor) const {
+    return master_kinds_.empty() ? MasterKind::kNone : master_kinds_[static_cast<std::size_t>(tensor)];
+  }
   int n_tensors() const { return n_tensors_; }
   int ndim(int tensor) const { return static_cast<int>(buffers_[static_cast<std::size_t>(tensor)].array.ndim()); }
   bool present(std::size_t role, int tensor) const { return raw_[role * n_tensors_ + tensor] != nullptr; }
@@ -99,7 +119,7 @@ class CheckedBuffers {
   void add_array(std::size_t role, const RoleSpec& spec, py::handle item, int i);
   std::pmr::vector<Interval> intervals(bool written_only);
 
-  py::array float_array(const Label& where, py::handle item);
+  py::array float_array(const Label& where, py::handle item, std::size_t role);
   void add_grad(py::handle item, int i);
   void add_grad_checked(py::handle item, int i);
   Interval clash_with_written(const Buffer& b) const;
@@ -116,9 +136,13 @@ class CheckedBuffers {
   std::pmr::vector<std::int64_t> sizes_{&memory_};    // elements of params[i]
   std::pmr::vector<std::int64_t> dims_{&memory_};     // (leading, rows, cols) of params[i] (Batch::dims)
   std::pmr::vector<Interval> written_{&memory_};      // sorted, disjoint written intervals, for replace_grads
+  std::pmr::vector<MasterKind> master_kinds_{&memory_};  // per tensor, once add_masters ran
+  std::size_t master_role_ = SIZE_MAX;
   std::int64_t total_ = 0;
   int n_tensors_ = 0;
-  bool is_double_ = false;
+  Format format_ = Format::kFloat32;       // the parameters'
+  Format grad_format_ = Format::kFloat32;  // this call's gradients'
+  int param_type_num_ = 0;                 // NumPy's type number of the parameters' dtype
 };
 
 // Checks a hyperparameter-set index per tensor; None gives an empty vector

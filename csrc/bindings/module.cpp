@@ -47,6 +47,9 @@ template <class Fn>
 void run_utility(const CheckedBuffers& buffers, int num_threads, Fn&& fn) {
   if (num_threads < 0) throw py::value_error("num_threads must be >= 0 (0 means the OpenMP default)");
   if (num_threads == 0) num_threads = default_num_threads().load(std::memory_order_relaxed);
+  if (buffers.is_narrow())
+    throw py::type_error(std::string("this kernel takes float32 or float64 arrays, got ") +
+                         format_name(buffers.format()) + " (widen 16-bit arrays with .astype(np.float32))");
   int threads_used = 1;
   const std::vector<std::int32_t> no_index;
   {

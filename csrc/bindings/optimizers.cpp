@@ -330,8 +330,82 @@ void check_state_present(const HostSpec& spec, const CheckedBuffers& buffers, co
   }
 }
 
+// ---------------------------------------------------- 16-bit write-back
+// The write-back of each hyperparameter set, parsed: None (every set rounds
+// to nearest, no master) or one (rounding, master_weights, seed, step) per set.
+const std::vector<WriteBack>& parse_writes(py::handle writes, std::size_t n_sets) {
+  thread_local std::vector<WriteBack> out;
+  out.assign(n_sets, WriteBack{kRoundNearest, kNoMaster, 0, 0});
+  if (writes.is_none()) return out;
+  if (!PyList_Check(writes.ptr()) && !PyTuple_Check(writes.ptr()))
+    throw py::type_error("writes must be a list of (rounding, master_weights, seed, step) tuples");
+  if (static_cast<std::size_t>(PySequence_Fast_GET_SIZE(writes.ptr())) != n_sets)
+    throw py::value_error("writes must have one entry per hyperparameter set (" + std::to_string(n_sets) + ")");
+  for (std::size_t k = 0; k < n_sets; ++k) {
+    const py::tuple w = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(writes.ptr())[k]);
+    if (w.size() != 4) throw py::value_error("each writes entry is (rounding, master_weights, seed, step)");
+    const py::handle rounding = w[0], master = w[1];
+    if (!py::isinstance<py::str>(rounding))
+      throw py::type_error("rounding must be a str, got " + type_name(rounding));
+    const std::string r = py::str(rounding);
+    if (r != "nearest" && r != "stochastic")
+      throw py::value_error("invalid rounding: '" + r + "' (expected 'nearest' or 'stochastic')");
+    out[k].rounding = r == "stochastic" ? kRoundStochastic : kRoundNearest;
+    if (!master.is_none()) {
+      if (!py::isinstance<py::str>(master))
+        throw py::type_error("master_weights must be None or a str, got " + type_name(master));
+      const std::string m = py::str(master);
+      if (m != "split" && m != "float32")
+        throw py::value_error("invalid master_weights: '" + m + "' (expected None, 'split' or 'float32')");
+      out[k].master = m == "split" ? kSplitMaster : kFloat32Master;
+    }
+    for (int f : {2, 3}) {
+      const py::handle value = w[static_cast<std::size_t>(f)];
+      const char* name = f == 2 ? "seed" : "step";
+      if (!PyLong_Check(value.ptr()) && !PyIndex_Check(value.ptr()))
+        throw py::type_error(std::string(name) + " must be an integer, got " + type_name(value));
+      const py::object number = py::reinterpret_steal<py::object>(PyNumber_Index(value.ptr()));
+      if (!number) throw py::error_already_set();
+      const unsigned long long v = PyLong_AsUnsignedLongLong(number.ptr());
+      if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+        PyErr_Clear();
+        throw py::value_error(std::string("invalid ") + name + ": " + std::string(py::str(value)) +
+                              " (must be an integer in [0, 2**64))");
+      }
+      (f == 2 ? out[k].seed : out[k].step) = v;
+    }
+  }
+  return out;
+}
+
+// Every 16-bit tensor has the master its set's master_weights asks for, and
+// no other; split masters need bfloat16 parameters. A plan raises StalePlan
+// instead (the optimizer makes the new master and rebuilds).
+void check_masters(const CheckedBuffers& buffers, const std::vector<WriteBack>& writes,
+                   const std::vector<std::int32_t>& index, void (*mismatch)(const std::string&)) {
+  for (int t = 0; t < buffers.n_tensors(); ++t) {
+    const WriteBack& w = writes[index.empty() ? 0 : static_cast<std::size_t>(index[t])];
+    const MasterKind want = w.master == kSplitMaster     ? MasterKind::kLowHalves
+                            : w.master == kFloat32Master ? MasterKind::kFloat32
+                                                         : MasterKind::kNone;
+    if (!buffers.is_narrow()) continue;  // float32/float64 parameters are written exactly: nothing to do
+    if (w.master == kSplitMaster && buffers.format() != Format::kBFloat16)
+      throw py::value_error(std::string("master_weights='split' needs bfloat16 parameters; params[") +
+                            std::to_string(t) + "] is " + format_name(buffers.format()) +
+                            " (use master_weights='float32')");
+    if (buffers.master_kind(t) != want) {
+      const char* names[] = {"none", "a uint16 array of low halves", "a float32 array"};
+      mismatch("masters[" + std::to_string(t) + "] must be " + names[static_cast<int>(want)] +
+               " for master_weights=" + (w.master == kNoMaster ? "None" : w.master == kSplitMaster ? "'split'" : "'float32'"));
+    }
+  }
+}
+
+[[noreturn]] void value_error(const std::string& why) { throw py::value_error(why); }
+
 py::object run(const HostSpec& spec, const CheckedBuffers& buffers, const std::vector<double>& values,
-               const std::vector<std::int32_t>& index, int num_threads, bool check_only, bool stats) {
+               const std::vector<std::int32_t>& index, int num_threads, bool check_only, bool stats,
+               const std::vector<WriteBack>& writes, const std::int64_t* tensor_ids) {
   check_state_present(spec, buffers, values, index);
   if (num_threads < 0) throw py::value_error("num_threads must be >= 0 (0 means the OpenMP default)");
   if (num_threads == 0) num_threads = default_num_threads().load(std::memory_order_relaxed);
@@ -341,13 +415,25 @@ py::object run(const HostSpec& spec, const CheckedBuffers& buffers, const std::v
   const std::size_t n_sets = values.size() / spec.hypers.size();
   const OptimizerKernels& kernels = active_kernels_of(spec);
   int threads_used = 1;
-  auto go = [&](const auto& batch, auto step) {
-    if (batch.total < kReleaseGilFrom) return step(batch, values.data(), n_sets);
+  auto go = [&](const auto& batch, auto&& step) {
+    if (batch.total < kReleaseGilFrom) return step(batch);
     py::gil_scoped_release release;
-    step(batch, values.data(), n_sets);
+    step(batch);
   };
-  if (buffers.is_double()) go(buffers.batch<double>(index, num_threads, &threads_used, stats ? units.data() : nullptr), kernels.f64);
-  else go(buffers.batch<float>(index, num_threads, &threads_used, stats ? units.data() : nullptr), kernels.f32);
+  double* unit_stats = stats ? units.data() : nullptr;
+  if (buffers.is_narrow()) {
+    const auto narrow = [](Format f) { return f == Format::kFloat16 ? kFormatFloat16 : f == Format::kBFloat16 ? kFormatBFloat16 : kFormatFloat32; };
+    const NarrowCall call{narrow(buffers.format()), narrow(buffers.grad_format()), writes.data(), tensor_ids,
+                          static_cast<int>(buffers.master_role())};
+    go(buffers.batch<float>(index, num_threads, &threads_used, unit_stats),
+       [&](const Batch<float>& b) { kernels.narrow(b, call, values.data(), n_sets); });
+  } else if (buffers.is_double()) {
+    go(buffers.batch<double>(index, num_threads, &threads_used, unit_stats),
+       [&](const Batch<double>& b) { kernels.f64(b, values.data(), n_sets); });
+  } else {
+    go(buffers.batch<float>(index, num_threads, &threads_used, unit_stats),
+       [&](const Batch<float>& b) { kernels.f32(b, values.data(), n_sets); });
+  }
   last_call_threads().store(threads_used, std::memory_order_relaxed);
   return stats ? py::object(stats_result(units)) : py::none();
 }
@@ -376,13 +462,14 @@ PyObject* g_stale_plan = nullptr;
 class StepPlan {
  public:
   StepPlan(const HostSpec& spec, py::handle params, py::handle state, py::handle hyper_index,
-           std::vector<std::int64_t> grad_index, std::int64_t n_grads, std::int64_t n_none)
+           std::vector<std::int64_t> grad_index, std::int64_t n_grads, std::int64_t n_none, py::handle masters)
       : spec_(spec),
-        buffers_(params, 2 + spec.state.size()),
+        buffers_(params, 3 + spec.state.size()),
         grad_index_(std::move(grad_index)),
         n_grads_(n_grads),
         n_none_(n_none) {
     add_state_roles(spec, buffers_, state);
+    buffers_.add_masters(masters);
     buffers_.check_overlap(true);
     index_ = check_hyper_index(hyper_index, buffers_.n_tensors(), INT32_MAX);  // sets come at run()
     if (grad_index_.size() != static_cast<std::size_t>(buffers_.n_tensors()))
@@ -393,7 +480,8 @@ class StepPlan {
     release_grads();  // fills picked_ with None
   }
 
-  py::object run(py::handle grads, py::handle hypers, int num_threads, bool check_only, bool stats) {
+  py::object run(py::handle grads, py::handle hypers, int num_threads, bool check_only, bool stats,
+                 py::handle writes) {
     if (!PyList_Check(grads.ptr()) || PyList_GET_SIZE(grads.ptr()) != n_grads_)
       throw py::value_error("grads must be a list of " + std::to_string(n_grads_) + " entries");
     PyObject** items = PySequence_Fast_ITEMS(grads.ptr());
@@ -425,7 +513,9 @@ class StepPlan {
     } catch (const py::value_error&) {
       stale("the hyperparameters need state arrays this step plan does not hold");
     }
-    return fastopt::run(spec_, buffers_, values, index_, num_threads, check_only, stats);
+    const std::vector<WriteBack>& write = parse_writes(writes, values.size() / spec_.hypers.size());
+    check_masters(buffers_, write, index_, [](const std::string& why) { stale(why.c_str()); });
+    return fastopt::run(spec_, buffers_, values, index_, num_threads, check_only, stats, write, grad_index_.data());
   }
 
   int n_tensors() const { return buffers_.n_tensors(); }
@@ -455,16 +545,23 @@ class StepPlan {
 };
 
 py::object step(const HostSpec& spec, py::handle params, py::handle grads, py::handle state, py::handle hypers,
-                py::handle hyper_index, int num_threads, bool check_only, bool stats) {
-  CheckedBuffers buffers(params, 2 + spec.state.size());
+                py::handle hyper_index, int num_threads, bool check_only, bool stats, py::handle writes,
+                py::handle masters) {
+  CheckedBuffers buffers(params, 3 + spec.state.size());
   buffers.add_role(1, RoleSpec{"grads", false, StateShape::kLikeParam}, grads);
   if (grads.is_none()) throw py::type_error("grads must be a numpy.ndarray or a list of them");
   add_state_roles(spec, buffers, state);
+  buffers.add_masters(masters);
   buffers.check_overlap();
   const std::vector<double>& values = parse_hypers(spec, hypers);
-  const std::vector<std::int32_t> index =
-      check_hyper_index(hyper_index, buffers.n_tensors(), values.size() / spec.hypers.size());
-  return run(spec, buffers, values, index, num_threads, check_only, stats);
+  const std::size_t n_sets = values.size() / spec.hypers.size();
+  const std::vector<std::int32_t> index = check_hyper_index(hyper_index, buffers.n_tensors(), n_sets);
+  const std::vector<WriteBack>& write = parse_writes(writes, n_sets);
+  check_masters(buffers, write, index, [](const std::string& why) { value_error(why); });
+  thread_local std::vector<std::int64_t> tensor_ids;
+  tensor_ids.resize(static_cast<std::size_t>(buffers.n_tensors()));
+  for (std::size_t t = 0; t < tensor_ids.size(); ++t) tensor_ids[t] = static_cast<std::int64_t>(t);
+  return run(spec, buffers, values, index, num_threads, check_only, stats, write, tensor_ids.data());
 }
 
 const char* check_name(Check c) {
@@ -519,7 +616,7 @@ const char* shape_name(StateShape s) {
 void bind_optimizers(py::module_& m) {
   py::class_<StepPlan>(m, "StepPlan", "A class step's checked buffers (see OptimizerSpec.plan).")
       .def("run", &StepPlan::run, "grads"_a, "hypers"_a, "num_threads"_a = 0, "check_only"_a = false,
-           "stats"_a = false)
+           "stats"_a = false, "writes"_a = py::none())
       .def_property_readonly("n_tensors", &StepPlan::n_tensors);
 
   py::class_<HostSpec>(m, "OptimizerSpec",
@@ -558,18 +655,24 @@ void bind_optimizers(py::module_& m) {
            "The state keys a parameter with `ndim` dimensions needs under these hyperparameter values "
            "(checked: raises like step()).")
       .def("step", [](const HostSpec& s, py::handle params, py::handle grads, py::handle state, py::handle hypers,
-                      py::handle hyper_index, int num_threads, bool check_only, bool stats) {
-        return step(s, params, grads, state, hypers, hyper_index, num_threads, check_only, stats);
+                      py::handle hyper_index, int num_threads, bool check_only, bool stats, py::handle writes,
+                      py::handle masters) {
+        return step(s, params, grads, state, hypers, hyper_index, num_threads, check_only, stats, writes, masters);
       }, "params"_a, "grads"_a, "state"_a, "hypers"_a, "hyper_index"_a = py::none(), "num_threads"_a = 0,
-         "check_only"_a = false, "stats"_a = false,
+         "check_only"_a = false, "stats"_a = false, "writes"_a = py::none(), "masters"_a = py::none(),
          "One fused step over every tensor: state is a list (one entry per state key) of arrays or lists of "
          "arrays (None: absent); hypers a list of hyperparameter sets (tuples in `hypers` order); hyper_index "
          "which set each tensor uses. Everything is checked before any buffer is written. Returns the step "
-         "statistics' sums with stats=True, else None.")
+         "statistics' sums with stats=True, else None. float16/bfloat16 parameters: writes holds one "
+         "(rounding, master_weights, seed, step) per set (None: round to nearest), masters one master per "
+         "tensor (a uint16 array for 'split', float32 for 'float32', None).")
       .def("plan", [](const HostSpec& s, py::handle params, py::handle state, py::handle hyper_index,
-                      std::vector<std::int64_t> grad_index, std::int64_t n_grads, std::int64_t n_none) {
-        return std::make_unique<StepPlan>(s, params, state, hyper_index, std::move(grad_index), n_grads, n_none);
-      }, "params"_a, "state"_a, "hyper_index"_a, "grad_index"_a, "n_grads"_a, "n_none"_a, py::keep_alive<0, 1>(),
+                      std::vector<std::int64_t> grad_index, std::int64_t n_grads, std::int64_t n_none,
+                      py::handle masters) {
+        return std::make_unique<StepPlan>(s, params, state, hyper_index, std::move(grad_index), n_grads, n_none,
+                                          masters);
+      }, "params"_a, "state"_a, "hyper_index"_a, "grad_index"_a, "n_grads"_a, "n_none"_a,
+         "masters"_a = py::none(), py::keep_alive<0, 1>(),
          "A StepPlan: params and state checked once; run(grads, hypers, ...) takes the optimizer's whole "
          "gradient list (n_grads entries, n_none of them None), uses entry grad_index[i] for params[i], and "
          "checks only the gradients and hyperparameters. Raises StalePlan when the None entries changed or "

@@ -70,6 +70,30 @@ struct Batch {
   double* unit_stats;          // out, or nullptr: kMaxUnits x kStatFields partial sums (zeroed by the caller)
 };
 
+// 16-bit parameters (docs/algorithms.md, "16-bit parameters"). A call on
+// float16 or bfloat16 parameters passes a Batch<float> whose parameter (and,
+// unless float32, gradient) pointers point at 16-bit data, and this
+// description of how to read and write them. Plain data, like Batch.
+enum NarrowFormat : std::int32_t { kFormatFloat32 = 0, kFormatFloat16 = 1, kFormatBFloat16 = 2 };
+enum WriteRounding : std::int32_t { kRoundNearest = 0, kRoundStochastic = 1 };
+enum MasterWeights : std::int32_t { kNoMaster = 0, kSplitMaster = 1, kFloat32Master = 2 };
+
+// How the parameters of one hyperparameter set are written back.
+struct WriteBack {
+  std::int32_t rounding;  // WriteRounding
+  std::int32_t master;    // MasterWeights: its array is role NarrowCall::master_role
+  std::uint64_t seed;     // stochastic rounding draws from the stream of (seed, step, tensor)
+  std::uint64_t step;
+};
+
+struct NarrowCall {
+  std::int32_t param_format;       // kFormatFloat16 or kFormatBFloat16
+  std::int32_t grad_format;        // the parameters' format or kFormatFloat32
+  const WriteBack* writes;         // writes[set] for the tensors of hyperparameter set `set`
+  const std::int64_t* tensor_ids;  // tensor t's stream of random draws (its index in the optimizer)
+  int master_role;                 // the role of the master arrays: uint16 low halves or float32 copies
+};
+
 }  // namespace fastopt
 
 // Everything below is compiled once per SIMD target, each time in its own

@@ -9,6 +9,7 @@
 
 #include "core/registry.hpp"
 #include "simd/elementwise.hpp"
+#include "simd/narrow_step.hpp"
 #include "simd/utilities.hpp"
 
 namespace fastopt {
@@ -28,7 +29,8 @@ namespace FASTOPT_TARGET_NAME {
 constexpr int kRegistrations = __COUNTER__ - kFirstRegistration;
 
 // An optimizer whose step is not elementwise (it reduces per array: LAMB,
-// Adafactor) defines Kernel<Opt, T>::step; the others run step_elementwise.
+// Adafactor) defines Kernel<Opt, T>::step; the others run step_elementwise
+// (and, on 16-bit parameters, step_narrow_whole or step_narrow_elementwise).
 template <class K, class = void>
 struct HasOwnStep : std::false_type {};
 template <class K>
@@ -41,8 +43,14 @@ constexpr StepFn<T> step_of() {
 }
 
 template <class Opt>
+constexpr NarrowStepFn narrow_step_of() {
+  if constexpr (HasOwnStep<Kernel<Opt, float>>::value) return &step_narrow_whole<Opt>;
+  else return &step_narrow_elementwise<Opt>;
+}
+
+template <class Opt>
 constexpr OptimizerKernels kernels_of() {
-  return OptimizerKernels{Opt::kName, step_of<Opt, float>(), step_of<Opt, double>()};
+  return OptimizerKernels{Opt::kName, step_of<Opt, float>(), step_of<Opt, double>(), narrow_step_of<Opt>()};
 }
 
 template <int... kIndex>

@@ -18,11 +18,15 @@ namespace fastopt {
 template <class T>
 using StepFn = void (*)(const Batch<T>&, const double* hypers, std::size_t n_sets);
 
+// The step on float16/bfloat16 parameters (float32 state and element math).
+using NarrowStepFn = void (*)(const Batch<float>&, const NarrowCall&, const double* hypers, std::size_t n_sets);
+
 // One optimizer's step on one SIMD target.
 struct OptimizerKernels {
   const char* name;
   StepFn<float> f32;
   StepFn<double> f64;
+  NarrowStepFn narrow;
 };
 
 struct OptimizerTable {

@@ -45,12 +45,13 @@ unsigned long long os_saved_state() {
 #endif
 }
 
-bool cpu_has_avx2() {  // with FMA
+bool cpu_has_avx2() {  // with FMA and F16C (float16 conversions)
   const unsigned long long xcr0 = os_saved_state();
   const bool ymm_saved = (xcr0 & 0x6) == 0x6;  // SSE and AVX state
   const bool fma = cpuid(1, 0).ecx & (1u << 12);
+  const bool f16c = cpuid(1, 0).ecx & (1u << 29);
   const bool avx2 = cpuid(7, 0).ebx & (1u << 5);
-  return ymm_saved && fma && avx2;
+  return ymm_saved && fma && f16c && avx2;
 }
 
 bool cpu_has_avx512() {  // F + DQ + BW + VL, the Skylake-SP set

@@ -245,36 +245,46 @@ inline typename Opt::Hyper hyper_at(const double* hypers, std::size_t k) {
   return h;
 }
 
-// The one driver of every elementwise optimizer: per-call scalars for each
-// hyperparameter set (computed once, in double, rounded to T once), then
-// each span of the batch runs the loop compiled for its set's variant, for
-// statistics on or off and for its level of regularization.
+// Each hyperparameter set's per-call scalars (computed once, in double,
+// rounded to T once), in the calling thread's scratch (no allocation per
+// step). Worker threads must read the returned reference: naming the
+// thread_local itself in a parallel region would give each worker its own,
+// empty, vector.
+template <class Opt, class T>
+const std::vector<Kernel<Opt, T>>& scalars_of_sets(const double* hypers, std::size_t n_sets) {
+  thread_local std::vector<Kernel<Opt, T>> scratch;
+  scratch.clear();
+  for (std::size_t k = 0; k < n_sets; ++k) scratch.emplace_back(hyper_at<Opt>(hypers, k));
+  return scratch;
+}
+
+// One span of n elements (x[role] at its element 0) through the loop compiled
+// for the set's variant, for statistics on or off and its regularization level.
+template <class K, class T>
+inline void run_span(const Batch<T>& batch, const K& s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
+  with_variant<variants_of<K>()>(s.variant, [&](auto variant) {
+    with_flags(batch, s.pre.extras, [&](auto stats, auto extras) {
+      K::template span<decltype(variant)::value, decltype(stats)::value, decltype(extras)::value>(s, x, n, sums);
+    });
+  });
+}
+
+// The one driver of every elementwise optimizer: each span of the batch runs
+// its hyperparameter set's rule.
 template <class Opt, class T>
 void step_elementwise(const Batch<T>& batch, const double* hypers, std::size_t n_sets) {
   using K = Kernel<Opt, T>;
   constexpr int kRoles = 2 + static_cast<int>(std::size(Opt::kState));
   static_assert(kRoles <= kMaxRoles);
-  // The calling thread's scratch (no allocation per step). The worker threads
-  // read it through `scalars`, a reference: naming the thread_local itself in
-  // the parallel region would give each worker its own, empty, vector.
-  thread_local std::vector<K> scratch;
-  scratch.clear();
-  for (std::size_t k = 0; k < n_sets; ++k) scratch.emplace_back(hyper_at<Opt>(hypers, k));
-  const std::vector<K>& scalars = scratch;
+  const std::vector<K>& scalars = scalars_of_sets<Opt, T>(hypers, n_sets);
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
-    const K& s = scalars[hyper_of(batch, t)];
     T* x[kRoles];
     for (int r = 0; r < kRoles; ++r) {
       T* base = role_ptr(batch, r, t);
       x[r] = base ? base + b : nullptr;
     }
     double sums[kStatFields] = {};
-    with_variant<variants_of<K>()>(s.variant, [&](auto variant) {
-      with_flags(batch, s.pre.extras, [&](auto stats, auto extras) {
-        K::template span<decltype(variant)::value, decltype(stats)::value, decltype(extras)::value>(s, x, e - b,
-                                                                                                     sums);
-      });
-    });
+    run_span(batch, scalars[hyper_of(batch, t)], x, e - b, sums);
     if (batch.unit_stats) add_unit_stats(batch, unit, sums);
   });
 }

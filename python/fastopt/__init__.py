@@ -15,7 +15,7 @@ from . import _core, functional, optim, reference, schedules
 from .checkpoint import load, save
 from .clip import NonFiniteGradientError, clip_grad_norm_, clip_grad_value_, global_grad_norm
 from .flat import FlatBuffer
-from .functional import StepStats
+from .functional import Rounding, StepStats
 from .lbfgs import OptimizeResult, lbfgs, lbfgs_minimize, minimize
 from .optim import (
     ASGD,
@@ -45,6 +45,7 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = [
     "functional", "optim", "reference", "schedules", "save", "load", "FlatBuffer", "show_runtime",
     "clip_grad_norm_", "clip_grad_value_", "global_grad_norm", "NonFiniteGradientError", "StepStats",
+    "Rounding",
     "runtime_info", "set_num_threads", "get_num_threads", "last_call_threads",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop", "Adadelta", "Adamax",
     "NAdam", "RAdam", "ASGD", "Adafactor", "Lion", "LAMB",

@@ -12,7 +12,7 @@ class StepPlan:
     """
     A class step's checked buffers (see OptimizerSpec.plan).
     """
-    def run(self, grads: typing.Any, hypers: typing.Any, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
+    def run(self, grads: typing.Any, hypers: typing.Any, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False, writes: typing.Any = None) -> typing.Any:
         ...
     @property
     def n_tensors(self) -> int:
@@ -25,13 +25,13 @@ class OptimizerSpec:
         """
         The state keys a parameter with `ndim` dimensions needs under these hyperparameter values (checked: raises like step()).
         """
-    def plan(self, params: typing.Any, state: typing.Any, hyper_index: typing.Any, grad_index: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], n_grads: typing.SupportsInt | typing.SupportsIndex, n_none: typing.SupportsInt | typing.SupportsIndex) -> StepPlan:
+    def plan(self, params: typing.Any, state: typing.Any, hyper_index: typing.Any, grad_index: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], n_grads: typing.SupportsInt | typing.SupportsIndex, n_none: typing.SupportsInt | typing.SupportsIndex, masters: typing.Any = None) -> StepPlan:
         """
         A StepPlan: params and state checked once; run(grads, hypers, ...) takes the optimizer's whole gradient list (n_grads entries, n_none of them None), uses entry grad_index[i] for params[i], and checks only the gradients and hyperparameters. Raises StalePlan when the None entries changed or the hyperparameters need state the plan does not hold.
         """
-    def step(self, params: typing.Any, grads: typing.Any, state: typing.Any, hypers: typing.Any, hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False) -> typing.Any:
+    def step(self, params: typing.Any, grads: typing.Any, state: typing.Any, hypers: typing.Any, hyper_index: typing.Any = None, num_threads: typing.SupportsInt | typing.SupportsIndex = 0, check_only: bool = False, stats: bool = False, writes: typing.Any = None, masters: typing.Any = None) -> typing.Any:
         """
-        One fused step over every tensor: state is a list (one entry per state key) of arrays or lists of arrays (None: absent); hypers a list of hyperparameter sets (tuples in `hypers` order); hyper_index which set each tensor uses. Everything is checked before any buffer is written. Returns the step statistics' sums with stats=True, else None.
+        One fused step over every tensor: state is a list (one entry per state key) of arrays or lists of arrays (None: absent); hypers a list of hyperparameter sets (tuples in `hypers` order); hyper_index which set each tensor uses. Everything is checked before any buffer is written. Returns the step statistics' sums with stats=True, else None. float16/bfloat16 parameters: writes holds one (rounding, master_weights, seed, step) per set (None: round to nearest), masters one master per tensor (a uint16 array for 'split', float32 for 'float32', None).
         """
     @property
     def hypers(self) -> list:

@@ -37,7 +37,8 @@ def global_grad_norm(grads: Arrays, norm_type: float = 2.0) -> tuple[float, int]
     """``(norm, nonfinite_count)`` of all gradients taken as one vector.
 
     Arrays of several dtypes are allowed (one C++ pass per dtype); the norm is
-    accumulated in double whatever the arrays' dtype.
+    accumulated in double whatever the arrays' dtype. float16/bfloat16
+    gradients are widened to float32 first (exactly: the same norm).
     """
     norm_type = _norm_type(norm_type)
     arrays = [grads] if isinstance(grads, np.ndarray) else [g for g in grads if g is not None]
@@ -47,6 +48,8 @@ def global_grad_norm(grads: Arrays, norm_type: float = 2.0) -> tuple[float, int]
         by_dtype.setdefault(key, []).append(g)
     norms, nonfinite = [], 0
     for group in by_dtype.values():
+        if group and isinstance(group[0], np.ndarray) and group[0].dtype.itemsize == 2:
+            group = [g.astype(np.float32) for g in group]
         norm, bad = _core.grad_norm(group, norm_type)
         norms.append(norm)
         nonfinite += bad

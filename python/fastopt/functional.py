@@ -8,7 +8,12 @@ into C++ (one GIL release, one parallel region), whatever its length.
 Rules shared by every function:
 
 * Arrays are float32 or float64, one dtype per call, C-contiguous, and
-  writeable where they are updated. Nothing is converted or copied: an
+  writeable where they are updated. Parameters may also be float16 or
+  bfloat16 (``ml_dtypes.bfloat16``), with gradients of their dtype or float32
+  and float32 state: the float32 rule runs on the widened values and
+  ``rounding`` (``"nearest"``, ``"stochastic"`` or a :class:`Rounding` with
+  master weights) says how the result is written back (docs/algorithms.md,
+  "16-bit parameters"). Nothing is converted or copied: an
   in-place update of a silent copy would be lost. Bad input raises
   ``TypeError`` (wrong type or dtype) or ``ValueError`` (shape, layout,
   read-only, shared memory, invalid hyperparameter, missing state) naming the
@@ -48,7 +53,7 @@ The update rules are those of docs/algorithms.md and follow ``torch.optim``
 class in :mod:`fastopt.optimizers`.
 """
 
-from .optimizers._base import StepStats
+from .optimizers._base import Rounding, StepStats
 from .optimizers.adadelta import adadelta_
 from .optimizers.adafactor import adafactor_
 from .optimizers.adagrad import adagrad_
@@ -66,4 +71,4 @@ from .optimizers.sgd import sgd_
 
 __all__ = ["sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "rprop_", "quickprop_", "adadelta_", "adamax_",
            "nadam_", "radam_", "asgd_", "adafactor_", "lion_", "lamb_", "nadam_mu", "asgd_schedule",
-           "RPROP_VARIANTS", "StepStats"]
+           "RPROP_VARIANTS", "StepStats", "Rounding"]

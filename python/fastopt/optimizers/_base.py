@@ -65,6 +65,58 @@ class StepStats:
         return cls(math.sqrt(grad_sq), param_norm, update_norm, ratio, int(nonfinite), grad_scale, skipped)
 
 
+# ------------------------------------------------------- 16-bit parameters
+ROUNDINGS = ("nearest", "stochastic")
+MASTER_WEIGHTS = (None, "split", "float32")
+# The state key of each master_weights mode's array, and its dtype.
+MASTER_KEYS = {"split": ("master_low_bits", np.uint16), "float32": ("master", np.float32)}
+
+
+@dataclass(frozen=True)
+class Rounding:
+    """How a functional form writes float16/bfloat16 parameters back
+    (docs/algorithms.md, "16-bit parameters"; the classes take the same per
+    param group as ``rounding=``, ``master_weights=``, ``seed=``).
+
+    Attributes:
+        mode: ``"nearest"`` (round to nearest even) or ``"stochastic"``
+            (unbiased, from the stream of ``(seed, step, parameter index)``).
+        master_weights: None, ``"split"`` (bfloat16: ``masters`` hold the
+            uint16 low halves of exact float32 masters) or ``"float32"``
+            (``masters`` hold float32 copies; the parameters get their rounding).
+        masters: one master array per parameter (see master_weights).
+        seed, step: the stochastic rounding stream; pass a new step each step.
+    """
+
+    mode: str = "nearest"
+    master_weights: str | None = None
+    masters: ArrayOrList | None = None
+    seed: int = 0
+    step: int = 1
+
+
+def write_back(rounding: str | Rounding) -> tuple[list | None, ArrayOrList | None]:
+    """(writes, masters) of OptimizerSpec.step for a functional form's ``rounding``."""
+    if isinstance(rounding, Rounding):
+        return [(rounding.mode, rounding.master_weights, rounding.seed, rounding.step)], rounding.masters
+    if isinstance(rounding, str):
+        return (None if rounding == "nearest" else [(rounding, None, 0, 1)]), None
+    raise TypeError(f"rounding must be 'nearest', 'stochastic' or a fastopt.Rounding, got {type(rounding).__name__}")
+
+
+def is_16bit(p: np.ndarray) -> bool:
+    return p.dtype.itemsize == 2
+
+
+def state_dtype(p: np.ndarray) -> np.dtype:
+    """State arrays are float32 under float16/bfloat16 parameters, else the parameter's dtype."""
+    return np.dtype(np.float32) if is_16bit(p) else p.dtype
+
+
+def _is_bfloat16(dtype: np.dtype) -> bool:
+    return dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16"
+
+
 def pair(value, name: str) -> tuple[float, float]:
     try:
         first, second = value
@@ -76,8 +128,9 @@ def pair(value, name: str) -> tuple[float, float]:
 def _check_param(p: Any, where: str) -> np.ndarray:
     if not isinstance(p, np.ndarray):
         raise TypeError(f"{where} must be a numpy.ndarray, got {type(p).__name__}")
-    if p.dtype not in (np.float32, np.float64) or not p.dtype.isnative:
-        raise TypeError(f"{where} has dtype {p.dtype}; fastopt optimizes float32 or float64 arrays")
+    if not (p.dtype in (np.float32, np.float64, np.float16) or _is_bfloat16(p.dtype)) or not p.dtype.isnative:
+        raise TypeError(f"{where} has dtype {p.dtype}; fastopt optimizes float32, float64, float16 or "
+                        "bfloat16 (ml_dtypes) arrays")
     if not p.flags.c_contiguous:
         raise ValueError(f"{where} is not C-contiguous; it is updated in place and never copied")
     if not p.flags.writeable:
@@ -318,6 +371,20 @@ class Optimizer:
     and, per param group, ``l1`` (proximal L1 after the update: exact zeros)
     and ``decoupled_weight_decay`` (see :mod:`fastopt.functional`).
 
+    float16 and bfloat16 (``ml_dtypes``) parameters take float16/bfloat16 or
+    float32 gradients and keep float32 state; the element math is the float32
+    rule. Per param group (docs/algorithms.md, "16-bit parameters"):
+
+    * ``rounding``: ``"nearest"`` (default; round to nearest even, as a cast)
+      or ``"stochastic"`` (unbiased; the draws depend only on ``seed``, the
+      step count and the element's place, not on threads or SIMD target);
+    * ``master_weights``: None (default), ``"split"`` (bfloat16 only: the state
+      ``master_low_bits`` holds the low 16 bits of an exact float32 master, so
+      the run is bitwise the float32 run; the parameter is the master
+      truncated) or ``"float32"`` (the state ``master`` is a float32 copy; the
+      parameter is its rounding, by ``rounding``);
+    * ``seed``: the stochastic rounding seed (an integer, default 0).
+
     Threads: separate optimizers step in parallel (the kernels release the
     GIL) with the results of stepping them one after another. Steps of one
     optimizer from several threads are serialized: each runs whole, in the
@@ -337,7 +404,8 @@ class Optimizer:
             cls._second_halves = {second for _first, second in cls._pairs.values()}
 
     def __init__(self, params, defaults: dict[str, Any], *, max_grad_norm: float | None = None,
-                 grad_clip_value: float | None = None, norm_type: float = 2.0, nonfinite: str = "ignore"):
+                 grad_clip_value: float | None = None, norm_type: float = 2.0, nonfinite: str = "ignore",
+                 rounding: str = "nearest", master_weights: str | None = None, seed: int = 0):
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"invalid max_grad_norm: {max_grad_norm!r} (must be > 0 or None)")
         if grad_clip_value is not None and not grad_clip_value > 0:
@@ -351,7 +419,7 @@ class Optimizer:
         self.nonfinite = nonfinite
         self.last_stats: StepStats | None = None
         self._grad_scale = 1.0  # this step's global-norm clipping factor
-        self.defaults = dict(defaults)
+        self.defaults = {**defaults, "rounding": rounding, "master_weights": master_weights, "seed": seed}
         self._index_of: dict[int, int] = {}
         self.state = ParamState(self._index_of)
         self.param_groups: list[dict[str, Any]] = TrackedList(self)
@@ -463,8 +531,22 @@ class Optimizer:
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         """Raise TypeError/ValueError for invalid hyperparameters (checked by
-        the C++ declaration, which names the argument)."""
+        the C++ declaration, which names the argument) and 16-bit options."""
         self._spec.needed_state(self._values(group, self._per_step(group, {"step": 1}, set(), 0.0)), 1)
+        rounding, master, seed = group["rounding"], group["master_weights"], group["seed"]
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"invalid rounding: {rounding!r} (expected 'nearest' or 'stochastic')")
+        if master not in MASTER_WEIGHTS:
+            raise ValueError(f"invalid master_weights: {master!r} (expected None, 'split' or 'float32')")
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"invalid seed: {seed} (must be in [0, 2**64))")
+        if master == "split":
+            for p in group["params"]:
+                if isinstance(p, np.ndarray) and p.dtype == np.float16:
+                    raise ValueError("master_weights='split' needs bfloat16 parameters (a float16 value is not "
+                                     "the top half of a float32); use master_weights='float32'")
 
     # ---------------------------------------------------- hyperparameter sets
     def _values(self, group, per_step: dict[str, Any]) -> tuple:
@@ -497,6 +579,12 @@ class Optimizer:
 
     def _initial_value(self, role: str, group) -> float:
         return 0.0
+
+    @staticmethod
+    def _master_needed(group, p: np.ndarray) -> str | None:
+        """The state key of p's master array, if its group keeps one."""
+        master = group["master_weights"]
+        return MASTER_KEYS[master][0] if master and is_16bit(p) else None
 
     def _roles_needed(self, group, p: np.ndarray) -> tuple[str, ...]:
         values = self._values(group, self._per_step(group, {"step": 1}, set(), 0.0))
@@ -626,7 +714,16 @@ class Optimizer:
                                      f"needs shape {shape}")
                 if value.dtype.kind != "f":
                     raise TypeError(f"state[{i}][{key!r}] has dtype {value.dtype}; expected floating point")
-                out[key] = np.array(value, dtype=p.dtype, order="C", copy=True)
+                out[key] = np.array(value, dtype=state_dtype(p), order="C", copy=True)
+            elif key in ("master", "master_low_bits") and is_16bit(p):
+                value = np.asarray(value)
+                want = np.float32 if key == "master" else np.uint16
+                if value.shape != p.shape:
+                    raise ValueError(f"state[{i}][{key!r}] has shape {value.shape} but parameter {i} has "
+                                     f"shape {p.shape}")
+                if value.dtype != want:
+                    raise TypeError(f"state[{i}][{key!r}] has dtype {value.dtype}; expected {np.dtype(want)}")
+                out[key] = np.array(value, order="C", copy=True)
             elif key == "step":
                 step = int(value)
                 if step < 0 or step != value:
@@ -670,7 +767,7 @@ class StepPlan:
     """
 
     def __init__(self, opt: Optimizer, grads: list[Any]):
-        self.calls = []      # per dtype: [cpp plan, slots]
+        self.calls = []      # per dtype: (cpp plan, slots, 16-bit parameters?)
         self.slots: list[_Slot] = []
         self.committed = False  # new state arrays stored in opt.state
         by_dtype: dict[Any, dict[str, Any]] = {}
@@ -685,20 +782,25 @@ class StepPlan:
         n_none = sum(g is None for g in grads)
         for call in by_dtype.values():
             state = [call["state"][r] for r in roles]
+            narrow = is_16bit(call["params"][0])
             plan = opt._spec.plan(call["params"], state, call["hyper_index"], call["grad_index"], len(grads),
-                                  n_none)
-            self.calls.append((plan, call["slots"]))
+                                  n_none, call["masters"] if narrow else None)
+            self.calls.append((plan, call["slots"], narrow))
         self.opt = opt
 
     def _add(self, opt, by_dtype, roles, group_number, group, p, index):
         state = dict.get(opt.state, index)
         old = dict(state) if state is not None else {}
         needed = opt._roles_needed(group, p)
-        fresh = {r: np.full(opt._state_shape(r, p), opt._initial_value(r, group), dtype=p.dtype, order="C")
+        fresh = {r: np.full(opt._state_shape(r, p), opt._initial_value(r, group), dtype=state_dtype(p), order="C")
                  for r in needed if r not in old}
+        master_key = opt._master_needed(group, p)
+        if master_key and master_key not in old:
+            fresh[master_key] = (p.astype(np.float32) if master_key == "master"
+                                 else np.zeros(p.shape, np.uint16))  # the master is p itself
         scalars = {k: v for k, v in old.items() if not isinstance(v, np.ndarray)}
         scalars["step"] = old.get("step", 0)
-        call = by_dtype.setdefault(p.dtype, {"params": [], "grad_index": [], "hyper_index": [],
+        call = by_dtype.setdefault(p.dtype, {"params": [], "grad_index": [], "hyper_index": [], "masters": [],
                                              "state": {r: [] for r in roles}, "slots": [], "slot_of": {}})
         key = (group_number, tuple(sorted(scalars.items())), frozenset(fresh))
         if key not in call["slot_of"]:
@@ -709,6 +811,7 @@ class StepPlan:
         slot = call["slots"][call["slot_of"][key]]
         slot.entries.append((index, state, fresh))
         call["params"].append(p)
+        call["masters"].append(old.get(master_key, fresh.get(master_key)) if master_key else None)
         call["grad_index"].append(index)
         call["hyper_index"].append(call["slot_of"][key])
         for r in roles:
@@ -716,21 +819,26 @@ class StepPlan:
 
     def run(self, opt: Optimizer, grads: list[Any], loss, stats: bool = False):
         """Runs the step; with ``stats``, returns the statistics' sums over all calls."""
-        hypers = []
-        for _, slots in self.calls:
-            sets = []
+        hypers, writes = [], []
+        for _, slots, narrow in self.calls:
+            sets, write = [], []
             for slot in slots:
-                scalars = {**slot.scalars, "step": slot.scalars["step"] + 1}
+                step = slot.scalars["step"] + 1
+                scalars = {**slot.scalars, "step": step}
                 sets.append(opt._values(slot.group, opt._per_step(slot.group, scalars, slot.fresh, loss)))
+                if narrow:
+                    group = slot.group
+                    write.append((group["rounding"], group["master_weights"], group["seed"], step))
             hypers.append(sets)
+            writes.append(write if narrow else None)
         # Validate every call before running any, so a bad gradient in the
         # second dtype cannot leave the first one updated.
         if len(self.calls) > 1:
-            for (plan, _), sets in zip(self.calls, hypers):
-                plan.run(grads, sets, 0, True, False)
+            for (plan, _, _), sets, write in zip(self.calls, hypers, writes):
+                plan.run(grads, sets, 0, True, False, write)
         totals = [0.0, 0.0, 0.0, 0]
-        for (plan, _), sets in zip(self.calls, hypers):
-            sums = plan.run(grads, sets, 0, False, stats)
+        for (plan, _, _), sets, write in zip(self.calls, hypers, writes):
+            sums = plan.run(grads, sets, 0, False, stats, write)
             if stats:
                 totals = [a + b for a, b in zip(totals, sums)]
         self._commit(opt, loss)

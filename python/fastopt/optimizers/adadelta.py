@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "Adadelta"; kernel: csrc/optimizers/adadelta.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["Adadelta", "adadelta_"]
 
@@ -44,11 +44,12 @@ class Adadelta(Optimizer):
 def adadelta_(params: ArrayOrList, grads: ArrayOrList, square_avgs: ArrayOrList, acc_deltas: ArrayOrList, *,
               lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0,
               maximize: bool = False, decoupled_weight_decay: bool = False, l1: float = 0.0,
-              grad_scale: float = 1.0, clip_value: float | None = None, num_threads: int = 0,
+              grad_scale: float = 1.0, clip_value: float | None = None,
+              rounding: str | Rounding = "nearest", num_threads: int = 0,
               stats: bool = False) -> StepStats | None:
     values = (lr, rho, eps, weight_decay, maximize, l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (square_avgs, acc_deltas), (values,), None, num_threads, False,
-                        stats)
+                        stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "Adafactor"; kernel: csrc/optimizers/adafactor.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["Adafactor", "adafactor_"]
 
@@ -53,11 +53,11 @@ def adafactor_(params: ArrayOrList, grads: ArrayOrList, row_vars: ArrayOrList, c
                variances: ArrayOrList, *, step: int, lr: float = 1e-2, beta2_decay: float = -0.8,
                eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0, weight_decay: float = 0.0,
                maximize: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
-               clip_value: float | None = None, num_threads: int = 0,
+               clip_value: float | None = None, rounding: str | Rounding = "nearest", num_threads: int = 0,
                stats: bool = False) -> StepStats | None:
     values = (lr, beta2_decay, eps, d, weight_decay, maximize, step, l1, False, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (row_vars, col_vars, variances), (values,), None, num_threads, False,
-                        stats)
+                        stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

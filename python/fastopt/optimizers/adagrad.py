@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "Adagrad"; kernel: csrc/optimizers/adagrad.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["Adagrad", "adagrad_"]
 
@@ -44,11 +44,12 @@ class Adagrad(Optimizer):
 def adagrad_(params: ArrayOrList, grads: ArrayOrList, sums: ArrayOrList, *, step: int, lr: float = 1e-2,
              lr_decay: float = 0.0, weight_decay: float = 0.0, eps: float = 1e-10,
              maximize: bool = False, l1: float = 0.0, decoupled_weight_decay: bool = False,
-             grad_scale: float = 1.0, clip_value: float | None = None, num_threads: int = 0,
+             grad_scale: float = 1.0, clip_value: float | None = None,
+             rounding: str | Rounding = "nearest", num_threads: int = 0,
              stats: bool = False) -> StepStats | None:
     values = (lr, lr_decay, 0.0, eps, weight_decay, maximize, step,  # 0.0: initial_accumulator_value (class only)
               l1, decoupled_weight_decay, grad_scale, clip_value)
-    result = _SPEC.step(params, grads, (sums,), (values,), None, num_threads, False, stats)
+    result = _SPEC.step(params, grads, (sums,), (values,), None, num_threads, False, stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

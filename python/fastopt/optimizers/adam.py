@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "Adam, AdamW, AMSGrad"; kernel: csrc/optimizers/adam.h
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["Adam", "AdamW", "adam_", "adamw_"]
 
@@ -70,11 +70,11 @@ def adam_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_av
           betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
           amsgrad: bool = False, maximize: bool = False, decoupled_weight_decay: bool = False,
           l1: float = 0.0, grad_scale: float = 1.0, clip_value: float | None = None,
-          num_threads: int = 0, stats: bool = False) -> StepStats | None:
+          rounding: str | Rounding = "nearest", num_threads: int = 0, stats: bool = False) -> StepStats | None:
     values = (lr, betas, eps, amsgrad, weight_decay, maximize, step,
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs, max_exp_avg_sqs), (values,), None, num_threads, False,
-                        stats)
+                        stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 
@@ -86,7 +86,7 @@ def adamw_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_a
            max_exp_avg_sqs: ArrayOrList | None = None, *, step: int, lr: float = 1e-3,
            betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
            amsgrad: bool = False, maximize: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
-           clip_value: float | None = None, num_threads: int = 0,
+           clip_value: float | None = None, rounding: str | Rounding = "nearest", num_threads: int = 0,
            stats: bool = False) -> StepStats | None:
     r"""AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay, in place.
 
@@ -96,4 +96,4 @@ def adamw_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_a
     return adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step=step, lr=lr, betas=betas,
                  eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
                  decoupled_weight_decay=True, l1=l1, grad_scale=grad_scale, clip_value=clip_value,
-                 num_threads=num_threads, stats=stats)
+                 rounding=rounding, num_threads=num_threads, stats=stats)

@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "ASGD"; kernel: csrc/optimizers/asgd.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["ASGD", "asgd_", "asgd_schedule"]
 
@@ -58,11 +58,11 @@ class ASGD(Optimizer):
 def asgd_(params: ArrayOrList, grads: ArrayOrList, axs: ArrayOrList, *, eta: float, mu: float,
           lr: float = 1e-2, lambd: float = 1e-4, weight_decay: float = 0.0, maximize: bool = False,
           decoupled_weight_decay: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
-          clip_value: float | None = None, num_threads: int = 0,
+          clip_value: float | None = None, rounding: str | Rounding = "nearest", num_threads: int = 0,
           stats: bool = False) -> StepStats | None:
     values = (lr, lambd, 0.75, 1e6, weight_decay, maximize, eta, mu,  # 0.75, 1e6: the class's alpha, t0
               l1, decoupled_weight_decay, grad_scale, clip_value)
-    result = _SPEC.step(params, grads, (axs,), (values,), None, num_threads, False, stats)
+    result = _SPEC.step(params, grads, (axs,), (values,), None, num_threads, False, stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

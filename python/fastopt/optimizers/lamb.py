@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "LAMB"; kernel: csrc/optimizers/lamb.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["LAMB", "lamb_"]
 
@@ -45,11 +45,11 @@ class LAMB(Optimizer):
 def lamb_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_avg_sqs: ArrayOrList, *,
           step: int, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
           weight_decay: float = 0.0, maximize: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
-          clip_value: float | None = None, num_threads: int = 0,
+          clip_value: float | None = None, rounding: str | Rounding = "nearest", num_threads: int = 0,
           stats: bool = False) -> StepStats | None:
     values = (lr, betas, eps, weight_decay, maximize, step, l1, False, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs), (values,), None, num_threads, False,
-                        stats)
+                        stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

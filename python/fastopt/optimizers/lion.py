@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "Lion"; kernel: csrc/optimizers/lion.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["Lion", "lion_"]
 
@@ -43,10 +43,10 @@ class Lion(Optimizer):
 def lion_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, *, lr: float = 1e-4,
           betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, maximize: bool = False,
           decoupled_weight_decay: bool = True, l1: float = 0.0, grad_scale: float = 1.0,
-          clip_value: float | None = None, num_threads: int = 0,
+          clip_value: float | None = None, rounding: str | Rounding = "nearest", num_threads: int = 0,
           stats: bool = False) -> StepStats | None:
     values = (lr, betas, weight_decay, maximize, l1, decoupled_weight_decay, grad_scale, clip_value)
-    result = _SPEC.step(params, grads, (exp_avgs,), (values,), None, num_threads, False, stats)
+    result = _SPEC.step(params, grads, (exp_avgs,), (values,), None, num_threads, False, stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "NAdam"; kernel: csrc/optimizers/nadam.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters, pair
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, pair, write_back
 
 __all__ = ["NAdam", "nadam_", "nadam_mu"]
 
@@ -63,12 +63,13 @@ def nadam_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_a
            step: int, mu_product: float, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
            eps: float = 1e-8, weight_decay: float = 0.0, momentum_decay: float = 4e-3,
            decoupled_weight_decay: bool = False, maximize: bool = False, l1: float = 0.0,
-           grad_scale: float = 1.0, clip_value: float | None = None, num_threads: int = 0,
+           grad_scale: float = 1.0, clip_value: float | None = None,
+           rounding: str | Rounding = "nearest", num_threads: int = 0,
            stats: bool = False) -> StepStats | None:
     values = (lr, betas, eps, momentum_decay, weight_decay, maximize, step, mu_product,
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs), (values,), None, num_threads, False,
-                        stats)
+                        stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

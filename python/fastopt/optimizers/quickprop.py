@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "Quickprop"; kernel: csrc/optimizers/quickprop.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["Quickprop", "quickprop_"]
 
@@ -54,12 +54,12 @@ def quickprop_(params: ArrayOrList, grads: ArrayOrList, prev_steps: ArrayOrList,
                *, lr: float = 1e-2, mu: float = 1.75, decay: float = 1e-4, mode_switch: float = 0.0,
                momentum: float = 0.0, weight_decay: float = 0.0, maximize: bool = False,
                l1: float = 0.0, decoupled_weight_decay: bool = False, grad_scale: float = 1.0,
-               clip_value: float | None = None, num_threads: int = 0,
+               clip_value: float | None = None, rounding: str | Rounding = "nearest", num_threads: int = 0,
                stats: bool = False) -> StepStats | None:
     values = (lr, mu, decay, mode_switch, momentum, weight_decay, maximize,
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (prev_steps, prev_grads), (values,), None, num_threads, False,
-                        stats)
+                        stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "RAdam"; kernel: csrc/optimizers/radam.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["RAdam", "radam_"]
 
@@ -44,11 +44,11 @@ def radam_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_a
            step: int, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
            weight_decay: float = 0.0, decoupled_weight_decay: bool = False, maximize: bool = False,
            l1: float = 0.0, grad_scale: float = 1.0, clip_value: float | None = None,
-           num_threads: int = 0, stats: bool = False) -> StepStats | None:
+           rounding: str | Rounding = "nearest", num_threads: int = 0, stats: bool = False) -> StepStats | None:
     values = (lr, betas, eps, weight_decay, maximize, step, l1, decoupled_weight_decay, grad_scale,
               clip_value)
     result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs), (values,), None, num_threads, False,
-                        stats)
+                        stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "RMSprop"; kernel: csrc/optimizers/rmsprop.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["RMSprop", "rmsprop_"]
 
@@ -49,12 +49,12 @@ def rmsprop_(params: ArrayOrList, grads: ArrayOrList, square_avgs: ArrayOrList,
              lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
              momentum: float = 0.0, centered: bool = False, maximize: bool = False, l1: float = 0.0,
              decoupled_weight_decay: bool = False, grad_scale: float = 1.0,
-             clip_value: float | None = None, num_threads: int = 0,
+             clip_value: float | None = None, rounding: str | Rounding = "nearest", num_threads: int = 0,
              stats: bool = False) -> StepStats | None:
     values = (lr, alpha, eps, momentum, centered, weight_decay, maximize,
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (square_avgs, grad_avgs, momentum_buffers), (values,), None, num_threads, False,
-                        stats)
+                        stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

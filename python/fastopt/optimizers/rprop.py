@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "Rprop family"; kernel: csrc/optimizers/rprop.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["Rprop", "rprop_", "RPROP_VARIANTS"]
 
@@ -79,13 +79,14 @@ def rprop_(params: ArrayOrList, grads: ArrayOrList, prevs: ArrayOrList, step_siz
            step_size_min: float = 1e-6, step_size_max: float = 50.0, variant: str = "irprop-",
            weight_decay: float = 0.0, maximize: bool = False, loss: float | None = None,
            prev_loss: float | None = None, l1: float = 0.0, decoupled_weight_decay: bool = False,
-           grad_scale: float = 1.0, clip_value: float | None = None, num_threads: int = 0,
+           grad_scale: float = 1.0, clip_value: float | None = None,
+           rounding: str | Rounding = "nearest", num_threads: int = 0,
            stats: bool = False) -> StepStats | None:
     values = (1e-2, (etaminus, etaplus), (step_size_min, step_size_max), variant, weight_decay, maximize,
               _loss_increased(variant, loss, prev_loss),  # 1e-2 above: the class's initial step size
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (prevs, step_sizes, prev_updates), (values,), None, num_threads, False,
-                        stats)
+                        stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

@@ -5,7 +5,7 @@ Rule: docs/algorithms.md, "SGD"; kernel: csrc/optimizers/sgd.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, StepStats, hyperparameters
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
 
 __all__ = ["SGD", "sgd_"]
 
@@ -53,12 +53,12 @@ def sgd_(params: ArrayOrList, grads: ArrayOrList, momentum_buffers: ArrayOrList 
          step: int, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
          weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False, l1: float = 0.0,
          decoupled_weight_decay: bool = False, grad_scale: float = 1.0,
-         clip_value: float | None = None, num_threads: int = 0,
+         clip_value: float | None = None, rounding: str | Rounding = "nearest", num_threads: int = 0,
          stats: bool = False) -> StepStats | None:
     values = (lr, momentum, dampening, nesterov, weight_decay, maximize, step,
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (momentum_buffers,), (values,), None, num_threads, False,
-                        stats)
+                        stats, *write_back(rounding))
     return result and StepStats.from_sums(*result, grad_scale=grad_scale)
 
 

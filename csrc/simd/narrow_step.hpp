@@ -1,0 +1,136 @@
+// The step on float16/bfloat16 parameters, for every optimizer at once: the
+// optimizer's own float32 rule runs on float32 values widened from the
+// 16-bit arrays (or on the float32 master), and the driver writes the result
+// back as the parameter group asks (core/batch.hpp: WriteBack). The element
+// math is the float32 kernel's, instruction for instruction, so a "split"
+// run is bitwise the float32 run.
+#pragma once
+
+#include <vector>
+
+#include "simd/elementwise.hpp"
+#include "simd/narrow.hpp"
+
+namespace fastopt {
+namespace FASTOPT_TARGET_NAME {
+
+// Elements widened at a time: two float32 tiles of 4 KiB stay in L1 between
+// the widening, the rule and the write-back, so memory sees one pass.
+constexpr std::int64_t kNarrowTile = 1024;
+
+// One tensor's 16-bit side, as pointers into its arrays.
+struct NarrowTensor {
+  std::uint16_t* param;
+  const void* grad;
+  void* master;  // the split's low halves (uint16) or the float32 master; nullptr without one
+  const WriteBack* write;
+  std::uint64_t stream;
+};
+
+inline NarrowTensor narrow_tensor(const Batch<float>& batch, const NarrowCall& call, int t) {
+  const WriteBack& w = call.writes[hyper_of(batch, t)];
+  return NarrowTensor{reinterpret_cast<std::uint16_t*>(role_ptr(batch, 0, t)), role_ptr(batch, 1, t),
+                      role_ptr(batch, call.master_role, t), &w, tensor_stream(w.seed, w.step, call.tensor_ids[t])};
+}
+
+// The float32 parameter values of elements [lo, lo + n): the master itself,
+// or widened into `tile`.
+inline float* param_values(const NarrowCall& call, const NarrowTensor& x, std::int64_t lo, std::int64_t n,
+                           float* tile) {
+  if (x.write->master == kFloat32Master) return static_cast<float*>(x.master) + lo;
+  if (x.write->master == kSplitMaster)
+    join_tile(x.param + lo, static_cast<const std::uint16_t*>(x.master) + lo, tile, n);
+  else
+    widen_tile(call.param_format, x.param + lo, tile, n);
+  return tile;
+}
+
+inline float* grad_values(const NarrowCall& call, const NarrowTensor& x, std::int64_t lo, std::int64_t n,
+                          float* tile) {
+  if (call.grad_format == kFormatFloat32) return const_cast<float*>(static_cast<const float*>(x.grad)) + lo;
+  widen_tile(call.grad_format, static_cast<const std::uint16_t*>(x.grad) + lo, tile, n);
+  return tile;
+}
+
+// Writes the stepped float32 values of elements [lo, lo + n) back.
+inline void write_back(const NarrowCall& call, const NarrowTensor& x, const float* values, std::int64_t lo,
+                       std::int64_t n) {
+  if (x.write->master == kSplitMaster)
+    split_tile(values, x.param + lo, static_cast<std::uint16_t*>(x.master) + lo, n);
+  else if (x.write->rounding == kRoundStochastic)
+    stochastic_tile(call.param_format, values, x.param + lo, n, x.stream, lo);
+  else
+    nearest_tile(call.param_format, values, x.param + lo, n);
+}
+
+// Elementwise optimizers: each span is stepped tile by tile.
+template <class Opt>
+void step_narrow_elementwise(const Batch<float>& batch, const NarrowCall& call, const double* hypers,
+                             std::size_t n_sets) {
+  using K = Kernel<Opt, float>;
+  constexpr int kRoles = 2 + static_cast<int>(std::size(Opt::kState));
+  const std::vector<K>& scalars = scalars_of_sets<Opt, float>(hypers, n_sets);
+  for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
+    const NarrowTensor tensor = narrow_tensor(batch, call, t);
+    alignas(64) float param_tile[kNarrowTile];
+    alignas(64) float grad_tile[kNarrowTile];
+    double sums[kStatFields] = {};
+    for (std::int64_t lo = b; lo < e; lo += kNarrowTile) {
+      const std::int64_t n = std::min(kNarrowTile, e - lo);
+      float* x[kRoles];
+      x[0] = param_values(call, tensor, lo, n, param_tile);
+      x[1] = grad_values(call, tensor, lo, n, grad_tile);
+      for (int r = 2; r < kRoles; ++r) {
+        float* base = role_ptr(batch, r, t);
+        x[r] = base ? base + lo : nullptr;
+      }
+      run_span(batch, scalars[hyper_of(batch, t)], x, n, sums);
+      write_back(call, tensor, x[0], lo, n);
+    }
+    if (batch.unit_stats) add_unit_stats(batch, unit, sums);
+  });
+}
+
+// Optimizers that reduce over whole arrays (LAMB's trust ratio, Adafactor's
+// factored moments) make several passes: their parameters and gradients are
+// widened whole into float32 buffers first (4 to 8 extra bytes per element,
+// for the call), then their float32 step runs and the result is written back.
+template <class Opt>
+void step_narrow_whole(const Batch<float>& batch, const NarrowCall& call, const double* hypers,
+                       std::size_t n_sets) {
+  const int n = batch.n_tensors;
+  std::vector<std::int64_t> offset(static_cast<std::size_t>(n) + 1, 0);
+  for (int t = 0; t < n; ++t) offset[t + 1] = offset[t] + batch.sizes[t];
+  std::vector<float> params(static_cast<std::size_t>(batch.total));
+  std::vector<float> grads(call.grad_format == kFormatFloat32 ? 0 : static_cast<std::size_t>(batch.total));
+  const int roles = call.master_role;
+  std::vector<float*> ptrs(batch.ptrs, batch.ptrs + static_cast<std::size_t>(roles) * n);
+  for (int t = 0; t < n; ++t) {
+    const NarrowTensor x = narrow_tensor(batch, call, t);
+    ptrs[t] = x.write->master == kFloat32Master ? static_cast<float*>(x.master) : params.data() + offset[t];
+    if (!grads.empty()) ptrs[n + t] = grads.data() + offset[t];
+  }
+  // Widening and writing back, each element once, split over threads as a step is.
+  auto each_span = [&](auto&& body) {
+    Batch<float> quiet = batch;
+    quiet.unit_stats = nullptr;
+    int threads_used = 1;
+    quiet.threads_used = &threads_used;
+    for_each_span(quiet, [&](int t, std::int64_t b, std::int64_t e, int) {
+      body(narrow_tensor(batch, call, t), ptrs[t], ptrs[n + t], b, e - b);
+    });
+  };
+  each_span([&](const NarrowTensor& x, float* p, float* g, std::int64_t b, std::int64_t len) {
+    if (x.write->master != kFloat32Master) param_values(call, x, b, len, p + b);
+    if (!grads.empty()) grad_values(call, x, b, len, g + b);
+  });
+  Batch<float> wide = batch;
+  wide.ptrs = ptrs.data();
+  Kernel<Opt, float>::step(wide, hypers, n_sets);
+  each_span([&](const NarrowTensor& x, float* p, float*, std::int64_t b, std::int64_t len) {
+    write_back(call, x, p + b, b, len);
+  });
+}
+
+}  // namespace FASTOPT_TARGET_NAME
+}  // namespace fastopt
