@@ -26,6 +26,7 @@ __all__ = [
     "sgd_", "adagrad_", "rmsprop_", "adam_", "adamw_", "rprop_", "quickprop_",
     "adadelta_", "adamax_", "nadam_", "nadam_mu", "radam_", "asgd_", "asgd_schedule",
     "lion_", "lamb_", "adafactor_",
+    "narrow_", "random_draws", "round_nearest", "round_stochastic", "widen", "join_master",
 ]
 
 
@@ -451,3 +452,118 @@ def adafactor_(params, grads, row_vars, col_vars, variances, *, step, lr=1e-2, b
         u_norm_sq = _ordered_sum(np.ravel(u).astype(np.float64) ** 2)
         denom = max(1.0, math.sqrt(u_norm_sq) / (math.sqrt(p.size) * d))
         p[...] = _prox_l1(param - (alpha / denom) * u, lr * l1)
+
+
+# ------------------------------------------------------- 16-bit parameters
+# docs/algorithms.md, "16-bit parameters": the float32 rule runs on widened
+# values (or the float32 master) and the result is written back by one of
+# these. ml_dtypes is needed only for bfloat16 arrays, which the caller brings.
+
+_GOLDEN = 0x9E3779B97F4A7C15
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(z):
+    """SplitMix64's output function, on a Python int or a uint64 array (wrapping)."""
+    if isinstance(z, np.ndarray):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def random_draws(seed: int, step: int, tensor_id: int, n: int, first: int = 0) -> np.ndarray:
+    """The 32-bit draws of elements first .. first+n-1 of tensor ``tensor_id``
+    at ``step``: the stream ``s = mix64(mix64(mix64(seed) ^ step) ^ tensor_id)``,
+    draw i = the top half of ``mix64(s + (i + 1) * golden)`` (SplitMix64's
+    (i+1)-th output)."""
+    stream = _mix64(_mix64(_mix64(seed) ^ step) ^ tensor_id)
+    index = np.arange(first + 1, first + n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = np.uint64(stream) + index * np.uint64(_GOLDEN)
+    return (_mix64(z) >> np.uint64(32)).astype(np.uint32)
+
+
+def _is_bfloat16(dtype) -> bool:
+    return np.dtype(dtype).kind == "V" and np.dtype(dtype).name == "bfloat16"
+
+
+def widen(x: np.ndarray) -> np.ndarray:
+    """A float16/bfloat16 array's exact float32 values."""
+    return x.astype(np.float32)
+
+
+def round_nearest(x: np.ndarray, dtype) -> np.ndarray:
+    """float32 -> dtype, round to nearest even (overflow gives infinity)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return x.astype(dtype)
+
+
+def round_stochastic(x: np.ndarray, dtype, draws: np.ndarray) -> np.ndarray:
+    """float32 -> dtype, rounding the magnitude up with probability equal to
+    the dropped fraction, from one 32-bit draw per element.
+
+    bfloat16: add the draw's low 16 bits to the float32 bits and truncate.
+    float16: with q the float16 spacing at |x| (at least 2^-24) and
+    |x| = (n + f) q, take (n + 1) q when ``(draw >> 8) < f * 2^24``, else n q.
+    NaN stays NaN; infinities stay; a carry past the largest finite value
+    gives infinity."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    draws = draws.astype(np.uint32)
+    bits = x.view(np.uint32)
+    nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    if _is_bfloat16(dtype):
+        rounded = ((bits + (draws & np.uint32(0xFFFF))) >> np.uint32(16)).astype(np.uint16)
+        quiet_nan = ((bits >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)
+        return np.where(nan, quiet_nan, rounded).view(dtype)
+    a = np.abs(x)
+    exponent = np.maximum((a.view(np.uint32) >> np.uint32(23)).astype(np.int32) - 127, -14)
+    scale = np.minimum(exponent - 10, 127)
+    q = ((scale + 127).astype(np.uint32) << np.uint32(23)).view(np.float32)
+    inverse_q = ((127 - scale).astype(np.uint32) << np.uint32(23)).view(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = a * inverse_q
+        n = np.trunc(m)
+        f = m - n
+        up = (draws >> np.uint32(8)).astype(np.float32) < f * np.float32(16777216.0)
+        magnitude = (n + up.astype(np.float32)) * q
+        return np.copysign(magnitude, x).astype(np.float16)
+
+
+def join_master(param: np.ndarray, low_bits: np.ndarray) -> np.ndarray:
+    """The split master: float32 with the bfloat16 parameter's bits on top."""
+    return ((param.view(np.uint16).astype(np.uint32) << np.uint32(16)) | low_bits).view(np.float32)
+
+
+def narrow_(rule, params, grads, *state, masters=None, rounding="nearest", master_weights=None, seed=0,
+            rounding_step=1, tensor_ids=None, **hyper):
+    """``rule`` (a reference optimizer, e.g. :func:`adam_`) on float16/bfloat16
+    ``params``: every parameter widened (or its master taken), every gradient
+    widened, the float32 rule run on them, each result written back:
+    ``master_weights="split"`` stores the master's halves (``params`` its top,
+    ``masters`` its low 16 bits), otherwise ``params`` gets the result (or
+    the float32 master's) rounding by ``rounding``. ``tensor_ids`` (default
+    0, 1, ...) and ``rounding_step`` select the random stream."""
+    params, grads = _as_list(params), _as_list(grads)
+    masters = _as_list(masters) or [None] * len(params)
+    tensor_ids = range(len(params)) if tensor_ids is None else tensor_ids
+    if master_weights == "float32":
+        wide = masters
+    elif master_weights == "split":
+        wide = [join_master(p, lo) for p, lo in zip(params, masters)]
+    else:
+        wide = [widen(p) for p in params]
+    rule(wide, [g.astype(np.float32) for g in grads], *state, **hyper)
+    for p, value, master, tensor in zip(params, wide, masters, tensor_ids):
+        flat = value.reshape(-1)
+        if master_weights == "split":
+            bits = flat.view(np.uint32)
+            p.reshape(-1).view(np.uint16)[...] = (bits >> np.uint32(16)).astype(np.uint16)
+            master.reshape(-1)[...] = (bits & np.uint32(0xFFFF)).astype(np.uint16)
+        elif rounding == "stochastic":
+            draws = random_draws(seed, rounding_step, tensor, flat.size)
+            p.reshape(-1)[...] = round_stochastic(flat, p.dtype, draws)
+        else:
+            p.reshape(-1)[...] = round_nearest(flat, p.dtype)
