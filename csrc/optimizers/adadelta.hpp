@@ -36,13 +36,13 @@ struct Kernel<Adadelta, T> {
         lr(static_cast<T>(h.lr)),
         eps(static_cast<T>(h.eps)) {}
 
-  template <int, bool kStats, int kExtras>
+  template <int, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict v = x[Adadelta::square_avg];
     T* __restrict u = x[Adadelta::acc_delta];
     const Ema<T> average = s.average;
     const T lr = s.lr, eps = s.eps;
-    update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
+    update_elements<T, kStats, kExtras, kWideRule, IO>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
       const auto vi = average(load_as(v + i, lane), grad * grad);
       const auto delta = divide(square_root(load_as(u + i, lane) + eps), square_root(vi + eps)) * grad;
       const auto ui = average(load_as(u + i, lane), delta * delta);

@@ -35,11 +35,11 @@ struct Kernel<Adagrad, T> {
         eps(static_cast<T>(h.eps)) {}
   static double decayed_lr(const Adagrad::Hyper& h) { return h.lr / (1.0 + (h.step - 1.0) * h.lr_decay); }
 
-  template <int, bool kStats, int kExtras>
+  template <int, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict sum = x[Adagrad::sum];
     const T clr = s.clr, eps = s.eps;
-    update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
+    update_elements<T, kStats, kExtras, kWideRule, IO>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
       const auto acc = load_as(sum + i, lane) + grad * grad;
       store_to(sum + i, acc);
       return param - clr * divide(grad, square_root(acc) + eps);

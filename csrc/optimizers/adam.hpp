@@ -51,14 +51,14 @@ struct Kernel<Adam, T> {
         eps(static_cast<T>(h.eps)),
         variant(h.amsgrad != 0.0) {}
 
-  template <int kAmsgrad, bool kStats, int kExtras>
+  template <int kAmsgrad, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict m = x[Adam::exp_avg];
     T* __restrict v = x[Adam::exp_avg_sq];
     T* __restrict vmax = x[Adam::max_exp_avg_sq];
     const Ema<T> first = s.first, second = s.second;
     const T step_size = s.step_size, inv_bc2_sqrt = s.inv_bc2_sqrt, eps = s.eps;
-    update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
+    update_elements<T, kStats, kExtras, kWideRule, IO>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
       const auto mi = first(load_as(m + i, lane), grad);
       const auto vi = second(load_as(v + i, lane), grad * grad);
       auto vhat = vi;

@@ -38,13 +38,13 @@ struct Kernel<Adamax, T> {
         eps(static_cast<T>(h.eps)),
         step_size(static_cast<T>(h.lr / (1.0 - std::pow(h.beta1, h.step)))) {}
 
-  template <int, bool kStats, int kExtras>
+  template <int, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict m = x[Adamax::exp_avg];
     T* __restrict u = x[Adamax::exp_inf];
     const Ema<T> first = s.first;
     const T beta2 = s.beta2, eps = s.eps, step_size = s.step_size;
-    update_elements<T, kStats, kExtras, kPlainRule>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param) {
+    update_elements<T, kStats, kExtras, kPlainRule, IO>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param) {
       const T mi = first(m[i], grad);
       const T decayed_inf = beta2 * u[i], bound = std::fabs(grad) + eps;
       const T keep = decayed_inf != decayed_inf ? decayed_inf : bound;  // NaN in either propagates

@@ -44,12 +44,12 @@ struct Kernel<Asgd, T> {
         mu(static_cast<T>(h.mu)),
         variant(h.mu != 1.0) {}
 
-  template <int kAverage, bool kStats, int kExtras>
+  template <int kAverage, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict ax = x[Asgd::ax];
     const T decay = s.pre.decay, tau = s.tau, shrink = s.shrink, eta = s.eta, mu = s.mu;
     // Its own regularization: the L1 threshold follows eta, and ax averages the thresholded p.
-    update_elements<T, kStats, kExtras, kOwnRegularization>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad,
+    update_elements<T, kStats, kExtras, kOwnRegularization, IO>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad,
                                                                                        T param0) {
       const T updated = prox_l1<kExtras>(decayed<kExtras>(param0, decay) * shrink - eta * grad, tau);
       ax[i] = kAverage ? ax[i] + mu * (updated - ax[i]) : updated;

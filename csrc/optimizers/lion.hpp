@@ -36,12 +36,12 @@ struct Kernel<Lion, T> {
         momentum(h.beta2),
         lr(static_cast<T>(h.lr)) {}
 
-  template <int, bool kStats, int kExtras>
+  template <int, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict m = x[Lion::exp_avg];
     const Ema<T> interpolation = s.interpolation, momentum = s.momentum;
     const T lr = s.lr;
-    update_elements<T, kStats, kExtras, kPlainRule>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param) {
+    update_elements<T, kStats, kExtras, kPlainRule, IO>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param) {
       const T direction = sign_of(interpolation(m[i], grad));
       m[i] = momentum(m[i], grad);
       return param - lr * direction;

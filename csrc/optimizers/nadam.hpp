@@ -49,13 +49,13 @@ struct Kernel<Nadam, T> {
     avg_coef = static_cast<T>(h.lr * mu_next / (1.0 - product_next));
   }
 
-  template <int, bool kStats, int kExtras>
+  template <int, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict m = x[Nadam::exp_avg];
     T* __restrict v = x[Nadam::exp_avg_sq];
     const Ema<T> first = s.first, second = s.second;
     const T inv_bc2_sqrt = s.inv_bc2_sqrt, eps = s.eps, grad_coef = s.grad_coef, avg_coef = s.avg_coef;
-    update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
+    update_elements<T, kStats, kExtras, kWideRule, IO>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
       const auto mi = first(load_as(m + i, lane), grad);
       const auto vi = second(load_as(v + i, lane), grad * grad);
       store_to(m + i, mi);

@@ -49,14 +49,14 @@ struct Kernel<Quickprop, T> {
         theta(static_cast<T>(h.mode_switch)),
         momentum(static_cast<T>(h.momentum)) {}
 
-  template <int, bool kStats, int kExtras>
+  template <int, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict prev_step = x[Quickprop::prev_step];
     T* __restrict prev_grad = x[Quickprop::prev_grad];
     const T decoupled = s.pre.decay, tau = s.pre.tau, decay = s.decay;
     const T lr = s.lr, mu = s.mu, shrink = s.shrink, theta = s.theta, momentum = s.momentum;
     // Its own regularization: the decay term needs p before the decoupled decay.
-    update_elements<T, kStats, kExtras, kOwnRegularization>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad,
+    update_elements<T, kStats, kExtras, kOwnRegularization, IO>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad,
                                                                                        T param0) {
       if (decay != T(0)) grad = grad + decay * param0;
       const T param = decayed<kExtras>(param0, decoupled);

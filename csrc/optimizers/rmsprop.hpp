@@ -53,7 +53,7 @@ struct Kernel<Rmsprop, T> {
         momentum(static_cast<T>(h.momentum)),
         variant(2 * (h.centered != 0.0) + (h.momentum > 0.0)) {}
 
-  template <int kVariant, bool kStats, int kExtras>
+  template <int kVariant, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     constexpr bool kCentered = kVariant / 2, kMomentum = kVariant % 2;
     T* __restrict v = x[Rmsprop::square_avg];
@@ -61,7 +61,7 @@ struct Kernel<Rmsprop, T> {
     T* __restrict b = x[Rmsprop::momentum_buffer];
     const Ema<T> average = s.average;
     const T lr = s.lr, eps = s.eps, momentum = s.momentum;
-    update_elements<T, kStats, kExtras, kWideRule>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
+    update_elements<T, kStats, kExtras, kWideRule, IO>(s.pre, x, n, sums, [=](auto lane, std::int64_t i, auto grad, auto param) {
       const auto vi = average(load_as(v + i, lane), grad * grad);
       store_to(v + i, vi);
       auto var = vi;

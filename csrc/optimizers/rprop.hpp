@@ -72,7 +72,7 @@ struct Kernel<Rprop, T> {
                     : T(0)),
         variant(std::min(static_cast<int>(h.variant), 2)) {}
 
-  template <int kVariant, bool kStats, int kExtras>
+  template <int kVariant, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     T* __restrict prev = x[Rprop::prev];
     T* __restrict step_size = x[Rprop::step_size];
@@ -81,7 +81,7 @@ struct Kernel<Rprop, T> {
     // not vectorize selects on bools or on values it re-loads through the struct.
     const T decoupled_wd = s.decoupled_wd, l1 = s.pre.l1, eta_plus = s.eta_plus, eta_minus = s.eta_minus;
     const T step_min = s.step_min, step_max = s.step_max, restore = s.restore;
-    update_elements<T, kStats, kExtras, kOwnRegularization>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad,
+    update_elements<T, kStats, kExtras, kOwnRegularization, IO>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad,
                                                                                        T param0) {
       const T agreement = sign_of(prev[i]) * sign_of(grad);
       const T shrink_or_keep = agreement < T(0) ? eta_minus : T(1);

@@ -49,13 +49,13 @@ struct Kernel<Sgd, T> {
         one_minus_dampening(static_cast<T>(1.0 - h.dampening)),
         variant(2 * (h.momentum == 0.0 ? 0 : h.step == 1.0 ? 1 : 2) + (h.nesterov != 0.0)) {}
 
-  template <int kVariant, bool kStats, int kExtras>
+  template <int kVariant, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {
     constexpr int kMode = kVariant / 2;
     constexpr bool kNesterov = kVariant % 2;
     T* __restrict b = x[Sgd::momentum_buffer];
     const T lr = s.lr, momentum = s.momentum, damp = s.one_minus_dampening;
-    update_elements<T, kStats, kExtras, kPlainRule>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param) {
+    update_elements<T, kStats, kExtras, kPlainRule, IO>(s.pre, x, n, sums, [=](auto, std::int64_t i, T grad, T param) {
       if constexpr (kMode != 0) {
         T buf = grad;
         if constexpr (kMode == 2) buf = momentum * b[i] + damp * grad;

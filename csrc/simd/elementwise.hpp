@@ -7,6 +7,7 @@
 #include "core/batch.hpp"
 #include "core/hyper.hpp"
 #include "simd/lanes.hpp"
+#include "simd/narrow.hpp"
 
 #include <cstring>
 #include <iterator>
@@ -43,19 +44,22 @@ inline void add_sums(double (&sums)[kStatFields], double grad_sq, double param_s
 // stats=True loops scalar, 4-9x slower (tests/test_dispatch.py checks).
 constexpr int kNoExtras = 0, kCoupledL2 = 1, kAllExtras = 2;
 
+// Calls fn(extras) with the level above as an std::integral_constant<int>.
+template <class Fn>
+inline void with_extras(int extras, Fn&& fn) {
+  if (extras == kAllExtras) fn(std::integral_constant<int, kAllExtras>{});
+  else if (extras == kCoupledL2) fn(std::integral_constant<int, kCoupledL2>{});
+  else fn(std::integral_constant<int, kNoExtras>{});
+}
+
 // Calls fn(stats, extras): stats is std::true_type/std::false_type for "the
-// batch collects statistics", extras the level above as an
-// std::integral_constant<int>: the loops are compiled for each, so a plain
-// step pays for neither.
+// batch collects statistics", extras as with_extras: the loops are compiled
+// for each, so a plain step pays for neither.
 template <class T, class Fn>
 inline void with_flags(const Batch<T>& batch, int extras, Fn&& fn) {
-  auto with_extras = [&](auto stats) {
-    if (extras == kAllExtras) fn(stats, std::integral_constant<int, kAllExtras>{});
-    else if (extras == kCoupledL2) fn(stats, std::integral_constant<int, kCoupledL2>{});
-    else fn(stats, std::integral_constant<int, kNoExtras>{});
-  };
-  if (batch.unit_stats) with_extras(std::true_type{});
-  else with_extras(std::false_type{});
+  auto with_stats = [&](auto stats) { with_extras(extras, [&](auto level) { fn(stats, level); }); };
+  if (batch.unit_stats) with_stats(std::true_type{});
+  else with_stats(std::false_type{});
 }
 
 // The shared preprocessing and regularization of SharedHyper, as T values so
@@ -175,29 +179,78 @@ enum RuleForm {
   kOwnRegularization = 2,   // the rule decays and thresholds p itself (its own step size per element)
 };
 
+// Where update_elements reads p and g and writes p. PlainIO: arrays of T
+// (roles 0 and 1). NarrowIO: float16/bfloat16 arrays (kFormat) converted in
+// registers, the result rounded to nearest or stochastically: the common
+// 16-bit step fused into the one pass (simd/narrow_step.hpp; x[kDrawSlot]
+// then points at the span's DrawPosition).
+struct PlainIO {
+  static constexpr bool kNarrow = false;
+};
+template <std::int32_t kParamFormat, bool kStochasticRounding>
+struct NarrowIO {
+  static constexpr bool kNarrow = true;
+  static constexpr std::int32_t kFormat = kParamFormat;
+  static constexpr bool kStochastic = kStochasticRounding;
+};
+constexpr int kDrawSlot = 7;  // a role no optimizer uses (kMaxRoles - 1)
+struct DrawPosition {
+  std::uint64_t stream;  // the tensor's stream of draws
+  std::int64_t first;    // the tensor's index of the span's element 0
+};
+
+template <std::int32_t kFormat>
+inline float widen_as(std::uint16_t h) {
+  if constexpr (kFormat == kFormatBFloat16) return widen_bf16(h);
+  else return widen_f16(h);
+}
+template <std::int32_t kFormat, bool kStochastic>
+inline std::uint16_t narrow_as(float x, std::uint64_t stream, std::int64_t i) {
+  if constexpr (kStochastic && kFormat == kFormatBFloat16) return stochastic_bf16(x, draw(stream, i));
+  else if constexpr (kStochastic) return stochastic_f16(x, draw(stream, i));
+  else if constexpr (kFormat == kFormatBFloat16) return nearest_bf16(x);
+  else return nearest_f16(x);
+}
+
 // What every elementwise optimizer does around its rule, for each element:
 // load p and g (roles 0 and 1), the shared gradient preprocessing and the
 // decoupled decay, then rule(lane, i, grad, param) -> the stepped
 // parameter, the L1 proximal step, the store and the step statistics.
-template <class T, bool kStats, int kExtras, int kForm, class Rule>
+template <class T, bool kStats, int kExtras, int kForm, class IO = PlainIO, class Rule>
 inline void update_elements(const SharedScalars<T>& pre, T* const* x, std::int64_t n, double (&sums)[kStatFields],
                             Rule rule) {
   constexpr bool kRegularize = !(kForm & kOwnRegularization);
-  T* __restrict p = x[0];
-  const T* __restrict g = x[1];
   const T sign = pre.sign, grad_scale = pre.grad_scale, clip = pre.clip, coupled_wd = pre.coupled_wd;
   const T decay = pre.decay, tau = pre.tau;
-  auto element = [=](auto lane, std::int64_t i, auto& gs, auto& ps, auto& us, auto& nf) {
-    using V = decltype(lane);
-    const V g_raw = load_as(g + i, lane), param0 = load_as(p + i, lane);
-    const V grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
-    V updated;
-    if constexpr (kRegularize) updated = prox_l1<kExtras>(rule(lane, i, grad, decayed<kExtras>(param0, decay)), tau);
-    else updated = rule(lane, i, grad, param0);
-    store_to(p + i, updated);
-    if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
+  auto stepped = [=](auto lane, std::int64_t i, auto g_raw, auto param0) {
+    const auto grad = preprocess_grad<kExtras>(g_raw, param0, sign, grad_scale, clip, coupled_wd);
+    if constexpr (kRegularize) return prox_l1<kExtras>(rule(lane, i, grad, decayed<kExtras>(param0, decay)), tau);
+    else return rule(lane, i, grad, param0);
   };
-  for_each_element<T, kStats, (kForm & kWideRule) != 0>(n, sums, element);
+  if constexpr (IO::kNarrow) {
+    static_assert(std::is_same_v<T, float>);
+    std::uint16_t* __restrict p = reinterpret_cast<std::uint16_t*>(x[0]);
+    const std::uint16_t* __restrict g = reinterpret_cast<const std::uint16_t*>(x[1]);
+    const DrawPosition at = *reinterpret_cast<const DrawPosition*>(x[kDrawSlot]);
+    auto element = [=](auto, std::int64_t i, auto& gs, auto& ps, auto& us, auto& nf) {
+      const T g_raw = widen_as<IO::kFormat>(g[i]), param0 = widen_as<IO::kFormat>(p[i]);
+      const T updated = stepped(T{}, i, g_raw, param0);
+      p[i] = narrow_as<IO::kFormat, IO::kStochastic>(updated, at.stream, at.first + i);
+      if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
+    };
+    for_each_element<T, kStats, false>(n, sums, element);
+  } else {
+    T* __restrict p = x[0];
+    const T* __restrict g = x[1];
+    auto element = [=](auto lane, std::int64_t i, auto& gs, auto& ps, auto& us, auto& nf) {
+      using V = decltype(lane);
+      const V g_raw = load_as(g + i, lane), param0 = load_as(p + i, lane);
+      const V updated = stepped(lane, i, g_raw, param0);
+      store_to(p + i, updated);
+      if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
+    };
+    for_each_element<T, kStats, (kForm & kWideRule) != 0>(n, sums, element);
+  }
 }
 
 // Calls fn(std::integral_constant<int, v>) for a runtime v in [0, kCount):
@@ -226,8 +279,9 @@ constexpr int variants_of() {
 //     SharedScalars<T> pre; int variant; ...;  // the per-call scalars, in T
 //     explicit Kernel(const Opt::Hyper&);
 //     static constexpr int kVariants;           // optional: 1
-//     template <int kVariant, bool kStats, int kExtras>
+//     template <int kVariant, bool kStats, int kExtras, class IO = PlainIO>
 //     static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]);
+//   (span passes IO on to update_elements)
 //   };
 // x[role] points at element 0 of the span in each role (nullptr: absent).
 // span takes its scalars by value: locals the compiler knows no store aliases.
@@ -265,6 +319,17 @@ inline void run_span(const Batch<T>& batch, const K& s, T* const* x, std::int64_
   with_variant<variants_of<K>()>(s.variant, [&](auto variant) {
     with_flags(batch, s.pre.extras, [&](auto stats, auto extras) {
       K::template span<decltype(variant)::value, decltype(stats)::value, decltype(extras)::value>(s, x, n, sums);
+    });
+  });
+}
+
+// The same through an IO other than PlainIO (NarrowIO), without statistics.
+template <class IO, class K>
+inline void run_span_io(const K& s, float* const* x, std::int64_t n) {
+  double unused[kStatFields] = {};
+  with_variant<variants_of<K>()>(s.variant, [&](auto variant) {
+    with_extras(s.pre.extras, [&](auto extras) {
+      K::template span<decltype(variant)::value, false, decltype(extras)::value, IO>(s, x, n, unused);
     });
   });
 }

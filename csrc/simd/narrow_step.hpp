@@ -63,15 +63,47 @@ inline void write_back(const NarrowCall& call, const NarrowTensor& x, const floa
     nearest_tile(call.param_format, values, x.param + lo, n);
 }
 
-// Elementwise optimizers: each span is stepped tile by tile.
+// The common case in one pass: gradients in the parameters' format, no
+// master, no statistics; the conversions happen in registers (NarrowIO).
+inline bool fused_in_one_pass(const Batch<float>& batch, const NarrowCall& call, const NarrowTensor& x) {
+  return call.grad_format == call.param_format && x.write->master == kNoMaster && !batch.unit_stats;
+}
+
+template <class K>
+void step_fused(const Batch<float>& batch, const NarrowCall& call, const K& s, const NarrowTensor& tensor,
+                int kRoles, int t, std::int64_t b, std::int64_t e) {
+  float* x[kMaxRoles] = {};
+  x[0] = reinterpret_cast<float*>(tensor.param + b);
+  x[1] = reinterpret_cast<float*>(const_cast<std::uint16_t*>(static_cast<const std::uint16_t*>(tensor.grad)) + b);
+  for (int r = 2; r < kRoles; ++r) {
+    float* base = role_ptr(batch, r, t);
+    x[r] = base ? base + b : nullptr;
+  }
+  const DrawPosition at{tensor.stream, b};
+  x[kDrawSlot] = reinterpret_cast<float*>(const_cast<DrawPosition*>(&at));
+  const bool stochastic = tensor.write->rounding == kRoundStochastic;
+  if (call.param_format == kFormatBFloat16) {
+    if (stochastic) run_span_io<NarrowIO<kFormatBFloat16, true>>(s, x, e - b);
+    else run_span_io<NarrowIO<kFormatBFloat16, false>>(s, x, e - b);
+  } else {
+    if (stochastic) run_span_io<NarrowIO<kFormatFloat16, true>>(s, x, e - b);
+    else run_span_io<NarrowIO<kFormatFloat16, false>>(s, x, e - b);
+  }
+}
+
+// Elementwise optimizers: each span in one pass (above), or, with float32
+// gradients, a master or statistics, tile by tile through float32 scratch.
 template <class Opt>
 void step_narrow_elementwise(const Batch<float>& batch, const NarrowCall& call, const double* hypers,
                              std::size_t n_sets) {
   using K = Kernel<Opt, float>;
   constexpr int kRoles = 2 + static_cast<int>(std::size(Opt::kState));
+  static_assert(kRoles <= kDrawSlot);
   const std::vector<K>& scalars = scalars_of_sets<Opt, float>(hypers, n_sets);
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
     const NarrowTensor tensor = narrow_tensor(batch, call, t);
+    const K& s = scalars[hyper_of(batch, t)];
+    if (fused_in_one_pass(batch, call, tensor)) return step_fused(batch, call, s, tensor, kRoles, t, b, e);
     alignas(64) float param_tile[kNarrowTile];
     alignas(64) float grad_tile[kNarrowTile];
     double sums[kStatFields] = {};
@@ -84,7 +116,7 @@ void step_narrow_elementwise(const Batch<float>& batch, const NarrowCall& call, 
         float* base = role_ptr(batch, r, t);
         x[r] = base ? base + lo : nullptr;
       }
-      run_span(batch, scalars[hyper_of(batch, t)], x, n, sums);
+      run_span(batch, s, x, n, sums);
       write_back(call, tensor, x[0], lo, n);
     }
     if (batch.unit_stats) add_unit_stats(batch, unit, sums);
