@@ -10,8 +10,11 @@ import time
 from collections.abc import Sequence
 from typing import Callable
 
+import numpy as np
+
 import fastopt
 
+from . import precision as prec
 from . import surfaces as surf
 from .problems import Problem, problems
 from .progress import ProgressBar
@@ -80,6 +83,88 @@ def timing_table(results: Sequence[RunResult]) -> str:
     return format_table(headers, rows)
 
 
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.2f}%"
+
+
+def precision_table(comparison: prec.Comparison) -> str:
+    """One row per optimizer and storage, on the comparison's first seed."""
+    headers = ["optimizer", "parameters", "final loss", "accuracy", "test accuracy", "vs float32",
+               "unchanged", "opt us/step"]
+    rows = []
+    for r in comparison.runs:
+        delta = ("-" if r.storage == prec.FLOAT32
+                 else f"{100 * comparison.gap(r.optimizer, r.storage.label):+.2f}")
+        rows.append([r.optimizer, r.storage.label, f"{r.final_loss:.3g}", _percent(r.accuracy),
+                     _percent(r.test_accuracy), delta, f"{100 * r.unchanged:.0f}%",
+                     f"{1e6 * r.step_seconds / max(r.steps, 1):.1f}"])
+    return format_table(headers, rows, left=2)
+
+
+def precision_seeds_table(comparison: prec.Comparison) -> str:
+    """Held-out accuracy of each optimizer and storage over the seeds, and how
+    far it is from the float32 run of the same seed."""
+    n = len(comparison.seeds)
+    headers = ["optimizer", "parameters", "mean test acc.", "min", "max", "largest |vs float32|",
+               f"within {100 * prec.CLOSE:g} points"]
+    rows = []
+    for (optimizer, storage), accs in comparison.test_accuracies.items():
+        gaps = np.abs(comparison.gaps(optimizer, storage))
+        far, close = ("-", "-") if storage == prec.FLOAT32.label else (
+            f"{100 * gaps.max():.2f}", f"{int(np.sum(gaps <= prec.CLOSE))}/{n} seeds")
+        rows.append([optimizer, storage, _percent(np.mean(accs)), _percent(min(accs)), _percent(max(accs)),
+                     far, close])
+    return format_table(headers, rows, left=2)
+
+
+def precision_notes(comparison: prec.Comparison) -> list[str]:
+    """Per optimizer: the claims the comparison tests, measured on its first seed."""
+    lines = []
+    for optimizer in comparison.optimizers:
+        verdicts = ", ".join(
+            f"{label} {'yes' if abs(comparison.gap(optimizer, label)) <= prec.CLOSE else 'NO'}"
+            for label in ("bfloat16 stochastic", "bfloat16 split") if comparison.has(optimizer, label))
+        line = (f"{optimizer} ({comparison.hyperparameters(optimizer)}): test accuracy within "
+                f"{100 * prec.CLOSE:g} points of float32's (seed {comparison.seeds[0]}): {verdicts}.")
+        if optimizer in comparison.split_bitwise:
+            steps = comparison.run(optimizer, "bfloat16 split").steps
+            same = "bitwise equal" if comparison.split_bitwise[optimizer] else "NOT EQUAL"
+            line += (f" Split's float32 masters vs the float32 optimizer given the same {steps} "
+                     f"gradients: {same}")
+            if optimizer in comparison.split_vs_float32_run:
+                line += (f"; vs the float32 run's parameters: up to "
+                         f"{comparison.split_vs_float32_run[optimizer]:.2g} apart")
+            line += "."
+        lines.append(line)
+    return lines
+
+
+def report_precision(comparison: prec.Comparison, out: Callable[[str], None]) -> None:
+    problem = comparison.problem
+    out(f"\n== {problem.name}, 16-bit parameters: {problem.model}, {comparison.epochs} epochs "
+        f"(batch {problem.batch_size}), seed {comparison.seeds[0]}\n"
+        "   the same runs with the parameters stored in float32, bfloat16 or float16 (float32 state "
+        "and arithmetic)")
+    out(precision_table(comparison))
+    if len(comparison.seeds) > 1:
+        out(f"test accuracy over seeds {comparison.seeds[0]}-{comparison.seeds[-1]} "
+            "(vs float32: the float32 run of the same seed):")
+        out(precision_seeds_table(comparison))
+    out("\n".join(precision_notes(comparison)))
+    n_test = 0 if problem.test is None else len(problem.test)
+    out("\nEvery run of an optimizer has the same hyperparameters, initial weights (drawn in "
+        "float32, then stored), batches and epochs; the forward/backward pass computes in float32 "
+        "from the parameters as stored and hands float32 gradients to the optimizer. 'nearest' "
+        "rounds each step's result to the nearest 16-bit value and loses updates smaller than "
+        "half a spacing; 'stochastic' rounds up or down at random, unbiased; 'split' keeps the "
+        "low 16 bits of an exact float32 master in the optimizer state (the forward pass sees "
+        "the truncated bfloat16 weights, so its gradients, and hence its masters, are not the "
+        "float32 run's). 'unchanged': share of parameter elements a step left bitwise as they "
+        "were, over the last epoch (split: its float32 masters; float32: mostly the weights of "
+        "always-blank pixels, whose gradient is 0). One test image is "
+        f"{100 / max(n_test, 1):.2f} points.")
+
+
 def trajectory_table(surface: surf.Surface, runs: Sequence[surf.Trajectory]) -> str:
     headers = ["optimizer", "final f", f"first iteration with f < {surface.tol:g}", "end point"]
     rows = []
@@ -116,6 +201,14 @@ def run_problem(problem: Problem, seed: int, progress: bool, quick: bool) -> lis
     return results
 
 
+def run_precision(problem: Problem, seed: int, progress: bool, quick: bool) -> prec.Comparison:
+    """The 16-bit comparison on ``problem``: the demo's seed, and four more in the full budget."""
+    seeds = [seed] if quick else list(range(seed, seed + 5))
+    total = problem.epochs * len(prec.OPTIMIZERS) * len(prec.STORAGES) * len(seeds)
+    with ProgressBar(total, f"{problem.name}: 16-bit parameters", enabled=None if progress else False) as bar:
+        return prec.compare(problem, seeds, on_epoch=bar.update)
+
+
 def main(argv: Sequence[str] | None = None, out: Callable[[str], None] | None = None) -> int:
     """Run the demo; returns the exit status. ``out`` receives each printed block."""
     out = out or (lambda text: print(text, flush=True))
@@ -128,7 +221,8 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] | None = 
         f"{info['num_threads']} threads")
     todo = problems(quick=args.quick)
     if not any(p.name == "digits" for p in todo):
-        out("digits: skipped (scikit-learn is not installed; pip install scikit-learn)")
+        out("digits and its 16-bit comparison: skipped (scikit-learn is not installed; "
+            "pip install scikit-learn)")
 
     runs = {}
     for problem in todo:
@@ -152,6 +246,13 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] | None = 
         "parameters), so per-call overhead, not arithmetic, sets the step time; python -m bench "
         "measures large arrays.")
 
+    comparison = None
+    if "digits" in runs and not prec.available():
+        out("\n16-bit parameters: skipped (bfloat16 needs ml_dtypes; pip install ml_dtypes)")
+    elif "digits" in runs:
+        comparison = run_precision(runs["digits"][0], args.seed, not args.no_progress, args.quick)
+        report_precision(comparison, out)
+
     trajectories = {}
     for surface in (surf.QUADRATIC, surf.ROSENBROCK):
         runs_2d = surf.trajectories(surface)
@@ -169,7 +270,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] | None = 
     else:
         from .figures import all_figures
 
-        paths = all_figures(runs, trajectories, args.out)
+        paths = all_figures(runs, trajectories, args.out, precision=comparison)
         out(f"\nfigures written to {os.path.abspath(args.out)}:")
         for path in paths:
             out(f"  {os.path.basename(path)}")

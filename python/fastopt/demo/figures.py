@@ -13,7 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
+from .precision import Comparison
 from .problems import Problem
 from .surfaces import Surface, Trajectory
 from .training import RunResult
@@ -27,6 +29,14 @@ STYLE = {
     "iRprop+": ("#006400", "--"), "Quickprop": ("#8c564b", "-"),
     "gradient descent": ("#7f7f7f", "-"), "momentum 0.9": ("#1f77b4", "-"),
     "Nesterov 0.9": ("#17becf", "-"), "L-BFGS": ("#000000", "-"),
+}
+
+
+# 16-bit comparison: one color per storage; float16 dotted.
+STORAGE_STYLE = {
+    "float32": ("#000000", "-"), "bfloat16 nearest": ("#d62728", "-"),
+    "bfloat16 stochastic": ("#1f77b4", "-"), "bfloat16 split": ("#2ca02c", "--"),
+    "float16 nearest": ("#ff7f0e", ":"), "float16 stochastic": ("#9467bd", ":"),
 }
 
 
@@ -144,14 +154,58 @@ def trajectories(surface: Surface, runs: list[Trajectory], out_dir: str) -> str:
     return path
 
 
-def all_figures(runs: dict[str, tuple], surfaces: dict[str, tuple], out_dir: str) -> list[str]:
-    """``runs``: name -> (problem, results); ``surfaces``: name -> (surface, trajectories)."""
+def precision_curves(comparison: Comparison, out_dir: str) -> str:
+    """The 16-bit comparison: training loss (top) and held-out accuracy
+    (bottom) per epoch, one column per optimizer, one line per storage."""
+    optimizers = comparison.optimizers
+    fig = Figure(figsize=(5.6 * len(optimizers), 8.0), layout="constrained")
+    axes = fig.subplots(2, len(optimizers), squeeze=False, sharex=True)
+    epochs = comparison.epochs
+    for col, optimizer in enumerate(optimizers):
+        runs = [r for r in comparison.runs if r.optimizer == optimizer]
+        loss_ax, acc_ax = axes[0, col], axes[1, col]
+        for r in runs:
+            color, dash = STORAGE_STYLE.get(r.storage.label, ("#7f7f7f", "-"))
+            losses = np.asarray(r.losses, dtype=float)
+            loss_ax.plot(np.arange(len(losses)), np.where(losses > 0, losses, np.nan), color=color,
+                         linestyle=dash, linewidth=1.4, label=f"{r.storage.label} ({r.final_loss:.2g})")
+            acc = 100 * np.asarray(r.test_accuracies, dtype=float)
+            acc_ax.plot(np.arange(len(acc)), acc, color=color, linestyle=dash, linewidth=1.4,
+                        label=f"{r.storage.label} ({acc[-1]:.2f}%)")
+        loss_ax.set_yscale("log")
+        loss_ax.set_title(f"{optimizer} ({comparison.hyperparameters(optimizer)})", fontsize=11)
+        loss_ax.set_ylabel("training loss (log scale)")
+        # The first epochs climb from chance level: zoom on where the runs settle.
+        settled = [100 * a for r in runs for a in r.test_accuracies[max(1, epochs // 5):]]
+        if settled:
+            acc_ax.set_ylim(max(0.0, min(settled) - 1.0), min(100.0, max(settled)) + 0.5)
+        acc_ax.set_xlabel("epoch")
+        acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+        acc_ax.set_ylabel("held-out accuracy (%)")
+        for ax, title, where in ((loss_ax, "parameters (final loss)", "upper right"),
+                                 (acc_ax, "parameters (final test accuracy)", "best")):
+            ax.grid(True, which="major", alpha=0.3)
+            ax.legend(title=title, fontsize=7.5, title_fontsize=7.5, loc=where)
+    problem = comparison.problem
+    fig.suptitle(f"{problem.name}: {problem.model}, parameters stored in float32, bfloat16 or float16; "
+                 f"{epochs} epochs, seed {comparison.seeds[0]}", fontsize=11)
+    path = os.path.join(out_dir, f"precision_{slug(problem.name)}.png")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def all_figures(runs: dict[str, tuple], surfaces: dict[str, tuple], out_dir: str,
+                precision: Comparison | None = None) -> list[str]:
+    """``runs``: name -> (problem, results); ``surfaces``: name -> (surface, trajectories);
+    ``precision``: the 16-bit comparison, if it ran."""
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for problem, results in runs.values():
         paths.append(loss_curves(problem, results, out_dir))
         if problem.data.X.shape[1] == 2 and problem.data.T.shape[1] == 2:
             paths.append(decision_regions(problem, results, out_dir))
+    if precision is not None:
+        paths.append(precision_curves(precision, out_dir))
     for surface, trajs in surfaces.values():
         paths.append(trajectories(surface, trajs, out_dir))
     return paths
