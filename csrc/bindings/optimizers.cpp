@@ -331,6 +331,28 @@ void check_state_present(const HostSpec& spec, const CheckedBuffers& buffers, co
 }
 
 // ---------------------------------------------------- 16-bit write-back
+// The index of value among names (str; a nullptr name stands for None).
+int parse_choice(py::handle value, const char* name, std::initializer_list<const char*> names) {
+  std::string expected;
+  int k = 0, none = -1;
+  for (const char* c : names) {
+    expected += std::string(expected.empty() ? "" : k + 1 == static_cast<int>(names.size()) ? " or " : ", ") +
+                (c ? "'" + std::string(c) + "'" : "None");
+    if (!c) none = k;
+    ++k;
+  }
+  if (value.is_none() && none >= 0) return none;
+  if (!py::isinstance<py::str>(value))
+    throw py::type_error(std::string(name) + " must be " + expected + ", got " + type_name(value));
+  const std::string text = py::str(value);
+  k = 0;
+  for (const char* c : names) {
+    if (c && text == c) return k;
+    ++k;
+  }
+  throw py::value_error("invalid " + std::string(name) + ": '" + text + "' (expected " + expected + ")");
+}
+
 // The write-back of each hyperparameter set, parsed: None (every set rounds
 // to nearest, no master) or one (rounding, master_weights, seed, step) per set.
 const std::vector<WriteBack>& parse_writes(py::handle writes, std::size_t n_sets) {
@@ -344,21 +366,10 @@ const std::vector<WriteBack>& parse_writes(py::handle writes, std::size_t n_sets
   for (std::size_t k = 0; k < n_sets; ++k) {
     const py::tuple w = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(writes.ptr())[k]);
     if (w.size() != 4) throw py::value_error("each writes entry is (rounding, master_weights, seed, step)");
-    const py::handle rounding = w[0], master = w[1];
-    if (!py::isinstance<py::str>(rounding))
-      throw py::type_error("rounding must be a str, got " + type_name(rounding));
-    const std::string r = py::str(rounding);
-    if (r != "nearest" && r != "stochastic")
-      throw py::value_error("invalid rounding: '" + r + "' (expected 'nearest' or 'stochastic')");
-    out[k].rounding = r == "stochastic" ? kRoundStochastic : kRoundNearest;
-    if (!master.is_none()) {
-      if (!py::isinstance<py::str>(master))
-        throw py::type_error("master_weights must be None or a str, got " + type_name(master));
-      const std::string m = py::str(master);
-      if (m != "split" && m != "float32")
-        throw py::value_error("invalid master_weights: '" + m + "' (expected None, 'split' or 'float32')");
-      out[k].master = m == "split" ? kSplitMaster : kFloat32Master;
-    }
+    out[k].rounding = parse_choice(w[0], "rounding", {"nearest", "stochastic"}) == 1 ? kRoundStochastic
+                                                                                     : kRoundNearest;
+    const int master = parse_choice(w[1], "master_weights", {nullptr, "split", "float32"});
+    out[k].master = master == 1 ? kSplitMaster : master == 2 ? kFloat32Master : kNoMaster;
     for (int f : {2, 3}) {
       const py::handle value = w[static_cast<std::size_t>(f)];
       const char* name = f == 2 ? "seed" : "step";

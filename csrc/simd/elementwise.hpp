@@ -199,19 +199,6 @@ struct DrawPosition {
   std::int64_t first;    // the tensor's index of the span's element 0
 };
 
-template <std::int32_t kFormat>
-inline float widen_as(std::uint16_t h) {
-  if constexpr (kFormat == kFormatBFloat16) return widen_bf16(h);
-  else return widen_f16(h);
-}
-template <std::int32_t kFormat, bool kStochastic>
-inline std::uint16_t narrow_as(float x, std::uint64_t stream, std::int64_t i) {
-  if constexpr (kStochastic && kFormat == kFormatBFloat16) return stochastic_bf16(x, draw(stream, i));
-  else if constexpr (kStochastic) return stochastic_f16(x, draw(stream, i));
-  else if constexpr (kFormat == kFormatBFloat16) return nearest_bf16(x);
-  else return nearest_f16(x);
-}
-
 // What every elementwise optimizer does around its rule, for each element:
 // load p and g (roles 0 and 1), the shared gradient preprocessing and the
 // decoupled decay, then rule(lane, i, grad, param) -> the stepped

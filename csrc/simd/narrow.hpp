@@ -132,6 +132,20 @@ inline std::uint16_t stochastic_f16(float x, std::uint32_t r) {
   return nearest_f16(std::copysign((n + up) * q, x));
 }
 
+// One element in a format known at compile time (the fused loops).
+template <std::int32_t kFormat>
+inline float widen_as(std::uint16_t h) {
+  if constexpr (kFormat == kFormatBFloat16) return widen_bf16(h);
+  else return widen_f16(h);
+}
+template <std::int32_t kFormat, bool kStochastic>
+inline std::uint16_t narrow_as(float x, std::uint64_t stream, std::int64_t i) {
+  if constexpr (kStochastic && kFormat == kFormatBFloat16) return stochastic_bf16(x, draw(stream, i));
+  else if constexpr (kStochastic) return stochastic_f16(x, draw(stream, i));
+  else if constexpr (kFormat == kFormatBFloat16) return nearest_bf16(x);
+  else return nearest_f16(x);
+}
+
 // -------------------------------------------------------- tiles of a span
 // p16[0..n) widened into out; format kFormatFloat16 or kFormatBFloat16.
 inline void widen_tile(std::int32_t format, const std::uint16_t* __restrict p16, float* __restrict out,
