@@ -1,4 +1,4 @@
-"""python -m bench [steps|lbfgs] [options]
+"""python -m bench [steps|lbfgs|torch] [options]
 
 steps (default): times every fused optimizer step, float32 and float64, at
 N = 1e3 .. 1e7, against plain NumPy (fastopt.reference), careful in-place
@@ -7,7 +7,8 @@ roofline kernel that moves the same bytes with trivial math. Then the
 many-tensors cases (a small CNN's ~200 arrays, and 200 arrays of 4096, vs one
 flat array; the class step's cost over the flat call's), a step on subnormal
 gradients and state against ordinary ones, and the peak memory a step
-allocates. Prints medians and ratios (from one run: the ratios are what means
+allocates. `torch`: fastopt.torch against torch.optim (bench/vs_torch.py).
+Prints medians and ratios (from one run: the ratios are what means
 something), writes JSON and a PNG (with matplotlib). A kernel whose
 fastopt.functional function does not exist (yet) is skipped with a line.
 """
@@ -101,8 +102,9 @@ def markdown(rows) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="steps", choices=["steps", "lbfgs"],
-                        help="which benchmark (default: steps; lbfgs: fastopt.minimize vs SciPy L-BFGS-B)")
+    parser.add_argument("what", nargs="?", default="steps", choices=["steps", "lbfgs", "torch"],
+                        help="which benchmark (default: steps; lbfgs: fastopt.minimize vs SciPy L-BFGS-B; "
+                             "torch: fastopt.torch vs torch.optim in float32 and bfloat16)")
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6, 1e7],
                         help="element counts N (default: 1e3 1e4 1e5 1e6 1e7)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
@@ -122,6 +124,14 @@ def main(argv=None) -> int:
         sizes = args.sizes if args.sizes != parser.get_default("sizes") else [1e3, 1e4, 1e5, 1e6]
         lbfgs.main([int(n) for n in sizes], [np.dtype(d).type for d in args.dtypes], args.json)
         return 0
+    if args.what == "torch":
+        from . import vs_torch
+
+        sizes = args.sizes if args.sizes != parser.get_default("sizes") else [1e5, 1e6, 1e7, 1e8]
+        dtypes = args.dtypes if args.dtypes != parser.get_default("dtypes") else ["float32", "bfloat16"]
+        if args.quick:
+            sizes = [1e5]
+        return vs_torch.main([int(n) for n in sizes], dtypes, args.json)
     if args.quick:
         args.sizes, args.dtypes = [1e3, 1e5], ["float32"]
     return run_steps(args)

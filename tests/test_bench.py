@@ -134,3 +134,31 @@ def test_bench_skips_a_kernel_whose_function_is_missing(monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "skipped: fastopt.functional.quickprop_ does not exist" in printed
     assert "\nadam " in printed
+
+
+def test_bench_torch_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    """python -m bench torch: every implementation has a row (or a skip
+    line), bytes per parameter follow the dtypes, the JSON is written."""
+    pytest.importorskip("torch")
+    pytest.importorskip("ml_dtypes")
+    from bench import vs_torch
+
+    medians = vs_torch.interleaved_medians
+    monkeypatch.setattr(vs_torch, "interleaved_medians",
+                        lambda steps, seconds=1.0, min_rounds=5: medians(steps, seconds=0.01, min_rounds=2))
+    monkeypatch.setattr(vs_torch, "many_tensor_model",
+                        lambda torch: torch.nn.ModuleList([torch.nn.Linear(8, 8) for _ in range(3)]))
+    out = tmp_path / "torch.json"
+    assert bench_main.main(["torch", "--sizes", "1000", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    labels = {(r["dtype"], r["implementation"]): r for r in data["rows"]}
+    for dtype in ("float32", "bfloat16"):
+        for label, _, _, per_param in vs_torch.implementations(dtype):
+            assert (dtype, label) in labels or f"{label} ({dtype})" in printed and "skipped" in printed
+            if (dtype, label) in labels:
+                assert labels[dtype, label]["bytes_per_param"] == per_param
+                assert labels[dtype, label]["seconds"] > 0
+    assert labels["bfloat16", "fastopt.torch nearest"]["bytes_per_param"] == 22  # 2+2 p, 2 g, 16 moments
+    assert labels["bfloat16", "torch fused"]["bytes_per_param"] == 14
+    assert {r["implementation"] for r in data["many_tensors"]} == {"torch fused", "torch foreach", "fastopt.torch"}
