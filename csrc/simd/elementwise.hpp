@@ -180,20 +180,22 @@ enum RuleForm {
 };
 
 // Where update_elements reads p and g and writes p. PlainIO: arrays of T
-// (roles 0 and 1). NarrowIO: float16/bfloat16 arrays (kFormat) converted in
-// registers, the result rounded to nearest or stochastically: the common
-// 16-bit step fused into the one pass (simd/narrow_step.hpp; x[kDrawSlot]
-// then points at the span's DrawPosition).
+// (roles 0 and 1). NarrowIO: bfloat16 parameters and gradients converted in
+// registers, the parameter (or its master: x[kMasterSlot] holds the split's
+// low halves or the float32 copy) written back by kMaster's rule and the
+// rounding: the common 16-bit steps fused into the one pass
+// (simd/narrow_step.hpp; x[kDrawSlot] then points at the span's DrawPosition).
 struct PlainIO {
   static constexpr bool kNarrow = false;
 };
-template <std::int32_t kParamFormat, bool kStochasticRounding>
+template <std::int32_t kParamFormat, bool kStochasticRounding, std::int32_t kMasterWeights>
 struct NarrowIO {
   static constexpr bool kNarrow = true;
   static constexpr std::int32_t kFormat = kParamFormat;
   static constexpr bool kStochastic = kStochasticRounding;
+  static constexpr std::int32_t kMaster = kMasterWeights;
 };
-constexpr int kDrawSlot = 7;  // a role no optimizer uses (kMaxRoles - 1)
+constexpr int kMasterSlot = 6, kDrawSlot = 7;  // roles no optimizer uses (kMaxRoles - 2, kMaxRoles - 1)
 struct DrawPosition {
   std::uint64_t stream;  // the tensor's stream of draws
   std::int64_t first;    // the tensor's index of the span's element 0
@@ -219,10 +221,23 @@ inline void update_elements(const SharedScalars<T>& pre, T* const* x, std::int64
     std::uint16_t* __restrict p = reinterpret_cast<std::uint16_t*>(x[0]);
     const std::uint16_t* __restrict g = reinterpret_cast<const std::uint16_t*>(x[1]);
     const DrawPosition at = *reinterpret_cast<const DrawPosition*>(x[kDrawSlot]);
+    std::uint16_t* __restrict low = reinterpret_cast<std::uint16_t*>(x[kMasterSlot]);  // kSplitMaster
+    T* __restrict master = x[kMasterSlot];                                              // kFloat32Master
     auto element = [=](auto, std::int64_t i, auto& gs, auto& ps, auto& us, auto& nf) {
-      const T g_raw = widen_as<IO::kFormat>(g[i]), param0 = widen_as<IO::kFormat>(p[i]);
+      const T g_raw = widen_as<IO::kFormat>(g[i]);
+      T param0;
+      if constexpr (IO::kMaster == kSplitMaster) param0 = float_of(static_cast<std::uint32_t>(p[i]) << 16 | low[i]);
+      else if constexpr (IO::kMaster == kFloat32Master) param0 = master[i];
+      else param0 = widen_as<IO::kFormat>(p[i]);
       const T updated = stepped(T{}, i, g_raw, param0);
-      p[i] = narrow_as<IO::kFormat, IO::kStochastic>(updated, at.stream, at.first + i);
+      if constexpr (IO::kMaster == kSplitMaster) {
+        const std::uint32_t u = bits_of(updated);
+        p[i] = static_cast<std::uint16_t>(u >> 16);
+        low[i] = static_cast<std::uint16_t>(u & 0xFFFFu);
+      } else {
+        if constexpr (IO::kMaster == kFloat32Master) master[i] = updated;
+        p[i] = narrow_as<IO::kFormat, IO::kStochastic>(updated, at.stream, at.first + i);
+      }
       if constexpr (kStats) accumulate_stats(g_raw, param0, updated, gs, ps, us, nf);
     };
     for_each_element<T, kStats, false>(n, sums, element);

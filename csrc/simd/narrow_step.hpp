@@ -63,16 +63,25 @@ inline void write_back(const NarrowCall& call, const NarrowTensor& x, const floa
     nearest_tile(call.param_format, values, x.param + lo, n);
 }
 
-// bfloat16 in one pass when the gradients are bfloat16 too and there is no
-// master and no statistics: the conversions are a shift and an add in
-// registers (NarrowIO). Measured on 2 threads at 1e7 elements (AdamW): 0.50
-// ns per element in one pass, 0.79 tile by tile. float16 stays tile by tile:
-// its conversions in the fused loop are bit manipulation, which measured
-// 1.6x slower in cache than F16C's vcvtph2ps/vcvtps2ph over a tile (2.5x on
-// AVX2), and no faster on the baseline target.
-inline bool fused_in_one_pass(const Batch<float>& batch, const NarrowCall& call, const NarrowTensor& x) {
-  return call.param_format == kFormatBFloat16 && call.grad_format == kFormatBFloat16 &&
-         x.write->master == kNoMaster && !batch.unit_stats;
+// bfloat16 in one pass when the gradients are bfloat16 too and there are no
+// statistics: the conversions are shifts and an add in registers (NarrowIO),
+// with or without a master. Measured on 2 threads at 1e7 elements (AdamW,
+// nearest): 0.50 ns per element in one pass, 0.79 tile by tile. float16
+// stays tile by tile: its conversions in the fused loop are bit
+// manipulation, which measured 1.6x slower in cache than F16C's
+// vcvtph2ps/vcvtps2ph over a tile (2.5x on AVX2), and no faster on the
+// baseline target.
+inline bool fused_in_one_pass(const Batch<float>& batch, const NarrowCall& call) {
+  return call.param_format == kFormatBFloat16 && call.grad_format == kFormatBFloat16 && !batch.unit_stats;
+}
+
+// Split masters round nothing (the top half is the parameter): they have no stochastic variant.
+template <bool kStochastic, class K>
+void run_fused(const K& s, float* const* x, std::int64_t n, std::int32_t master) {
+  if constexpr (!kStochastic)
+    if (master == kSplitMaster) return run_span_io<NarrowIO<kFormatBFloat16, false, kSplitMaster>>(s, x, n);
+  if (master == kFloat32Master) run_span_io<NarrowIO<kFormatBFloat16, kStochastic, kFloat32Master>>(s, x, n);
+  else run_span_io<NarrowIO<kFormatBFloat16, kStochastic, kNoMaster>>(s, x, n);
 }
 
 template <class K>
@@ -85,10 +94,13 @@ void step_fused(const Batch<float>& batch, const K& s, const NarrowTensor& tenso
     float* base = role_ptr(batch, r, t);
     x[r] = base ? base + b : nullptr;
   }
+  const std::int32_t master = tensor.write->master;
+  if (master == kSplitMaster) x[kMasterSlot] = reinterpret_cast<float*>(static_cast<std::uint16_t*>(tensor.master) + b);
+  if (master == kFloat32Master) x[kMasterSlot] = static_cast<float*>(tensor.master) + b;
   const DrawPosition at{tensor.stream, b};
   x[kDrawSlot] = reinterpret_cast<float*>(const_cast<DrawPosition*>(&at));
-  if (tensor.write->rounding == kRoundStochastic) run_span_io<NarrowIO<kFormatBFloat16, true>>(s, x, e - b);
-  else run_span_io<NarrowIO<kFormatBFloat16, false>>(s, x, e - b);
+  if (tensor.write->rounding == kRoundStochastic && master != kSplitMaster) run_fused<true>(s, x, e - b, master);
+  else run_fused<false>(s, x, e - b, master);
 }
 
 // Elementwise optimizers: each span in one pass (above), or tile by tile
@@ -98,12 +110,12 @@ void step_narrow_elementwise(const Batch<float>& batch, const NarrowCall& call, 
                              std::size_t n_sets) {
   using K = Kernel<Opt, float>;
   constexpr int kRoles = 2 + static_cast<int>(std::size(Opt::kState));
-  static_assert(kRoles <= kDrawSlot);
+  static_assert(kRoles <= kMasterSlot);
   const std::vector<K>& scalars = scalars_of_sets<Opt, float>(hypers, n_sets);
   for_each_span(batch, [&](int t, std::int64_t b, std::int64_t e, int unit) {
     const NarrowTensor tensor = narrow_tensor(batch, call, t);
     const K& s = scalars[hyper_of(batch, t)];
-    if (fused_in_one_pass(batch, call, tensor)) return step_fused(batch, s, tensor, kRoles, t, b, e);
+    if (fused_in_one_pass(batch, call)) return step_fused(batch, s, tensor, kRoles, t, b, e);
     alignas(64) float param_tile[kNarrowTile];
     alignas(64) float grad_tile[kNarrowTile];
     double sums[kStatFields] = {};
