@@ -572,7 +572,7 @@ def test_add_param_group_and_changed_tensors():
 def test_16bit_parameters_in_place_and_bitwise():
     """float16 and bfloat16 models step in place, with float32 state, bit for
     bit as fastopt's NumPy class on the same arrays (nearest and stochastic)."""
-    import ml_dtypes
+    ml_dtypes = pytest.importorskip("ml_dtypes")  # bfloat16 arrays
 
     for dtype, np_dtype in [(torch.float16, np.float16), (torch.bfloat16, ml_dtypes.bfloat16)]:
         for name, kw in [("Adam", dict(lr=1e-2)), ("SGD", dict(lr=0.05, momentum=0.9)),
@@ -603,6 +603,7 @@ def test_bfloat16_split_master_weights_equal_float32_run():
     """master_weights='split': the bfloat16 parameter and its low halves
     (state master_low_bits, uint16) are the float32 run, bit for bit, with
     float32 gradients (p.grad_dtype) and with bfloat16 ones."""
+    pytest.importorskip("ml_dtypes")  # bfloat16 arrays
     rng = np.random.default_rng(0)
     shapes = [(5, 3), (3,), (7,)]
     for name, kw in [("Adam", dict(lr=1e-2, weight_decay=0.01)), ("SGD", dict(lr=0.05, momentum=0.9)),
@@ -632,6 +633,7 @@ def test_bfloat16_split_master_weights_equal_float32_run():
 
 
 def test_16bit_state_stays_float32_through_load_state_dict():
+    pytest.importorskip("ml_dtypes")  # bfloat16 arrays
     model = mlp(torch.bfloat16)
     opt = ft.Adam(model.parameters(), lr=1e-2, master_weights="float32")
     train(model, opt, data("mlp", torch.bfloat16), 5)
