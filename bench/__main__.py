@@ -1,4 +1,4 @@
-"""python -m bench [steps|lbfgs|torch] [options]
+"""python -m bench [steps|lbfgs|torch|8bit] [options]
 
 steps (default): times every fused optimizer step, float32 and float64, at
 N = 1e3 .. 1e7, against plain NumPy (fastopt.reference), careful in-place
@@ -8,6 +8,10 @@ many-tensors cases (a small CNN's ~200 arrays, and 200 arrays of 4096, vs one
 flat array; the class step's cost over the flat call's), a step on subnormal
 gradients and state against ordinary ones, and the peak memory a step
 allocates. `torch`: fastopt.torch against torch.optim (bench/vs_torch.py).
+`8bit`: AdamW with 8-bit (blockwise quantized) state against float32 state,
+the roofline of its bytes and bitsandbytes' AdamW8bit, and the parameters'
+error after 200 steps (bench/state8bit.py; not part of the default run,
+which already takes many minutes).
 Prints medians and ratios (from one run: the ratios are what means
 something), writes JSON and a PNG (with matplotlib). A kernel whose
 fastopt.functional function does not exist (yet) is skipped with a line.
@@ -102,9 +106,11 @@ def markdown(rows) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="steps", choices=["steps", "lbfgs", "torch"],
+    parser.add_argument("what", nargs="?", default="steps", choices=["steps", "lbfgs", "torch", "8bit"],
                         help="which benchmark (default: steps; lbfgs: fastopt.minimize vs SciPy L-BFGS-B; "
-                             "torch: fastopt.torch vs torch.optim in float32 and bfloat16)")
+                             "torch: fastopt.torch vs torch.optim in float32 and bfloat16; 8bit: AdamW with "
+                             "8-bit state vs 32-bit, the roofline and bitsandbytes, N = 1e5 1e6 1e7 in "
+                             "float32 and a bfloat16 row at the largest N)")
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6, 1e7],
                         help="element counts N (default: 1e3 1e4 1e5 1e6 1e7)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
@@ -132,6 +138,14 @@ def main(argv=None) -> int:
         if args.quick:
             sizes = [1e5]
         return vs_torch.main([int(n) for n in sizes], dtypes, args.json)
+    if args.what == "8bit":
+        from . import state8bit
+
+        sizes = args.sizes if args.sizes != parser.get_default("sizes") else state8bit.SIZES
+        dtypes = args.dtypes if args.dtypes != parser.get_default("dtypes") else ["float32", "bfloat16"]
+        if args.quick:
+            sizes, dtypes = [1e5], ["float32"]
+        return state8bit.main([int(n) for n in sizes], dtypes, args.json)
     if args.quick:
         args.sizes, args.dtypes = [1e3, 1e5], ["float32"]
     return run_steps(args)

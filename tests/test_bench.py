@@ -162,3 +162,90 @@ def test_bench_torch_runs_end_to_end(tmp_path, capsys, monkeypatch):
     assert labels["bfloat16", "fastopt.torch nearest"]["bytes_per_param"] == 22  # 2+2 p, 2 g, 16 moments
     assert labels["bfloat16", "torch fused"]["bytes_per_param"] == 14
     assert {r["implementation"] for r in data["many_tensors"]} == {"torch fused", "torch foreach", "fastopt.torch"}
+
+
+def _quick_8bit(monkeypatch):
+    """python -m bench 8bit as a smoke run: few samples, a short accuracy run."""
+    from bench import state8bit
+
+    monkeypatch.setattr(state8bit, "seconds_budget", lambda n: 0.0)
+    monkeypatch.setattr(state8bit, "MIN_ROUNDS", 2)
+    monkeypatch.setattr(state8bit, "ACCURACY_N", 3000)
+    monkeypatch.setattr(state8bit, "ACCURACY_STEPS", 5)
+    return state8bit
+
+
+def test_bench_8bit_roofline_moves_the_steps_bytes():
+    """Each roofline layout reads and writes what its step does (bytes per
+    parameter, the absmax aside), and the roofline kernel takes its counts."""
+    from bench import state8bit
+
+    n = 3000
+    for traffic in state8bit.TRAFFIC.values():
+        elements, written, read = state8bit.roofline_layout(traffic, n)
+        assert written * 4 * elements == traffic.written * n
+        assert (written + read) * 4 * elements == traffic.read * n
+        step, moved = state8bit.roofline_step(traffic, n)
+        step()
+        assert moved == traffic.bytes(n) - traffic.per_block * state8bit.blocks(n)
+    assert state8bit.TRAFFIC[32, "float32"].per_param(n) == 28
+    assert state8bit.TRAFFIC[8, "float32"].bytes(n) == 16 * n + 16 * 12  # 12 blocks of 256
+
+
+def test_bench_8bit_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    """python -m bench 8bit: every implementation has a row (or a skip line)
+    per group, with the bytes and resident state its dtypes imply, the
+    ratios and the accuracy run are reported, the JSON is written."""
+    state8bit = _quick_8bit(monkeypatch)
+    out = tmp_path / "8bit.json"
+    assert bench_main.main(["8bit", "--sizes", "3000", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert state8bit.HEADER in printed
+    assert "8-bit vs 32-bit:" in printed
+    data = json.loads(out.read_text())
+    has_bnb = not isinstance(state8bit._bitsandbytes(), str)
+    dtypes = ["float32"] + (["bfloat16"] if importlib.util.find_spec("ml_dtypes") else [])
+    assert [(g["dtype"], g["n"]) for g in data["groups"]] == [(d, 3000) for d in dtypes]
+    blocks = 12  # ceil(3000 / 256)
+    for group in data["groups"]:
+        rows = {r["implementation"]: r for r in data["rows"] if r["dtype"] == group["dtype"]}
+        expected = {state8bit.FAST32, state8bit.FAST8, state8bit.ROOF8, state8bit.ROOF32}
+        assert set(rows) == expected | ({state8bit.BNB} if has_bnb else set())
+        assert all(r["seconds"] > 0 and r["gbps"] > 0 and r["roofline"] > 0 for r in rows.values())
+        assert rows[state8bit.ROOF8]["roofline"] == pytest.approx(1.0)
+        p = 4 if group["dtype"] == "float32" else 2
+        absmax = 16 * blocks / 3000
+        assert rows[state8bit.FAST32]["bytes_per_param"] == 3 * p + 16
+        assert rows[state8bit.FAST8]["bytes_per_param"] == pytest.approx(3 * p + 4 + absmax)
+        assert rows[state8bit.ROOF8]["bytes_per_param"] == rows[state8bit.FAST8]["bytes_per_param"]
+        assert rows[state8bit.FAST32]["state_bytes_per_param"] == 8
+        assert rows[state8bit.FAST8]["state_bytes_per_param"] == pytest.approx((2 * 3000 + 2 * 4 * blocks) / 3000)
+        assert rows[state8bit.ROOF8]["state_bytes_per_param"] is None
+        assert group["speedup_8bit_vs_32bit"] > 0
+        assert group["roofline_8bit"] > 0
+        assert (group["speedup_8bit_vs_bitsandbytes"] is not None) == has_bnb
+        if has_bnb:  # uint8 codes and absmax as ours, plus its two 256-entry maps
+            assert rows[state8bit.BNB]["state_bytes_per_param"] == pytest.approx(
+                (2 * 3000 + 2 * 4 * blocks + 2 * 256 * 4) / 3000)
+    acc = data["accuracy"]
+    assert acc["n"] == 3000
+    assert acc["steps"] == 5
+    assert set(acc["runs"]) == {state8bit.FAST8} | ({state8bit.BNB} if has_bnb else set())
+    for r in acc["runs"].values():
+        assert 0 <= r["median_rel_error"] <= r["max_rel_error"] < 1
+        assert np.isfinite(r["loss"])
+
+
+def test_bench_8bit_skips_bitsandbytes_with_a_line(capsys, monkeypatch):
+    """Without bitsandbytes the fastopt rows and the accuracy run remain and
+    its rows are skipped with a line."""
+    state8bit = _quick_8bit(monkeypatch)
+    monkeypatch.setattr(state8bit, "_bitsandbytes", lambda: "ModuleNotFoundError: No module named 'bitsandbytes'")
+    results = state8bit.run([3000], ["float32"])
+    printed = capsys.readouterr().out
+    assert f"{state8bit.BNB:<24}float32" in printed
+    assert "skipped: ModuleNotFoundError" in printed
+    assert {r["implementation"] for r in results["rows"]} == {state8bit.FAST32, state8bit.FAST8, state8bit.ROOF8,
+                                                              state8bit.ROOF32}
+    assert results["groups"][0]["speedup_8bit_vs_bitsandbytes"] is None
+    assert set(results["accuracy"]["runs"]) == {state8bit.FAST8}

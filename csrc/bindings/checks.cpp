@@ -80,8 +80,16 @@ struct Items {
   py::ssize_t count;
 };
 
+// An 8-bit state array: a (codes, absmax) pair whose codes are uint8.
+bool is_8bit_pair(py::handle value) {
+  if (!PyTuple_Check(value.ptr()) || PyTuple_GET_SIZE(value.ptr()) != 2) return false;
+  py::handle codes = PyTuple_GET_ITEM(value.ptr(), 0);
+  return py::isinstance<py::array>(codes) && py::reinterpret_borrow<py::array>(codes).dtype().kind() == 'u' &&
+         py::reinterpret_borrow<py::array>(codes).dtype().itemsize() == 1;
+}
+
 Items role_items(const char* name, py::handle value, PyObject* const& single) {
-  if (py::isinstance<py::array>(value)) return {&single, 1};
+  if (py::isinstance<py::array>(value) || is_8bit_pair(value)) return {&single, 1};
   if (PyList_Check(value.ptr()) || PyTuple_Check(value.ptr())) {
     PyObject* seq = value.ptr();
     return {PySequence_Fast_ITEMS(seq), PySequence_Fast_GET_SIZE(seq)};
@@ -114,6 +122,7 @@ void CheckedBuffers::add_role(std::size_t role, const RoleSpec& spec, py::handle
   if (role == 1) grads_.clear();
   for (int i = 0; i < n_tensors_; ++i) {
     if (role == 1) add_grad(items.items[i], i);
+    else if (PyTuple_Check(items.items[i]) && role >= 2 && role < master_role()) add_8bit_state(role, spec, items.items[i], i);
     else if (items.items[i] != Py_None) add_array(role, spec, items.items[i], i);
   }
 }
@@ -178,18 +187,23 @@ void CheckedBuffers::add_array(std::size_t role, const RoleSpec& spec, py::handl
                                                                   : std::string("it must have shape ")) +
                             expected_shape_text(param, spec.shape));
   }
+  add_checked(role, std::move(a), where, spec.written);
+}
+
+// The layout checks every array takes, then its place in the call.
+void CheckedBuffers::add_checked(std::size_t role, py::array a, const Label& where, bool written) {
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(where.text() + " is not C-contiguous; fastopt updates arrays in place and never copies "
                           "(use np.ascontiguousarray and keep the result)");
   if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
     throw py::value_error(where.text() + " is not aligned to its dtype");
-  if (spec.written && !a.writeable())
+  if (written && !a.writeable())
     throw py::value_error(where.text() + " is read-only but is updated in place");
   void* data = const_cast<void*>(a.data());
-  raw_[role * static_cast<std::size_t>(n_tensors_) + static_cast<std::size_t>(i)] = data;
+  raw_[role * static_cast<std::size_t>(n_tensors_) + static_cast<std::size_t>(where.index)] = data;
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
   const auto end = begin + static_cast<std::uintptr_t>(a.nbytes());
-  buffers_.push_back(Buffer{std::move(a), where, spec.written, begin, end});
+  buffers_.push_back(Buffer{std::move(a), where, written, begin, end});
 }
 
 // The gradients are checked at every step of a plan, so this reads the
@@ -238,6 +252,42 @@ void CheckedBuffers::add_grad_checked(py::handle item, int i) {
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
   const auto end = begin + static_cast<std::uintptr_t>(a.nbytes());
   grads_.push_back(Buffer{std::move(a), where, false, begin, end});
+}
+
+// An 8-bit state array (docs/algorithms.md, "8-bit optimizer state"): uint8
+// codes shaped like the parameter and float32 absmax, one per block of 256.
+void CheckedBuffers::add_8bit_state(std::size_t role, const RoleSpec& spec, py::handle pair, int i) {
+  const Label where{spec.name, i};
+  const std::size_t key = role - 2;
+  if (key >= quantizable_.size() || !quantizable_[key])
+    throw py::type_error(where.text() + " is a tuple, but this state has no 8-bit form (an 8-bit state is a "
+                         "(codes, absmax) pair of a moving average or momentum)");
+  if (!is_8bit_pair(pair))
+    throw py::type_error(where.text() + " must be an array or an 8-bit (codes, absmax) pair with uint8 codes");
+  if (format_ == Format::kFloat64)
+    throw py::type_error(where.text() + " is 8-bit state, which takes float32, float16 or bfloat16 parameters; "
+                         "params are float64");
+  const py::array codes = py::reinterpret_borrow<py::array>(PyTuple_GET_ITEM(pair.ptr(), 0));
+  const py::handle absmax_item = PyTuple_GET_ITEM(pair.ptr(), 1);
+  const py::array& param = buffers_[static_cast<std::size_t>(i)].array;
+  if (!has_expected_shape(codes, param, StateShape::kLikeParam) || spec.shape != StateShape::kLikeParam)
+    throw py::value_error(where.text() + " codes have shape " + shape_text(codes) + " but params[" +
+                          std::to_string(i) + "] has shape " + shape_text(param));
+  if (!py::isinstance<py::array>(absmax_item))
+    throw py::type_error(where.text() + " absmax must be a numpy.ndarray, got " + type_name(absmax_item));
+  const py::array absmax = py::reinterpret_borrow<py::array>(absmax_item);
+  const std::int64_t blocks = (static_cast<std::int64_t>(param.size()) + kQuantBlock - 1) / kQuantBlock;
+  if (float_format(absmax) != static_cast<int>(Format::kFloat32))
+    throw py::type_error(where.text() + " absmax has dtype " + std::string(py::str(absmax.dtype())) +
+                         "; expected float32");
+  if (absmax.ndim() != 1 || absmax.size() != blocks)
+    throw py::value_error(where.text() + " absmax has shape " + shape_text(absmax) + " but " +
+                          std::to_string(param.size()) + " elements make " + std::to_string(blocks) +
+                          " blocks of 256: shape (" + std::to_string(blocks) + ",)");
+  const Label absmax_label{spec.name, i};
+  add_checked(role, codes, where);
+  add_checked(first_absmax_role_ + key, absmax, absmax_label);
+  has_8bit_state_ = true;
 }
 
 // Masters of 16-bit parameters: per tensor None, a uint16 array (the low

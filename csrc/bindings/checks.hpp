@@ -81,6 +81,15 @@ class CheckedBuffers {
   // The masters role (the last one), once add_masters has run.
   std::size_t master_role() const { return master_role_; }
   void add_masters(py::handle value);
+  // 8-bit state (before the state roles are added): state role r may hold
+  // (codes, absmax) pairs where quantizable[r - 2]; their absmax arrays are
+  // role first_absmax_role + r - 2.
+  void allow_8bit_state(std::size_t first_absmax_role, std::vector<bool> quantizable) {
+    first_absmax_role_ = first_absmax_role;
+    quantizable_ = std::move(quantizable);
+  }
+  std::size_t first_absmax_role() const { return first_absmax_role_; }
+  bool has_8bit_state() const { return has_8bit_state_; }
   MasterKind master_kind(int tensor) const {
     return master_kinds_.empty() ? MasterKind::kNone : master_kinds_[static_cast<std::size_t>(tensor)];
   }
@@ -117,6 +126,8 @@ class CheckedBuffers {
   };
 
   void add_array(std::size_t role, const RoleSpec& spec, py::handle item, int i);
+  void add_8bit_state(std::size_t role, const RoleSpec& spec, py::handle pair, int i);
+  void add_checked(std::size_t role, py::array a, const Label& where, bool written = true);
   std::pmr::vector<Interval> intervals(bool written_only);
 
   py::array float_array(const Label& where, py::handle item, std::size_t role);
@@ -138,6 +149,9 @@ class CheckedBuffers {
   std::pmr::vector<Interval> written_{&memory_};      // sorted, disjoint written intervals, for replace_grads
   std::pmr::vector<MasterKind> master_kinds_{&memory_};  // per tensor, once add_masters ran
   std::size_t master_role_ = SIZE_MAX;
+  std::size_t first_absmax_role_ = SIZE_MAX;
+  std::vector<bool> quantizable_;
+  bool has_8bit_state_ = false;
   std::int64_t total_ = 0;
   int n_tensors_ = 0;
   Format format_ = Format::kFloat32;       // the parameters'

@@ -33,14 +33,14 @@ std::atomic<int>& last_call_threads() {
   return n;
 }
 
-namespace {
-
 const UtilityKernels& active_utilities() {
 #define FASTOPT_TABLE_ENTRY(target) &utility_kernels_##target,
   static const UtilityKernels* const tables[] = {FASTOPT_FOR_EACH_TARGET(FASTOPT_TABLE_ENTRY)};
 #undef FASTOPT_TABLE_ENTRY
   return *tables[active_target()];
 }
+
+namespace {
 
 // Runs fn(kernels, batch) on checked buffers with the GIL released.
 template <class Fn>
@@ -150,4 +150,5 @@ PYBIND11_MODULE(_core, m) {
   fastopt::bind_norm_and_roofline(m);
   fastopt::bind_runtime(m);
   fastopt::bind_lbfgs(m);
+  fastopt::bind_quantize(m);
 }

@@ -52,6 +52,7 @@ struct HostSpec {
   std::vector<HyperDecl> hypers;  // the optimizer's, then the shared ones
   std::vector<StateDecl> state;
   std::vector<std::string> state_args;  // "exp_avgs": the functional form's argument names
+  std::vector<StateMap> state_maps;     // per state key: its 8-bit map, kNoMap without an 8-bit form
   bool (*needs_state)(int role, const double* values, int ndim);
   void (*validate)(const double* values);
   int index = -1;  // position in every target's optimizer table
@@ -92,6 +93,13 @@ struct HasStateShapes : std::false_type {};
 template <class Opt>
 struct HasStateShapes<Opt, std::void_t<decltype(Opt::kStateShapes)>> : std::true_type {};
 
+// Which dynamic map each state key's 8-bit form uses (static constexpr
+// StateMap kStateMaps[]) is optional: without it, no 8-bit state.
+template <class Opt, class = void>
+struct HasStateMaps : std::false_type {};
+template <class Opt>
+struct HasStateMaps<Opt, std::void_t<decltype(Opt::kStateMaps)>> : std::true_type {};
+
 template <class Opt>
 bool needs_state(int role, const double* values, int ndim) {
   if constexpr (HasNeedsState<Opt>::value) return Opt::needs_state(role, as_hyper<Opt>(values), ndim);
@@ -105,7 +113,7 @@ void validate(const double* values) {
 
 template <class Opt>
 HostSpec host_spec() {
-  HostSpec spec{Opt::kName, {}, {}, {}, nullptr, nullptr};
+  HostSpec spec{Opt::kName, {}, {}, {}, {}, nullptr, nullptr};
   spec.hypers.assign(std::begin(Opt::kHypers), std::end(Opt::kHypers));
   spec.hypers.insert(spec.hypers.end(), std::begin(kSharedHypers), std::end(kSharedHypers));
   if (DecoupledByDefault<Opt>::value)
@@ -117,6 +125,11 @@ HostSpec host_spec() {
     for (std::size_t r = 0; r < spec.state.size(); ++r) spec.state[r].shape = Opt::kStateShapes[r];
   }
   for (const StateDecl& s : spec.state) spec.state_args.push_back(std::string(s.name) + "s");
+  spec.state_maps.assign(spec.state.size(), kNoMap);
+  if constexpr (HasStateMaps<Opt>::value) {
+    static_assert(std::size(Opt::kStateMaps) == std::size(Opt::kState));
+    spec.state_maps.assign(std::begin(Opt::kStateMaps), std::end(Opt::kStateMaps));
+  }
   spec.needs_state = &needs_state<Opt>;
   spec.validate = &validate<Opt>;
   return spec;
@@ -432,10 +445,11 @@ py::object run(const HostSpec& spec, const CheckedBuffers& buffers, const std::v
     step(batch);
   };
   double* unit_stats = stats ? units.data() : nullptr;
-  if (buffers.is_narrow()) {
+  if (buffers.is_narrow() || buffers.has_8bit_state()) {
     const auto narrow = [](Format f) { return f == Format::kFloat16 ? kFormatFloat16 : f == Format::kBFloat16 ? kFormatBFloat16 : kFormatFloat32; };
     const NarrowCall call{narrow(buffers.format()), narrow(buffers.grad_format()), writes.data(), tensor_ids,
-                          static_cast<int>(buffers.master_role())};
+                          static_cast<int>(buffers.master_role()), static_cast<int>(buffers.first_absmax_role()),
+                          &quant_map(kSignedMap), &quant_map(kUnsignedMap)};
     go(buffers.batch<float>(index, num_threads, &threads_used, unit_stats),
        [&](const Batch<float>& b) { kernels.narrow(b, call, values.data(), n_sets); });
   } else if (buffers.is_double()) {
@@ -449,7 +463,13 @@ py::object run(const HostSpec& spec, const CheckedBuffers& buffers, const std::v
   return stats ? py::object(stats_result(units)) : py::none();
 }
 
+// Parameters, gradients, the state keys, their 8-bit absmax arrays, the masters.
+std::size_t role_count(const HostSpec& spec) { return 3 + 2 * spec.state.size(); }
+
 void add_state_roles(const HostSpec& spec, CheckedBuffers& buffers, py::handle state) {
+  std::vector<bool> quantizable;
+  for (StateMap m : spec.state_maps) quantizable.push_back(m != kNoMap);
+  buffers.allow_8bit_state(2 + spec.state.size(), std::move(quantizable));
   if (!PyList_Check(state.ptr()) && !PyTuple_Check(state.ptr()))
     throw py::type_error(std::string(spec.name) + ": state must be a list with one entry per state key");
   if (static_cast<std::size_t>(PySequence_Fast_GET_SIZE(state.ptr())) != spec.state.size())
@@ -475,7 +495,7 @@ class StepPlan {
   StepPlan(const HostSpec& spec, py::handle params, py::handle state, py::handle hyper_index,
            std::vector<std::int64_t> grad_index, std::int64_t n_grads, std::int64_t n_none, py::handle masters)
       : spec_(spec),
-        buffers_(params, 3 + spec.state.size()),
+        buffers_(params, role_count(spec)),
         grad_index_(std::move(grad_index)),
         n_grads_(n_grads),
         n_none_(n_none) {
@@ -558,7 +578,7 @@ class StepPlan {
 py::object step(const HostSpec& spec, py::handle params, py::handle grads, py::handle state, py::handle hypers,
                 py::handle hyper_index, int num_threads, bool check_only, bool stats, py::handle writes,
                 py::handle masters) {
-  CheckedBuffers buffers(params, 3 + spec.state.size());
+  CheckedBuffers buffers(params, role_count(spec));
   buffers.add_role(1, RoleSpec{"grads", false, StateShape::kLikeParam}, grads);
   if (grads.is_none()) throw py::type_error("grads must be a numpy.ndarray or a list of them");
   add_state_roles(spec, buffers, state);
@@ -656,6 +676,12 @@ void bind_optimizers(py::module_& m) {
         for (const StateDecl& d : s.state) out.append(py::make_tuple(d.name, shape_name(d.shape)));
         return out;
       }, "(key, shape rule) per state array, in the order step() takes them.")
+      .def_property_readonly("state_maps", [](const HostSpec& s) {
+        py::list out;
+        for (StateMap m : s.state_maps) out.append(m == kSignedMap ? py::str("signed") : m == kUnsignedMap ? py::str("unsigned") : py::object(py::none()));
+        return out;
+      }, "Per state key, the dynamic map of its 8-bit form ('signed' or 'unsigned'; None: float state only). "
+         "step() takes an 8-bit state array as a (codes, absmax) pair.")
       .def("needed_state", [](const HostSpec& s, py::handle values, int ndim) {
         const std::vector<double> row = parse_hypers(s, py::make_tuple(values));  // a copy
         py::list out;

@@ -86,12 +86,43 @@ struct WriteBack {
   std::uint64_t step;
 };
 
+// 8-bit optimizer state (docs/algorithms.md, "8-bit optimizer state"): a
+// state array in blocks of kQuantBlock elements, a uint8 code per element
+// and a float32 absmax per block; element i is map[code_i] * absmax.
+constexpr std::int64_t kQuantBlock = 256;
+enum StateMap : std::int32_t { kNoMap = 0, kSignedMap = 1, kUnsignedMap = 2 };
+
+// A dynamic map and the table that finds the nearest code of y in [-1, 1]
+// in one lookup instead of a binary search. The cell of y (its sign, its
+// exponent from 2**-23 up and 7 mantissa bits; below 2**-23, cell 0) holds
+// at most one of the thresholds between neighbouring codes, and y shares
+// the cell's upper 16 bits, so its entry is the code of the cell's lowest
+// value in bits 0-7 and, in bits 16-31, the threshold's lower 16 bits
+// (flipped in negative cells, where larger bits mean smaller y): y rounds
+// one code up when its own lower bits, flipped alike, are above them.
+// Built once on the host (bindings/quantize.cpp); plain data.
+constexpr std::uint32_t kCellMantissaBits = 7;
+constexpr std::uint32_t kCellShift = 23 - kCellMantissaBits;
+constexpr std::int32_t kCellBase = (127 - 23) << kCellMantissaBits;  // the cell of 2**-23
+constexpr std::int32_t kCellsPerSign = (23 << kCellMantissaBits) + 1;  // up to the cell of 1.0
+struct QuantMap {
+  float value[256];                         // ascending
+  std::uint32_t cell[2 * kCellsPerSign];    // [sign * kCellsPerSign + cell]: code | lower bits << 16
+  std::uint8_t zero_code;
+};
+
+// How a call's parameters, gradients and state are stored when they are not
+// all in the step's float format: float16/bfloat16 parameters and 8-bit state.
 struct NarrowCall {
-  std::int32_t param_format;       // kFormatFloat16 or kFormatBFloat16
+  std::int32_t param_format;       // kFormatFloat32, kFormatFloat16 or kFormatBFloat16
   std::int32_t grad_format;        // the parameters' format or kFormatFloat32
   const WriteBack* writes;         // writes[set] for the tensors of hyperparameter set `set`
   const std::int64_t* tensor_ids;  // tensor t's stream of random draws (its index in the optimizer)
   int master_role;                 // the role of the master arrays: uint16 low halves or float32 copies
+  int absmax_role;                 // state role r's absmax arrays are role absmax_role + r - 2; where one
+                                   // is present, role r holds uint8 codes
+  const QuantMap* signed_map;
+  const QuantMap* unsigned_map;
 };
 
 }  // namespace fastopt

@@ -69,6 +69,7 @@ const OptimizerTable FASTOPT_CAT(optimizer_table_, FASTOPT_TARGET_NAME) = {FASTO
 extern const UtilityKernels FASTOPT_CAT(utility_kernels_, FASTOPT_TARGET_NAME);
 const UtilityKernels FASTOPT_CAT(utility_kernels_, FASTOPT_TARGET_NAME) = {
     &FASTOPT_TARGET_NAME::grad_norm<float>, &FASTOPT_TARGET_NAME::grad_norm<double>,
-    &FASTOPT_TARGET_NAME::roofline<float>, &FASTOPT_TARGET_NAME::roofline<double>};
+    &FASTOPT_TARGET_NAME::roofline<float>, &FASTOPT_TARGET_NAME::roofline<double>,
+    &FASTOPT_TARGET_NAME::quantize_span, &FASTOPT_TARGET_NAME::dequantize_span};
 
 }  // namespace fastopt

@@ -19,6 +19,7 @@ struct Adadelta {
   X(eps, 1e-6, kNonNegative, "eps")         \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
   FASTOPT_DECLARE_OPTIMIZER("adadelta", FASTOPT_ADADELTA_HYPERPARAMETERS, square_avg, acc_delta);
+  static constexpr StateMap kStateMaps[] = {kUnsignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
 };
 
 namespace FASTOPT_TARGET_NAME {

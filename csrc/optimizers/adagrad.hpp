@@ -19,6 +19,7 @@ struct Adagrad {
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                                             \
   FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_OPTIMIZER("adagrad", FASTOPT_ADAGRAD_HYPERPARAMETERS, sum);
+  static constexpr StateMap kStateMaps[] = {kUnsignedMap};  // 8-bit state: each key's dynamic map
 };
 
 namespace FASTOPT_TARGET_NAME {

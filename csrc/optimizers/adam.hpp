@@ -27,6 +27,7 @@ struct Adam {
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)  \
   FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_OPTIMIZER("adam", FASTOPT_ADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq, max_exp_avg_sq);
+  static constexpr StateMap kStateMaps[] = {kSignedMap, kUnsignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
 
   static bool needs_state(int role, const Hyper& h, int /*ndim*/) { return role != max_exp_avg_sq || h.amsgrad != 0.0; }
 };

@@ -20,6 +20,7 @@ struct Adamax {
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)    \
   FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_OPTIMIZER("adamax", FASTOPT_ADAMAX_HYPERPARAMETERS, exp_avg, exp_inf);
+  static constexpr StateMap kStateMaps[] = {kSignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
 };
 
 namespace FASTOPT_TARGET_NAME {

@@ -30,6 +30,7 @@ struct Lamb {
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                      \
   FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_OPTIMIZER("lamb", FASTOPT_LAMB_HYPERPARAMETERS, exp_avg, exp_avg_sq);
+  static constexpr StateMap kStateMaps[] = {kSignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
 
   static void validate(const Hyper& h) {
     require_own_weight_decay(h.shared, "LAMB", "its own term of the update (r + weight_decay*p)");

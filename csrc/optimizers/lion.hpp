@@ -19,6 +19,7 @@ struct Lion {
   FASTOPT_BETAS(X, 0.9, 0.99)           \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
   FASTOPT_DECLARE_OPTIMIZER("lion", FASTOPT_LION_HYPERPARAMETERS, exp_avg);
+  static constexpr StateMap kStateMaps[] = {kSignedMap};  // 8-bit state: each key's dynamic map
 };
 
 namespace FASTOPT_TARGET_NAME {

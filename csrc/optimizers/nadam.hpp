@@ -25,6 +25,7 @@ struct Nadam {
   FASTOPT_STEP_COUNT(X)                                   \
   X(mu_product, 1.0, kNonNegative, "mu_product", Origin::kPerStep)
   FASTOPT_DECLARE_OPTIMIZER("nadam", FASTOPT_NADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq);
+  static constexpr StateMap kStateMaps[] = {kSignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
 };
 
 namespace FASTOPT_TARGET_NAME {

@@ -22,6 +22,7 @@ struct Radam {
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)   \
   FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_OPTIMIZER("radam", FASTOPT_RADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq);
+  static constexpr StateMap kStateMaps[] = {kSignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
 };
 
 namespace FASTOPT_TARGET_NAME {

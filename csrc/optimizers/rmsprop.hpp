@@ -26,6 +26,7 @@ struct Rmsprop {
   X(centered, 0, kFlag, "centered")            \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
   FASTOPT_DECLARE_OPTIMIZER("rmsprop", FASTOPT_RMSPROP_HYPERPARAMETERS, square_avg, grad_avg, momentum_buffer);
+  static constexpr StateMap kStateMaps[] = {kUnsignedMap, kSignedMap, kSignedMap};  // 8-bit state: each key's dynamic map
 
   static bool needs_state(int role, const Hyper& h, int) {
     if (role == grad_avg) return h.centered != 0.0;

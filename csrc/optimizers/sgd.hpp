@@ -22,6 +22,7 @@ struct Sgd {
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)       \
   FASTOPT_STEP_COUNT(X)
   FASTOPT_DECLARE_OPTIMIZER("sgd", FASTOPT_SGD_HYPERPARAMETERS, momentum_buffer);
+  static constexpr StateMap kStateMaps[] = {kSignedMap};  // 8-bit state: each key's dynamic map
 
   static bool needs_state(int /*role*/, const Hyper& h, int /*ndim*/) { return h.momentum != 0.0; }
   static void validate(const Hyper& h) {

@@ -6,8 +6,9 @@ fastopt's C++ kernels (private; use fastopt.functional and fastopt.optim)
 from __future__ import annotations
 import collections.abc
 import numpy
+import numpy.typing
 import typing
-__all__: list[str] = ['LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'OptimizerSpec', 'PARALLEL_GRAIN', 'StalePlan', 'StepPlan', 'compiled_targets', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'optimizers', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
+__all__: list[str] = ['LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'OptimizerSpec', 'PARALLEL_GRAIN', 'QUANT_BLOCK', 'StalePlan', 'StepPlan', 'compiled_targets', 'dequantize_blockwise', 'dynamic_map', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'optimizers', 'quantize_blockwise', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
 class StepPlan:
     """
     A class step's checked buffers (see OptimizerSpec.plan).
@@ -50,6 +51,11 @@ class OptimizerSpec:
     def state(self) -> list:
         """
         (key, shape rule) per state array, in the order step() takes them.
+        """
+    @property
+    def state_maps(self) -> list:
+        """
+        Per state key, the dynamic map of its 8-bit form ('signed' or 'unsigned'; None: float state only). step() takes an 8-bit state array as a (codes, absmax) pair.
         """
 class StalePlan(Exception):
     pass
@@ -111,6 +117,14 @@ def compiled_targets() -> list[str]:
     """
     SIMD targets compiled into this build, best last.
     """
+def dequantize_blockwise(codes: typing.Any, absmax: typing.Any, signed: bool) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    x: map[codes] * absmax of each block of 256.
+    """
+def dynamic_map(signed: bool) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    bitsandbytes' dynamic map (create_dynamic_map(signed)): the 256 values of the 8-bit codes.
+    """
 def get_num_threads() -> int:
     """
     Threads a call without num_threads would use.
@@ -137,6 +151,10 @@ def optimizers() -> dict[OptimizerName, OptimizerSpec]:
     """
     Every registered optimizer's OptimizerSpec, by name.
     """
+def quantize_blockwise(x: typing.Any, signed: bool) -> tuple[numpy.typing.NDArray[numpy.uint8], numpy.typing.NDArray[numpy.float32]]:
+    """
+    (codes, absmax): x in blocks of 256 elements, each element the nearest entry (ties: the lower) of the dynamic map to x / absmax of its block.
+    """
 def roofline(written: list, read: list, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """
     Benchmark yardstick: one pass reading every array and writing `written` with trivial math
@@ -157,6 +175,7 @@ def supported_targets() -> list[str]:
 LBFGS_CURVATURE_TOLERANCE: float = 1e-10
 OPENMP: bool = True
 PARALLEL_GRAIN: int = 32768
+QUANT_BLOCK: int = 256
 
 # Every registered optimizer, from its C++ declaration (csrc/optimizers/<name>.hpp):
 #   adadelta: lr=1.0, rho=0.9, eps=1e-06, weight_decay=0.0, maximize=False; state square_avg, acc_delta

@@ -27,6 +27,7 @@ __all__ = [
     "adadelta_", "adamax_", "nadam_", "nadam_mu", "radam_", "asgd_", "asgd_schedule",
     "lion_", "lamb_", "adafactor_",
     "narrow_", "random_draws", "round_nearest", "round_stochastic", "widen", "join_master",
+    "quantized_", "quantize_blockwise", "dequantize_blockwise", "dynamic_map",
 ]
 
 
@@ -567,3 +568,125 @@ def narrow_(rule, params, grads, *state, masters=None, rounding="nearest", maste
             p.reshape(-1)[...] = round_stochastic(flat, p.dtype, draws)
         else:
             p.reshape(-1)[...] = round_nearest(flat, p.dtype)
+
+
+# ------------------------------------------------------------- 8-bit state
+# bitsandbytes' dynamic maps (create_dynamic_map(signed=True/False)), as the
+# float32 bit patterns of the 256 values in ascending order.
+_SIGNED_MAP_BITS = (
+    "bf7e3333bf7a999abf770000bf736666bf6fcccdbf6c3333bf68999abf650000bf616666bf5dcccdbf5a3333bf56999a"
+    "bf530000bf4f6666bf4bcccdbf483333bf44999abf410000bf3d6666bf39cccdbf363334bf32999abf2f0000bf2b6666"
+    "bf27cccdbf243334bf20999abf1d0000bf196666bf15cccdbf123334bf0e999abf0b0000bf076666bf03ccccbf003333"
+    "bef93332bef20000beeaccccbee3999abedc6666bed53333bece0000bec6ccccbebf999abeb86666beb13333beaa0000"
+    "bea2ccccbe9b999abe946666be8d3334be860000be7d9999be6f3333be60cccdbe526666be440000be35999abe273333"
+    "be18cccdbe0a6666bdf80000bddb3334bdc9eb85bdc428f7bdbe6667bdb8a3d7bdb2e148bdad1eb8bda75c2abda1999a"
+    "bd9bd70abd96147bbd9051ebbd8a8f5dbd84cccdbd7e147bbd728f5dbd670a3dbd5b851fbd500000bd447ae1bd38f5c3"
+    "bd2d70a3bd21eb85bd166667bd0ae148bcfeb852bce7ae15bcd0a3d7bcb9999abca28f5dbc8b851fbc68f5c3bc3ae148"
+    "bc1f3b64bc160418bc0ccccdbc039581bbf4bc6abbe24dd3bbcfdf3bbbbd70a4bbab020dbb989374bb8624ddbb676c8a"
+    "bb428f5cbb1db22dbaf1a9fcbaa7ef9dba7765ffba59e83eba3c6a80ba1eecc1ba016f01b9c7e283b98ce705b923d70b"
+    "b8ba1f4bb88aefb3b8378034b7b24206b70205ffb65a1a94b513a3b7000000003513a3b7365a1a94370205ff37b24206"
+    "38378034388aefb338ba1f4b3923d70b398ce70539c7e2833a016f013a1eecc13a3c6a803a59e83e3a7765ff3aa7ef9d"
+    "3af1a9fc3b1db22d3b428f5c3b676c8a3b8624dd3b9893743bab020d3bbd70a43bcfdf3b3be24dd33bf4bc6a3c039581"
+    "3c0ccccd3c1604183c1f3b643c3ae1483c68f5c33c8b851f3ca28f5d3cb9999a3cd0a3d73ce7ae153cfeb8523d0ae148"
+    "3d1666673d21eb853d2d70a33d38f5c33d447ae13d5000003d5b851f3d670a3d3d728f5d3d7e147b3d84cccd3d8a8f5d"
+    "3d9051eb3d96147b3d9bd70a3da1999a3da75c2a3dad1eb83db2e1483db8a3d73dbe66673dc428f73dc9eb853ddb3334"
+    "3df800003e0a66663e18cccd3e2733333e35999a3e4400003e5266663e60cccd3e6f33333e7d99993e8600003e8d3334"
+    "3e9466663e9b999a3ea2cccc3eaa00003eb133333eb866663ebf999a3ec6cccc3ece00003ed533333edc66663ee3999a"
+    "3eeacccc3ef200003ef933323f0033333f03cccc3f0766663f0b00003f0e999a3f1233343f15cccd3f1966663f1d0000"
+    "3f20999a3f2433343f27cccd3f2b66663f2f00003f32999a3f3633343f39cccd3f3d66663f4100003f44999a3f483333"
+    "3f4bcccd3f4f66663f5300003f56999a3f5a33333f5dcccd3f6166663f6500003f68999a3f6c33333f6fcccd3f736666"
+    "3f7700003f7a999a3f7e33333f800000"
+)
+_UNSIGNED_MAP_BITS = (
+    "0000000034ae7baa35500998360e9b383692ccf636de4c513714e5d53783126e37e171a0381fe868384f1800387e479a"
+    "3896bb9938ae536438c5eb313906594b394154ca397c5049399ba5e439b923a239d6a16339f41f223a08ce713a178d50"
+    "3a264c303a350b103a43c9ef3a5288d03a6147af3a70068e3a7ec56e3a9581063aba5e353adf3b643b020c4a3b147ae1"
+    "3b26e9783b3958103b4bc6a73b5e35403b70a3d73b8189373b8ac0823b93f7cf3b9d2f1a3ba666663baf9db23bb8d4fd"
+    "3bc20c4a3bcb43953bd47ae13bddb22e3be6e9783bf020c53bf9580f3c0147ae3c05e3543c0a7ef93c0f1aa03c13b645"
+    "3c1851eb3c1ced923c2189373c2f5c2a3c4666673c5d70a33c747ae23c85c28f3c9147af3c9ccccd3ca851eb3cb3d70b"
+    "3cbf5c293ccae1473cd666673ce1eb873ced70a33cf8f5c33d023d703d0800003d0dc28f3d13851f3d1947af3d1f0a3d"
+    "3d24cccd3d2a8f5c3d3051eb3d36147b3d3bd70a3d41999a3d475c283d4d1eb83d52e1473d58a3d73d5e66673d6428f7"
+    "3d69eb873d6fae153d7570a33d7b33333d807ae23d835c2a3d863d713d891eb83d8c00003d8ee1483d91c2903d94a3d7"
+    "3d97851f3d9a66673d9d47af3da028f63da30a3e3da5eb853da8cccd3dabae153dae8f5c3db170a43db451eb3db73333"
+    "3dba147b3dbcf5c33dbfd70b3dc2b8523dc5999a3dc87ae23dcb5c293dd400003de266663df0cccd3dff33333e06cccc"
+    "3e0e00003e1533343e1c66663e23999a3e2acccc3e3200003e3933343e4066663e47999a3e4ecccc3e5600003e5d3334"
+    "3e6466663e6b999a3e72cccc3e7a00003e8099993e8433333e87cccd3e8b66663e8f00003e92999a3e9633333e99cccc"
+    "3e9d66663ea100003ea4999a3ea833333eabcccc3eaf66663eb300003eb6999a3eba33333ebdcccc3ec166663ec50000"
+    "3ec8999a3ecc33333ecfcccc3ed366663ed700003eda999a3ede33333ee1cccc3ee566663ee900003eec999a3ef03333"
+    "3ef3cccc3ef766663efb00003efe99993f01199a3f02e6663f04b3333f0680003f084ccc3f0a199a3f0be6663f0db334"
+    "3f0f80003f114ccd3f13199a3f14e6663f16b3343f1880003f1a4ccd3f1c199a3f1de6663f1fb3343f2180003f234ccd"
+    "3f25199a3f26e6663f28b3343f2a80003f2c4ccd3f2e199a3f2fe6663f31b3343f3380003f354ccd3f37199a3f38e666"
+    "3f3ab3343f3c80003f3e4ccd3f40199a3f41e6663f43b3343f4580003f474ccc3f49199a3f4ae6663f4cb3343f4e8000"
+    "3f504ccc3f52199a3f53e6663f55b3343f5780003f594ccc3f5b199a3f5ce6663f5eb3343f6080003f624ccc3f64199a"
+    "3f65e6663f67b3343f6980003f6b4ccc3f6d199a3f6ee6663f70b3343f7280003f744ccc3f76199a3f77e6663f79b334"
+    "3f7b80003f7d4ccc3f7f199a3f800000"
+)
+DYNAMIC_MAP_SIGNED = np.frombuffer(bytes.fromhex(_SIGNED_MAP_BITS), dtype=">u4").astype(np.uint32).view(np.float32)
+DYNAMIC_MAP_UNSIGNED = np.frombuffer(bytes.fromhex(_UNSIGNED_MAP_BITS), dtype=">u4").astype(np.uint32).view(np.float32)
+QUANT_BLOCK = 256
+
+
+def dynamic_map(signed: bool) -> np.ndarray:
+    return DYNAMIC_MAP_SIGNED if signed else DYNAMIC_MAP_UNSIGNED
+
+
+def nearest_codes(y: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The index of the entry of ``values`` nearest to each y (float32
+    distances; ties: the lower index); NaN counts as 0."""
+    y = np.where(np.isnan(y), np.float32(0), y).astype(np.float32)
+    lo = np.clip(np.searchsorted(values, y, side="right") - 1, 0, 255)
+    hi = np.minimum(lo + 1, 255)
+    below = (y - values[lo]).astype(np.float32)
+    above = (values[hi] - y).astype(np.float32)
+    codes = np.where((hi > lo) & (above < below), hi, lo)
+    return np.where(y < values[0], 0, codes).astype(np.uint8)
+
+
+def quantize_blockwise(x: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, absmax) of float32 ``x``: per block of 256 consecutive
+    elements, absmax = max |x| (NaN ignored) and each code the nearest map
+    entry to x / absmax; a block with absmax 0 gets the zero entry's code."""
+    values = dynamic_map(signed)
+    flat = np.asarray(x, dtype=np.float32).reshape(-1)
+    blocks = -(-flat.size // QUANT_BLOCK)
+    padded = np.zeros(blocks * QUANT_BLOCK, np.float32)
+    padded[:flat.size] = flat
+    rows = padded.reshape(blocks, QUANT_BLOCK)
+    absmax = np.fmax.reduce(np.abs(rows), axis=1, initial=np.float32(0)).astype(np.float32)
+    safe = np.where(absmax == 0, np.float32(1), absmax)[:, None]
+    y = np.where(absmax[:, None] == 0, np.float32(0), rows / safe).astype(np.float32)
+    codes = nearest_codes(y.reshape(-1), values)[:flat.size]
+    return codes.reshape(np.shape(x)), absmax
+
+
+def dequantize_blockwise(codes: np.ndarray, absmax: np.ndarray, signed: bool) -> np.ndarray:
+    """map[codes] * absmax of each element's block, in float32."""
+    flat = codes.reshape(-1)
+    scale = np.repeat(absmax, QUANT_BLOCK)[:flat.size]
+    return (dynamic_map(signed)[flat] * scale).astype(np.float32).reshape(codes.shape)
+
+
+def quantized_(rule, params, grads, *state, state_maps, **hyper):
+    """``rule`` (a reference optimizer, or :func:`narrow_` around one) with
+    8-bit state: each state entry that is a ``(codes, absmax)`` pair is
+    dequantized to float32, the rule runs on the float32 values, and the
+    result is requantized into the pair (``state_maps[k]``: "signed" or
+    "unsigned", the map of state argument k)."""
+    def entries_of(value):  # a list of arrays and pairs; a lone pair is one entry
+        return [value] if isinstance(value, tuple) else _as_list(value)
+
+    wide_state = []
+    for entries, kind in zip(state, state_maps):
+        entries = entries_of(entries)
+        if entries is None:
+            wide_state.append(None)
+            continue
+        wide_state.append([dequantize_blockwise(*e, kind == "signed") if isinstance(e, tuple) else e
+                           for e in entries])
+    rule(params, grads, *wide_state, **hyper)
+    for entries, wide, kind in zip(state, wide_state, state_maps):
+        for e, w in zip(entries_of(entries) or [], wide or []):
+            if isinstance(e, tuple):
+                codes, absmax = quantize_blockwise(w, kind == "signed")
+                e[0][...] = codes
+                e[1][...] = absmax

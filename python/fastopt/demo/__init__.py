@@ -8,7 +8,8 @@ Nesterov, Adagrad, RMSprop, Adam, AdamW, the four Rprop variants and
 Quickprop (Rprop and Quickprop full-batch). On digits, with ml_dtypes
 installed, the Adam and SGD+momentum runs again in float32 and with 16-bit
 parameters: bfloat16 (round to nearest, stochastic rounding, split float32
-master) and float16 (nearest, stochastic), held-out accuracy beside float32
+master) and float16 (nearest, stochastic), then in float32 with 8-bit
+optimizer state, held-out accuracy beside float32
 (:mod:`fastopt.demo.precision`; five seeds in the full budget). Then
 optimizer trajectories on an ill-conditioned quadratic and on Rosenbrock's
 function.

@@ -88,11 +88,12 @@ def _percent(fraction: float) -> str:
 
 
 def precision_table(comparison: prec.Comparison) -> str:
-    """One row per optimizer and storage, on the comparison's first seed."""
+    """One row per optimizer and storage, on the comparison's first seed (the
+    8-bit state runs last)."""
     headers = ["optimizer", "parameters", "final loss", "accuracy", "test accuracy", "vs float32",
                "unchanged", "opt us/step"]
     rows = []
-    for r in comparison.runs:
+    for r in comparison.runs + comparison.state_runs:
         delta = ("-" if r.storage == prec.FLOAT32
                  else f"{100 * comparison.gap(r.optimizer, r.storage.label):+.2f}")
         rows.append([r.optimizer, r.storage.label, f"{r.final_loss:.3g}", _percent(r.accuracy),
@@ -123,7 +124,8 @@ def precision_notes(comparison: prec.Comparison) -> list[str]:
     for optimizer in comparison.optimizers:
         verdicts = ", ".join(
             f"{label} {'yes' if abs(comparison.gap(optimizer, label)) <= prec.CLOSE else 'NO'}"
-            for label in ("bfloat16 stochastic", "bfloat16 split") if comparison.has(optimizer, label))
+            for label in ("bfloat16 stochastic", "bfloat16 split", prec.STATE_8BIT.label)
+            if comparison.has(optimizer, label))
         line = (f"{optimizer} ({comparison.hyperparameters(optimizer)}): test accuracy within "
                 f"{100 * prec.CLOSE:g} points of float32's (seed {comparison.seeds[0]}): {verdicts}.")
         if optimizer in comparison.split_bitwise:
@@ -144,7 +146,7 @@ def report_precision(comparison: prec.Comparison, out: Callable[[str], None]) ->
     out(f"\n== {problem.name}, 16-bit parameters: {problem.model}, {comparison.epochs} epochs "
         f"(batch {problem.batch_size}), seed {comparison.seeds[0]}\n"
         "   the same runs with the parameters stored in float32, bfloat16 or float16 (float32 state "
-        "and arithmetic)")
+        "and arithmetic); last, float32 parameters with 8-bit optimizer state")
     out(precision_table(comparison))
     if len(comparison.seeds) > 1:
         out(f"test accuracy over seeds {comparison.seeds[0]}-{comparison.seeds[-1]} "
@@ -161,7 +163,9 @@ def report_precision(comparison: prec.Comparison, out: Callable[[str], None]) ->
         "the truncated bfloat16 weights, so its gradients, and hence its masters, are not the "
         "float32 run's). 'unchanged': share of parameter elements a step left bitwise as they "
         "were, over the last epoch (split: its float32 masters; float32: mostly the weights of "
-        "always-blank pixels, whose gradient is 0). One test image is "
+        "always-blank pixels, whose gradient is 0). 'float32 + 8-bit state': float32 parameters, "
+        "every optimizer state array quantized (state_bits=8, min_8bit_size=0: uint8 codes and a "
+        "float32 absmax per block of 256). One test image is "
         f"{100 / max(n_test, 1):.2f} points.")
 
 
@@ -204,7 +208,7 @@ def run_problem(problem: Problem, seed: int, progress: bool, quick: bool) -> lis
 def run_precision(problem: Problem, seed: int, progress: bool, quick: bool) -> prec.Comparison:
     """The 16-bit comparison on ``problem``: the demo's seed, and four more in the full budget."""
     seeds = [seed] if quick else list(range(seed, seed + 5))
-    total = problem.epochs * len(prec.OPTIMIZERS) * len(prec.STORAGES) * len(seeds)
+    total = problem.epochs * len(prec.OPTIMIZERS) * (len(prec.STORAGES) + 1) * len(seeds)   # + 8-bit state
     with ProgressBar(total, f"{problem.name}: 16-bit parameters", enabled=None if progress else False) as bar:
         return prec.compare(problem, seeds, on_epoch=bar.update)
 

@@ -37,6 +37,7 @@ STORAGE_STYLE = {
     "float32": ("#000000", "-"), "bfloat16 nearest": ("#d62728", "-"),
     "bfloat16 stochastic": ("#1f77b4", "-"), "bfloat16 split": ("#2ca02c", "--"),
     "float16 nearest": ("#ff7f0e", ":"), "float16 stochastic": ("#9467bd", ":"),
+    "float32 + 8-bit state": ("#8c564b", "-."),
 }
 
 
@@ -162,7 +163,7 @@ def precision_curves(comparison: Comparison, out_dir: str) -> str:
     axes = fig.subplots(2, len(optimizers), squeeze=False, sharex=True)
     epochs = comparison.epochs
     for col, optimizer in enumerate(optimizers):
-        runs = [r for r in comparison.runs if r.optimizer == optimizer]
+        runs = [r for r in comparison.runs + comparison.state_runs if r.optimizer == optimizer]
         loss_ax, acc_ax = axes[0, col], axes[1, col]
         for r in runs:
             color, dash = STORAGE_STYLE.get(r.storage.label, ("#7f7f7f", "-"))
@@ -187,8 +188,8 @@ def precision_curves(comparison: Comparison, out_dir: str) -> str:
             ax.grid(True, which="major", alpha=0.3)
             ax.legend(title=title, fontsize=7.5, title_fontsize=7.5, loc=where)
     problem = comparison.problem
-    fig.suptitle(f"{problem.name}: {problem.model}, parameters stored in float32, bfloat16 or float16; "
-                 f"{epochs} epochs, seed {comparison.seeds[0]}", fontsize=11)
+    fig.suptitle(f"{problem.name}: {problem.model}, parameters stored in float32, bfloat16 or float16, "
+                 f"or float32 with 8-bit optimizer state\n{epochs} epochs, seed {comparison.seeds[0]}", fontsize=11)
     path = os.path.join(out_dir, f"precision_{slug(problem.name)}.png")
     fig.savefig(path, dpi=110)
     return path

@@ -13,7 +13,12 @@ order and the same number of epochs. Only the storage differs:
 * ``rounding="stochastic"``: rounded up or down at random, unbiased, so small
   updates survive on average;
 * bfloat16 with ``master_weights="split"``: the optimizer state keeps the low
-  16 bits of an exact float32 master (the parameter is its top half).
+  16 bits of an exact float32 master (the parameter is its top half);
+* ``float32 + 8-bit state``: float32 parameters, the optimizer state
+  quantized (``state_bits=8``: uint8 codes and a float32 absmax per block of
+  256; ``min_8bit_size=0``, as this model's arrays are all under the default
+  4096 elements, which would keep them float32). Its runs are
+  :attr:`Comparison.state_runs`, beside the parameter storages' ``runs``.
 
 The forward and backward passes compute in float32 from the parameters as
 stored (``p.astype(np.float32)``: for "split" the truncated bfloat16 value,
@@ -54,6 +59,7 @@ class Storage:
     dtype: str                          # "float32", "bfloat16" or "float16"
     rounding: str = "nearest"
     master_weights: str | None = None
+    state_bits: int = 32                # 8: every optimizer state array quantized
 
     @property
     def numpy_dtype(self) -> np.dtype:
@@ -64,10 +70,11 @@ class Storage:
         return np.dtype(self.dtype)
 
     def options(self, seed: int) -> dict:
-        """The optimizer's keyword arguments for this storage (float32: none)."""
+        """The optimizer's keyword arguments for this storage (float32 with 32-bit state: none)."""
+        state = {} if self.state_bits == 32 else {"state_bits": self.state_bits, "min_8bit_size": 0}
         if self.dtype == "float32":
-            return {}
-        return {"rounding": self.rounding, "master_weights": self.master_weights, "seed": seed}
+            return state
+        return {"rounding": self.rounding, "master_weights": self.master_weights, "seed": seed, **state}
 
 
 FLOAT32 = Storage("float32", "float32")
@@ -79,6 +86,8 @@ STORAGES = (
     Storage("float16 nearest", "float16"),
     Storage("float16 stochastic", "float16", rounding="stochastic"),
 )
+# Not a parameter storage: float32 parameters with 8-bit optimizer state.
+STATE_8BIT = Storage("float32 + 8-bit state", "float32", state_bits=8)
 
 
 def available() -> bool:
@@ -232,9 +241,10 @@ def bitwise_equal(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> bool:
 
 @dataclass
 class Comparison:
-    """Every optimizer x storage on ``seeds[0]`` (``runs``), the split runs'
-    check against the float32 optimizer, and, when there are more seeds, the
-    held-out accuracies of each (optimizer, storage) for every seed."""
+    """Every optimizer x storage on ``seeds[0]`` (``runs``; the 8-bit state
+    runs in ``state_runs``), the split runs' check against the float32
+    optimizer, and, when there are more seeds, the held-out accuracies of each
+    (optimizer, storage) for every seed."""
 
     problem: Problem
     epochs: int
@@ -243,16 +253,17 @@ class Comparison:
     split_bitwise: dict[str, bool]                  # optimizer -> masters == float32 replay
     split_vs_float32_run: dict[str, float]          # optimizer -> max |master - float32 run's param|
     test_accuracies: dict[tuple[str, str], list[float]]   # (optimizer, storage label) -> per seed
+    state_runs: list[PrecisionRun] = field(default_factory=list)   # float32 + 8-bit state, seeds[0]
 
     @property
     def optimizers(self) -> list[str]:
         return list(dict.fromkeys(r.optimizer for r in self.runs))
 
     def has(self, optimizer: str, storage: str) -> bool:
-        return any(r.optimizer == optimizer and r.storage.label == storage for r in self.runs)
+        return any(r.optimizer == optimizer and r.storage.label == storage for r in self.runs + self.state_runs)
 
     def run(self, optimizer: str, storage: str) -> PrecisionRun:
-        return next(r for r in self.runs if r.optimizer == optimizer and r.storage.label == storage)
+        return next(r for r in self.runs + self.state_runs if r.optimizer == optimizer and r.storage.label == storage)
 
     def gap(self, optimizer: str, storage: str) -> float:
         """Held-out accuracy minus the float32 run's, on the first seed (a fraction)."""
@@ -275,22 +286,23 @@ def specs_of(problem: Problem, labels: Sequence[str] = OPTIMIZERS) -> list[Optim
 
 def compare(problem: Problem, seeds: Sequence[int], epochs: int | None = None,
             optimizers: Sequence[str] = OPTIMIZERS, storages: Sequence[Storage] = STORAGES,
-            on_epoch: Callable[[], None] = lambda: None) -> Comparison:
-    """Train every optimizer with every storage, for every seed."""
+            on_epoch: Callable[[], None] = lambda: None,
+            state_storages: Sequence[Storage] = (STATE_8BIT,)) -> Comparison:
+    """Train every optimizer with every storage (then every state storage), for every seed."""
     epochs = problem.epochs if epochs is None else epochs
     seeds = list(seeds)
-    runs, bitwise, vs_run, accuracies = [], {}, {}, {}
+    runs, state_runs, bitwise, vs_run, accuracies = [], [], {}, {}, {}
     for spec in specs_of(problem, optimizers):
         for seed in seeds:
             first = seed == seeds[0]
             by_storage = {}
-            for storage in storages:
+            for storage in (*storages, *state_storages):
                 keep = first and storage.master_weights == "split"
                 run = train_stored(problem, spec, storage, seed, epochs, on_epoch=on_epoch, keep_grads=keep)
                 by_storage[storage.label] = run
                 accuracies.setdefault((spec.label, storage.label), []).append(run.test_accuracy)
                 if first:
-                    runs.append(run)
+                    (runs if storage in storages else state_runs).append(run)
             for run in by_storage.values():
                 if first and run.grads is not None:
                     bitwise[spec.label] = bitwise_equal(run.masters, replay_float32(spec, run.initial, run.grads))
@@ -298,4 +310,4 @@ def compare(problem: Problem, seeds: Sequence[int], epochs: int | None = None,
                     if FLOAT32.label in by_storage:
                         reference = by_storage[FLOAT32.label].params
                         vs_run[spec.label] = max(float(np.max(np.abs(m - p))) for m, p in zip(run.masters, reference))
-    return Comparison(problem, epochs, seeds, runs, bitwise, vs_run, accuracies)
+    return Comparison(problem, epochs, seeds, runs, bitwise, vs_run, accuracies, state_runs)

@@ -104,6 +104,32 @@ def write_back(rounding: str | Rounding) -> tuple[list | None, ArrayOrList | Non
     raise TypeError(f"rounding must be 'nearest', 'stochastic' or a fastopt.Rounding, got {type(rounding).__name__}")
 
 
+# --------------------------------------------------------- 8-bit state
+STATE_BITS = (8, 32)
+# Group settings load_state_dict keeps from the loading optimizer: a
+# checkpoint's state converts to its state format (see StepPlan._in_format).
+_OWN_ON_LOAD = ("params", "state_bits", "min_8bit_size")
+
+
+def state_format(group) -> tuple:
+    """What decides which state arrays of a group are 8-bit."""
+    return group["state_bits"], group["min_8bit_size"]
+
+
+def absmax_key(role: str) -> str:
+    """The state key of an 8-bit state array's per-block absmax."""
+    return role + "_absmax"
+
+
+def quantize_state(x: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, absmax) of a float32 state array (docs/algorithms.md, "8-bit optimizer state")."""
+    return _core.quantize_blockwise(np.ascontiguousarray(x, dtype=np.float32), kind == "signed")
+
+
+def dequantize_state(codes: np.ndarray, absmax: np.ndarray, kind: str) -> np.ndarray:
+    return _core.dequantize_blockwise(codes, absmax, kind == "signed")
+
+
 def is_16bit(p: np.ndarray) -> bool:
     return p.dtype.itemsize == 2
 
@@ -405,7 +431,8 @@ class Optimizer:
 
     def __init__(self, params, defaults: dict[str, Any], *, max_grad_norm: float | None = None,
                  grad_clip_value: float | None = None, norm_type: float = 2.0, nonfinite: str = "ignore",
-                 rounding: str = "nearest", master_weights: str | None = None, seed: int = 0):
+                 rounding: str = "nearest", master_weights: str | None = None, seed: int = 0,
+                 state_bits: int = 32, min_8bit_size: int = 4096):
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"invalid max_grad_norm: {max_grad_norm!r} (must be > 0 or None)")
         if grad_clip_value is not None and not grad_clip_value > 0:
@@ -419,7 +446,8 @@ class Optimizer:
         self.nonfinite = nonfinite
         self.last_stats: StepStats | None = None
         self._grad_scale = 1.0  # this step's global-norm clipping factor
-        self.defaults = {**defaults, "rounding": rounding, "master_weights": master_weights, "seed": seed}
+        self.defaults = {**defaults, "rounding": rounding, "master_weights": master_weights, "seed": seed,
+                         "state_bits": state_bits, "min_8bit_size": min_8bit_size}
         self._index_of: dict[int, int] = {}
         self.state = ParamState(self._index_of)
         self.param_groups: list[dict[str, Any]] = TrackedList(self)
@@ -431,6 +459,8 @@ class Optimizer:
         if self._name:
             self._spec = SPECS[self._name]
             self._fields = self._spec.hypers
+            self._state_maps = {name: kind for (name, _), kind in zip(self._spec.state, self._spec.state_maps)
+                                if kind is not None}
         if isinstance(params, np.ndarray):
             params = [params]
         params = list(params)
@@ -542,11 +572,40 @@ class Optimizer:
             raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
         if not 0 <= seed < 2**64:
             raise ValueError(f"invalid seed: {seed} (must be in [0, 2**64))")
+        self._validate_state_bits(group)
         if master == "split":
             for p in group["params"]:
                 if isinstance(p, np.ndarray) and p.dtype == np.float16:
                     raise ValueError("master_weights='split' needs bfloat16 parameters (a float16 value is not "
                                      "the top half of a float32); use master_weights='float32'")
+
+    def _validate_state_bits(self, group: dict[str, Any]) -> None:
+        bits, min_size = group["state_bits"], group["min_8bit_size"]
+        if isinstance(bits, (bool, np.bool_)) or bits not in STATE_BITS:
+            raise ValueError(f"invalid state_bits: {bits!r} (expected 32 or 8)")
+        if isinstance(min_size, (bool, np.bool_)) or not isinstance(min_size, (int, np.integer)):
+            raise TypeError(f"min_8bit_size must be an integer, got {type(min_size).__name__}")
+        if min_size < 0:
+            raise ValueError(f"invalid min_8bit_size: {min_size} (must be >= 0)")
+        if bits == 8:
+            if not any(self._spec.state_maps):
+                raise ValueError(f"state_bits=8: {type(self).__name__} has no 8-bit state ({self._no_8bit_reason})")
+            for p in group["params"]:
+                if isinstance(p, np.ndarray) and p.dtype == np.float64:
+                    raise ValueError("state_bits=8 takes float32, float16 or bfloat16 parameters; a float64 "
+                                     "parameter keeps float64 state (put it in a group with state_bits=32)")
+
+    # Why an optimizer without a dynamic map for any state key has no 8-bit form.
+    _no_8bit_reason = "its state is not a moving average or a momentum"
+
+    def _quantized(self, group, role: str, p: np.ndarray) -> str | None:
+        """The map of role's 8-bit form ("signed"/"unsigned") when p keeps it
+        8-bit in this group, else None (float state)."""
+        if group["state_bits"] != 8 or p.size < group["min_8bit_size"]:
+            return None
+        if dict(self._spec.state)[role] != "param":
+            return None
+        return self._state_maps.get(role)
 
     # ---------------------------------------------------- hyperparameter sets
     def _values(self, group, per_step: dict[str, Any]) -> tuple:
@@ -629,6 +688,10 @@ class Optimizer:
 
     def _run_plan(self, grads, loss, stats):
         for attempt in (0, 1):
+            if self._plan is not None and self._plan.state_format_changed():
+                for group in self.param_groups:
+                    self._validate_state_bits(group)
+                self._plan = None
             if self._plan is None or self._plan_version != self.state.version or not self._plan.calls:
                 self.state._sync()
                 self._plan = StepPlan(self, grads)
@@ -673,7 +736,7 @@ class Optimizer:
             if len(saved["params"]) != len(group["params"]):
                 raise ValueError(f"param group {k} has {len(saved['params'])} parameters in "
                                  f"state_dict but {len(group['params'])} in the optimizer")
-            new_group = {**group, **{n: copy.deepcopy(v) for n, v in saved.items() if n != "params"}}
+            new_group = {**group, **{n: copy.deepcopy(v) for n, v in saved.items() if n not in _OWN_ON_LOAD}}
             new_group["params"] = list(group["params"])
             self._validate_group(new_group)
             new_groups.append(new_group)
@@ -705,8 +768,18 @@ class Optimizer:
     def _load_param_state(self, i: int, p: np.ndarray, saved: dict[str, Any]) -> dict[str, Any]:
         out = {}
         roles = [name for name, _ in self._spec.state]
+        absmax_roles = {absmax_key(r): r for r in self._state_maps}
         for key, value in saved.items():
-            if key in roles:
+            if key in roles and np.asarray(value).dtype == np.uint8 and key in self._state_maps:
+                out[key] = self._load_codes(i, p, key, np.asarray(value), saved)
+            elif key in absmax_roles and absmax_roles[key] in saved:
+                blocks = -(-p.size // _core.QUANT_BLOCK)
+                value = np.asarray(value)
+                if value.shape != (blocks,) or value.dtype != np.float32:
+                    raise ValueError(f"state[{i}][{key!r}] must be float32 of shape ({blocks},) (one absmax per "
+                                     f"block of 256), got {value.dtype} {value.shape}")
+                out[key] = np.array(value, order="C", copy=True)
+            elif key in roles:
                 value = np.asarray(value)
                 shape = self._state_shape(key, p)
                 if value.shape != shape:
@@ -735,6 +808,14 @@ class Optimizer:
                 raise ValueError(f"state[{i}] has unknown key {key!r} for {type(self).__name__}")
         return out
 
+    def _load_codes(self, i: int, p: np.ndarray, key: str, codes: np.ndarray, saved: dict) -> np.ndarray:
+        if codes.shape != p.shape:
+            raise ValueError(f"state[{i}][{key!r}] has shape {codes.shape} but parameter {i} has shape {p.shape}")
+        if absmax_key(key) not in saved:
+            raise ValueError(f"state[{i}][{key!r}] holds 8-bit codes but state[{i}] has no "
+                             f"{absmax_key(key)!r}")
+        return np.array(codes, order="C", copy=True)
+
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
         for k, group in enumerate(self.param_groups):
@@ -748,10 +829,11 @@ class _Slot:
     """Parameters that share one C++ hyperparameter set: the same group, the
     same scalar state (step count, ...) and the same state arrays to create."""
 
-    __slots__ = ("group", "scalars", "fresh", "entries")
+    __slots__ = ("group", "scalars", "fresh", "entries", "state_format")
 
     def __init__(self, group, scalars, fresh):
         self.group, self.scalars, self.fresh, self.entries = group, scalars, fresh, []
+        self.state_format = state_format(group)
 
 
 class StepPlan:
@@ -794,6 +876,9 @@ class StepPlan:
         needed = opt._roles_needed(group, p)
         fresh = {r: np.full(opt._state_shape(r, p), opt._initial_value(r, group), dtype=state_dtype(p), order="C")
                  for r in needed if r not in old}
+        arrays = {r: old.get(r, fresh.get(r)) for r in needed}
+        for r in needed:
+            arrays[r] = self._in_format(opt, group, p, r, arrays[r], old, fresh)
         master_key = opt._master_needed(group, p)
         if master_key and master_key not in old:
             fresh[master_key] = (p.astype(np.float32) if master_key == "master"
@@ -815,7 +900,31 @@ class StepPlan:
         call["grad_index"].append(index)
         call["hyper_index"].append(call["slot_of"][key])
         for r in roles:
-            call["state"][r].append(old.get(r, fresh.get(r)) if r in needed else None)
+            call["state"][r].append(arrays.get(r))
+
+    def state_format_changed(self) -> bool:
+        """A group's state_bits or min_8bit_size changed since the plan was built."""
+        return any(slot.state_format != state_format(slot.group) for slot in self.slots)
+
+    @staticmethod
+    def _in_format(opt, group, p, role, array, old, fresh):
+        """The state array of ``role`` as the group keeps it: float, or an
+        8-bit (codes, absmax) pair. A state in the other form (a loaded
+        checkpoint, a changed ``state_bits``) is converted, and stored with
+        the step: quantized blockwise, or dequantized (its absmax key dropped)."""
+        kind = opt._quantized(group, role, p)
+        is_codes = array.dtype == np.uint8
+        key = absmax_key(role)
+        if kind and is_codes:
+            return (array, old[key])
+        if kind:
+            fresh[role], fresh[key] = quantize_state(array, kind)
+            return (fresh[role], fresh[key])
+        if is_codes:
+            fresh[role] = dequantize_state(array, old[key], opt._state_maps[role]).astype(state_dtype(p))
+            fresh[key] = None  # dropped at commit
+            return fresh[role]
+        return array
 
     def run(self, opt: Optimizer, grads: list[Any], loss, stats: bool = False):
         """Runs the step; with ``stats``, returns the statistics' sums over all calls."""
@@ -857,7 +966,9 @@ class StepPlan:
                     if state is None:
                         state = TrackedState(opt.state)
                         dict.__setitem__(opt.state, index, state)
-                    dict.update(state, fresh)
+                    dict.update(state, {key: v for key, v in fresh.items() if v is not None})
+                    for key in [key for key, v in fresh.items() if v is None]:
+                        dict.pop(state, key, None)
                     slot.entries[k] = (index, state, {})
             self.committed = True
         opt.state._pending = self
