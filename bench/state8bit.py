@@ -2,7 +2,7 @@
 state, the roofline and bitsandbytes.
 
 8-bit state is bitsandbytes' blockwise dynamic quantization (docs/algorithms.md
-5.4): each moment is stored as uint8 codes plus one float32 absmax per block
+2.6): each moment is stored as uint8 codes plus one float32 absmax per block
 of 256 elements. For each N (1e5, 1e6, 1e7; float32 parameters and
 gradients, and one bfloat16 row at the largest N when ml_dtypes is
 installed), sampled in the same interleaved rounds:
@@ -29,6 +29,11 @@ parameter: the sum of the state arrays' nbytes / N.
 Then the accuracy of 8-bit state: 200 AdamW steps on a noisy quadratic (the
 same noise sequence for every run) with 8-bit and with 32-bit state, and the
 relative difference of the parameters (max and median over the elements).
+
+Last, the compute floor (compute_floor): one thread on cache-resident
+arrays, the 8-bit step's own arithmetic against the 32-bit step's memory
+time per element at the largest N: where the lookups of requantization
+cost more than the bytes they save, the 8-bit step cannot be faster.
 
 Medians of interleaved samples (each sample a batch of calls lasting at
 least 2 ms); ratios come from one run, and are what compares.
@@ -395,10 +400,66 @@ LEGEND = ("B/param: bytes read + written per parameter (8-bit: the absmax of m a
           "resident optimizer state (sum of the state arrays' nbytes) / N.")
 
 
+# The compute floor: one thread, arrays small enough to stay in cache.
+FLOOR_N = 1 << 16
+FLOOR_SECONDS = 0.3
+
+
+def per_element(fn: Callable[[], None], n: int, seconds: float = FLOOR_SECONDS) -> float:
+    """Best ns per element of fn over batches of calls lasting `seconds` / 5 each."""
+    fn()
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 5:
+            fn()
+            calls += 1
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best / n * 1e9
+
+
+def compute_floor(n_memory: int) -> dict:
+    """Where the 8-bit step's time goes, on one thread: the 32-bit and 8-bit
+    AdamW steps and one state's quantization and dequantization on
+    cache-resident arrays (FLOOR_N elements), against the 32-bit step on
+    n_memory elements, where its time is the memory's. The 8-bit step cannot
+    beat the 32-bit one by more than the ratio of those two."""
+    previous = fastopt.get_num_threads()
+    fastopt.set_num_threads(1)
+    try:
+        cached = {label: fn for label, (fn, _) in fastopt_steps(FLOOR_N, "float32").items()}
+        rng = np.random.default_rng(1)
+        m, _ = make_state(FLOOR_N, rng)
+        codes, absmax = _core.quantize_blockwise(m, True)
+        out = dict(
+            step32=per_element(cached[FAST32], FLOOR_N), step8=per_element(cached[FAST8], FLOOR_N),
+            quantize=per_element(lambda: _core.quantize_blockwise(m, True), FLOOR_N),
+            dequantize=per_element(lambda: _core.dequantize_blockwise(codes, absmax, True), FLOOR_N))
+        big = fastopt_steps(n_memory, "float32")[FAST32][0]
+        out["step32_memory"] = per_element(big, n_memory, 5 * FLOOR_SECONDS)
+        out["n_memory"] = n_memory
+    finally:
+        fastopt.set_num_threads(previous)
+    out["best_ratio"] = out["step32_memory"] / out["step8"]
+    return out
+
+
+def format_floor(f: dict) -> str:
+    return "\n".join([
+        f"Compute floor, one thread, {FLOOR_N} elements in cache (ns per element):",
+        f"  32-bit AdamW step {f['step32']:.2f} | 8-bit AdamW step {f['step8']:.2f} | quantize one state "
+        f"{f['quantize']:.2f} | dequantize one state {f['dequantize']:.2f}",
+        f"  32-bit AdamW step at N = {f['n_memory']:.0e} (its memory time per element): {f['step32_memory']:.2f}",
+        f"  -> the 8-bit step's arithmetic alone takes {f['step8'] / f['step32_memory']:.2f}x the 32-bit step's "
+        f"memory time: at best {f['best_ratio']:.2f}x the 32-bit speed at that N on this machine"])
+
+
 def main(sizes, dtypes, json_path) -> int:
     print(header())
     print(LEGEND + "\n")
     results = run(sizes, dtypes)
+    results["compute_floor"] = floor = compute_floor(max(sizes))
+    print("\n" + format_floor(floor), flush=True)
     if json_path:
         os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)
         with open(json_path, "w") as f:

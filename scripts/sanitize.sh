@@ -56,12 +56,14 @@ echo "-- sanitizer virtualenv: $venv"
 [[ -x $venv/bin/python ]] || "$python" -m venv "$venv"
 # Everything the selected tests import, so that no pytest.importorskip can
 # skip a test unseen (checked below): torch (CPU build) is the oracle of
-# test_vs_torch.py and others; the build tools for --no-build-isolation.
+# test_vs_torch.py and others, bitsandbytes of the 8-bit state tests; the
+# build tools for --no-build-isolation.
 # pytest-xdist: two pytest workers keep both cores busy (the tests are mostly
 # single-threaded Python and NumPy).
 time "$venv/bin/pip" install -q numpy pytest pytest-xdist hypothesis scipy threadpoolctl matplotlib \
-  ml_dtypes scikit-learn torch==2.13.0 scikit-build-core pybind11 cmake ninja
-"$venv/bin/python" -c "import torch, scipy, hypothesis, threadpoolctl, matplotlib, numpy, pytest, ml_dtypes, sklearn"
+  ml_dtypes scikit-learn bitsandbytes torch==2.13.0 scikit-build-core pybind11 cmake ninja
+"$venv/bin/python" -c "import torch, scipy, hypothesis, threadpoolctl, matplotlib, numpy, pytest, ml_dtypes, sklearn, \
+bitsandbytes"
 
 echo "-- build with -DFASTOPT_SANITIZE=ON into $build"
 time "$venv/bin/pip" install -q --no-build-isolation --no-deps --force-reinstall \

@@ -511,3 +511,32 @@ def test_trajectory_matches_bitsandbytes_8bit(name, shape):
         for key, codes, absmax, _ in states:
             our_opt.state[0][key][...] = their_opt.state[theirs][codes].numpy().reshape(shape)
             our_opt.state[0][key + "_absmax"][...] = their_opt.state[theirs][absmax].numpy()
+
+
+def test_torch_adapter_with_8bit_state():
+    """fastopt.torch takes state_bits like the NumPy classes (bitwise the same
+    run), keeps codes and absmax in its state dict, and a 32-bit optimizer
+    loading that dict converts it."""
+    torch = pytest.importorskip("torch")
+    import fastopt.torch as fo_torch
+    torch.manual_seed(0)
+    weight = torch.randn(80, 70)
+    theirs = torch.nn.Parameter(weight.clone())
+    ours = weight.numpy().copy()
+    adapter = fo_torch.AdamW([theirs], lr=1e-2, state_bits=8)
+    numpy_opt = optim.AdamW([ours], lr=1e-2, state_bits=8)
+    for t in range(5):
+        g = quadratic_grads([ours], t)[0]
+        theirs.grad = torch.from_numpy(g.copy())
+        adapter.step()
+        numpy_opt.step([g])
+    np.testing.assert_array_equal(bits(theirs.detach().numpy()), bits(ours))
+    saved = adapter.state_dict()
+    assert saved["state"][0]["exp_avg"].dtype == torch.uint8
+    assert saved["state"][0]["exp_avg_absmax"].shape == (-(-ours.size // 256),)
+    wide = fo_torch.AdamW([theirs], lr=1e-2)
+    wide.load_state_dict(saved)
+    theirs.grad = torch.from_numpy(quadratic_grads([ours], 5)[0])
+    wide.step()
+    assert wide.state_dict()["state"][0]["exp_avg"].dtype == torch.float32
+    assert wide.param_groups[0]["state_bits"] == 32

@@ -72,7 +72,11 @@ What differs from torch.optim
 * float16/bfloat16 parameters keep float32 state, also after
   ``load_state_dict`` (torch casts loaded state to the parameter's dtype);
   ``master_weights`` adds the state keys ``master`` (float32) or
-  ``master_low_bits`` (uint16), which torch.optim ignores.
+  ``master_low_bits`` (uint16), which torch.optim ignores. With
+  ``state_bits=8`` a state key holds uint8 codes and ``<key>_absmax`` the
+  block scales (docs/algorithms.md, 2.6): such a state dict is fastopt's
+  (torch.optim would read the codes as numbers); load it into an optimizer
+  with ``state_bits=32`` to have float state again.
 * ``load_state_dict`` copies the tensors it is given (torch may keep them
   when dtype and device already match); ``state_dict()`` shares the state
   arrays' memory, as torch's does (``copy.deepcopy`` it for a snapshot). A
@@ -105,14 +109,16 @@ import torch
 from . import optim as _optim
 from .clip import NonFiniteGradientError
 from .optimizers._base import Optimizer as _NumpyOptimizer
+from .optimizers._base import _OWN_ON_LOAD, absmax_key
 
 __all__ = ["TorchOptimizer", "torch_optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop",
            "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD", "Adafactor", "Lion", "LAMB"]
 
 # fastopt's options for the whole optimizer (the per-group ones, rounding,
-# master_weights and seed, are hyperparameters of every group).
+# master_weights, seed, state_bits and min_8bit_size, are hyperparameters of
+# every group).
 _STEP_OPTIONS = ("max_grad_norm", "grad_clip_value", "norm_type", "nonfinite")
-_GROUP_OPTIONS = ("rounding", "master_weights", "seed")
+_GROUP_OPTIONS = ("rounding", "master_weights", "seed", "state_bits", "min_8bit_size")
 # torch.optim's implementation switches: accepted, never stored in a group.
 _TORCH_SWITCHES = {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
 _MASTER_KEYS = ("master", "master_low_bits")
@@ -639,7 +645,7 @@ class TorchOptimizer(torch.optim.Optimizer):
     def _from_torch(self, i: int, saved: dict) -> dict:
         """One parameter's state from torch's form into fastopt's, checked (keys,
         shapes, dtypes) and copied: float32 for 16-bit parameters."""
-        arrays = set(self._roles) | set(_MASTER_KEYS)
+        arrays = set(self._roles) | set(_MASTER_KEYS) | {absmax_key(role) for role in self._roles}
         out = {}
         for key, value in saved.items():
             if isinstance(value, torch.Tensor):
@@ -711,7 +717,8 @@ class TorchOptimizer(torch.optim.Optimizer):
                       "params": list(range(len(saved["params"])))} for saved in saved_groups]
         self._fo.load_state_dict({"state": state, "param_groups": fo_groups})
         for group, saved in zip(groups, saved_groups):
-            updated = {**group, **{k: v for k, v in saved.items() if k != "params" and k not in _TORCH_SWITCHES}}
+            updated = {**group, **{k: v for k, v in saved.items()
+                                   if k not in _OWN_ON_LOAD and k not in _TORCH_SWITCHES}}
             updated["params"] = group["params"]
             group.clear()
             group.update(updated)
@@ -752,7 +759,7 @@ def torch_optimizer(fastopt_class: type[_NumpyOptimizer], name: str | None = Non
            "from torch.optim).\n\n"
            f"    Arguments and defaults are fastopt.optim.{fastopt_class.__name__}'s, plus the keyword options "
            "max_grad_norm, grad_clip_value, norm_type, nonfinite (whole optimizer) and rounding, master_weights, "
-           "seed (per group), and torch's foreach/fused (ignored) and capturable/differentiable (must be False).\n\n"
+           "seed, state_bits, min_8bit_size (per group), and torch's foreach/fused (ignored) and capturable/differentiable (must be False).\n\n"
            "    " + (fastopt_class.__doc__ or ""))
     return type(name, (TorchOptimizer,), {
         "__init__": __init__, "__doc__": doc, "__module__": __name__, "__qualname__": name,
