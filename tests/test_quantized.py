@@ -108,7 +108,8 @@ def test_nearest_code_at_every_boundary(target, kind):
     in blocks that hold 1.0 (absmax 1, so x / absmax is x)."""
     values = R.dynamic_map(MAP_KINDS[kind]).astype(np.float64)
     midpoints = ((values[:-1] + values[1:]) / 2).astype(np.float32)
-    cell_edges = np.float32(2.0) ** np.arange(-23, 1, 1 / 128, dtype=np.float64).astype(np.float32)
+    # The lookup's cells are the values' upper 16 bits: every cell edge in [0, 1].
+    cell_edges = (np.arange(0x3F81, dtype=np.uint32) << np.uint32(16)).view(np.float32)
     probes = ulps_around(np.concatenate([midpoints, values.astype(np.float32), cell_edges, -cell_edges]), 4)
     probes = probes[(probes >= -1) & (probes <= 1)]
     if kind == "unsigned":
@@ -165,11 +166,18 @@ def test_quantize_rejects_bad_arrays():
 
 
 # ------------------------------------------------------ the fused 8-bit steps
-def run_8bit(case, size, steps, *, reference, param_dtype=np.float32, tensors=2, rounding="nearest"):
+def run_8bit(case, size, steps, *, reference, param_dtype=np.float32, tensors=2, rounding="nearest",
+             master_weights=None):
     """`steps` steps of a kernel case on `tensors` parameters whose
-    quantizable state is 8-bit: the functional kernel, or the reference."""
+    quantizable state is 8-bit: the functional kernel, or the reference.
+    16-bit parameters may keep masters (then returned after the state)."""
     problems = [NoisyQuadratic(size + 131 * k, steps, seed=k) for k in range(tensors)]
     params = [pr.p0.astype(param_dtype) for pr in problems]
+    masters = None
+    if master_weights == "split":
+        masters = [np.zeros(p.shape, np.uint16) for p in params]
+    elif master_weights == "float32":
+        masters = [p.astype(np.float32) for p in params]
     maps = state_maps_of(case)
     state = []
     for arg, kind in zip(case.state, maps):
@@ -184,13 +192,13 @@ def run_8bit(case, size, steps, *, reference, param_dtype=np.float32, tensors=2,
         grads = [pr.grad(p.astype(np.float32), t).astype(param_dtype) for pr, p in zip(problems, params)]
         kwargs = case.kwargs(t, problems[0].losses)
         if reference:
-            rule = functools.partial(R.narrow_, case.reference, rounding=rounding, rounding_step=t) if narrow \
-                else case.reference
+            rule = functools.partial(R.narrow_, case.reference, rounding=rounding, rounding_step=t,
+                                     masters=masters, master_weights=master_weights) if narrow else case.reference
             R.quantized_(rule, params, grads, *state, state_maps=maps, **kwargs)
         else:
-            extra = {"rounding": fastopt.Rounding(rounding, step=t)} if narrow else {}
+            extra = {"rounding": fastopt.Rounding(rounding, master_weights, masters, step=t)} if narrow else {}
             case.functional(params, grads, *state, **kwargs, **extra)
-    return params, state
+    return params, state + ([masters] if masters else [])
 
 
 def assert_same_run(got, want):
@@ -226,6 +234,18 @@ def test_with_bfloat16_parameters(name, rounding):
     got = run_8bit(case, GRAIN + 300, 15, reference=False, param_dtype=dtype, rounding=rounding)
     want = run_8bit(case, GRAIN + 300, 15, reference=True, param_dtype=dtype, rounding=rounding)
     assert_same_run(got, want)
+
+
+@pytest.mark.parametrize(("rounding", "master_weights"), [("nearest", "split"), ("nearest", "float32"),
+                                                         ("stochastic", "float32")])
+def test_with_bfloat16_masters(rounding, master_weights):
+    """bfloat16 parameters with a split or float32 master and 8-bit state:
+    the parameter side is the 16-bit driver's, the state side quantized."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    case = next(c for c in CASES_8 if c.name == "adam" and c.label == "amsgrad")
+    kwargs = dict(param_dtype=ml_dtypes.bfloat16, rounding=rounding, master_weights=master_weights)
+    assert_same_run(run_8bit(case, GRAIN + 300, 12, reference=False, **kwargs),
+                    run_8bit(case, GRAIN + 300, 12, reference=True, **kwargs))
 
 
 def test_with_float16_parameters():

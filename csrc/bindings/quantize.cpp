@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -65,32 +64,28 @@ float threshold_between(const float (&value)[256], int c) {
   return from_ordered(lo);
 }
 
-// The lowest and highest y of a cell (core/batch.hpp), within [-1, 1]; the
-// cell of 1.0 holds 1.0 only.
-void cell_bounds(int sign, int cell, float& low, float& high) {
-  const std::uint32_t first = cell == 0 ? 0u : static_cast<std::uint32_t>(cell + kCellBase) << kCellShift;
-  const std::uint32_t last = cell + 1 == kCellsPerSign ? bits_from(1.0f)
-                                                        : (static_cast<std::uint32_t>(cell + kCellBase + 1) << kCellShift) - 1;
-  low = sign ? -float_from(last) : float_from(first);
-  high = sign ? -float_from(first) : float_from(last);
+// The lowest and highest y of a cell (core/batch.hpp): the floats whose
+// upper 16 bits are `cell`, in ascending order of value.
+void cell_bounds(std::uint32_t cell, float& low, float& high) {
+  const float first = float_from(cell << kCellShift), last = float_from(cell << kCellShift | 0xFFFFu);
+  low = cell >> 15 ? last : first;  // negative cells: larger bits, smaller values
+  high = cell >> 15 ? first : last;
 }
 
-// The entry of one cell (core/batch.hpp): the code of its lowest value and
-// the lower 16 bits of the threshold inside it, or a bound no value passes.
-std::uint32_t cell_entry(const QuantMap& map, int sign, int cell) {
+// The entry of one cell: the code of its lowest value and the lower 16 bits
+// of the threshold inside it, or a bound no value passes. NaN cells: the
+// zero entry (the quantization rule counts NaN as 0).
+std::uint32_t cell_entry(const QuantMap& map, const float (&threshold)[255], std::uint32_t cell) {
+  constexpr std::uint32_t kNever = 0xFFFFu << 16;
   float low, high;
-  cell_bounds(sign, cell, low, high);
+  cell_bounds(cell, low, high);
+  if (low != low || high != high) return map.zero_code | kNever;
   const int code = nearest_code(map.value, low), top = nearest_code(map.value, high);
-  std::uint32_t bound = 0xFFFFu;  // no threshold in the cell
-  if (top == code + 1) {
-    const std::uint32_t t = bits_from(threshold_between(map.value, code)) & 0xFFFFu;
-    bound = sign ? t ^ 0xFFFFu : t;
-    const bool shares_upper_bits = (bits_from(threshold_between(map.value, code)) >> 16) ==
-                                   (bits_from(sign ? high : low) >> 16);
-    if (!shares_upper_bits) throw std::logic_error("fastopt: a quantization threshold lies in a wide cell");
-  } else if (top != code) {
-    throw std::logic_error("fastopt: a quantization cell spans two thresholds");
-  }
+  if (top == code) return static_cast<std::uint32_t>(code) | kNever;
+  if (top != code + 1) throw std::logic_error("fastopt: a quantization cell spans two thresholds");
+  const std::uint32_t t = bits_from(threshold[code]);
+  if (t >> kCellShift != cell) throw std::logic_error("fastopt: a quantization threshold outside its cell");
+  const std::uint32_t bound = cell >> 15 ? (t & 0xFFFFu) ^ 0xFFFFu : t & 0xFFFFu;
   return static_cast<std::uint32_t>(code) | bound << 16;
 }
 
@@ -98,8 +93,10 @@ std::unique_ptr<QuantMap> build_map(const float (&source)[256]) {
   auto map = std::make_unique<QuantMap>();
   std::memcpy(map->value, source, sizeof map->value);
   map->zero_code = static_cast<std::uint8_t>(nearest_code(map->value, 0.0f));
-  for (int sign = 0; sign < 2; ++sign)
-    for (int cell = 0; cell < kCellsPerSign; ++cell) map->cell[sign * kCellsPerSign + cell] = cell_entry(*map, sign, cell);
+  float threshold[255];
+  for (int c = 0; c < 255; ++c) threshold[c] = threshold_between(map->value, c);
+  for (std::uint32_t cell = 0; cell < static_cast<std::uint32_t>(kCells); ++cell)
+    map->cell[cell] = cell_entry(*map, threshold, cell);
   return map;
 }
 

@@ -93,21 +93,19 @@ constexpr std::int64_t kQuantBlock = 256;
 enum StateMap : std::int32_t { kNoMap = 0, kSignedMap = 1, kUnsignedMap = 2 };
 
 // A dynamic map and the table that finds the nearest code of y in [-1, 1]
-// in one lookup instead of a binary search. The cell of y (its sign, its
-// exponent from 2**-23 up and 7 mantissa bits; below 2**-23, cell 0) holds
-// at most one of the thresholds between neighbouring codes, and y shares
-// the cell's upper 16 bits, so its entry is the code of the cell's lowest
-// value in bits 0-7 and, in bits 16-31, the threshold's lower 16 bits
-// (flipped in negative cells, where larger bits mean smaller y): y rounds
-// one code up when its own lower bits, flipped alike, are above them.
-// Built once on the host (bindings/quantize.cpp); plain data.
-constexpr std::uint32_t kCellMantissaBits = 7;
-constexpr std::uint32_t kCellShift = 23 - kCellMantissaBits;
-constexpr std::int32_t kCellBase = (127 - 23) << kCellMantissaBits;  // the cell of 2**-23
-constexpr std::int32_t kCellsPerSign = (23 << kCellMantissaBits) + 1;  // up to the cell of 1.0
+// in one lookup instead of a binary search. The cell of y is its upper 16
+// bits (sign, exponent, 7 mantissa bits); a cell holds at most one of the
+// thresholds between neighbouring codes, so its entry is the code of the
+// cell's lowest value in bits 0-7 and, in bits 16-31, the threshold's lower
+// 16 bits (flipped in negative cells, where larger bits mean smaller y): y
+// rounds one code up when its own lower bits, flipped alike, are above
+// them. NaN cells hold the zero entry's code. Built once on the host
+// (bindings/quantize.cpp); plain data.
+constexpr std::uint32_t kCellShift = 16;
+constexpr std::int32_t kCells = 1 << 16;
 struct QuantMap {
-  float value[256];                         // ascending
-  std::uint32_t cell[2 * kCellsPerSign];    // [sign * kCellsPerSign + cell]: code | lower bits << 16
+  float value[256];               // ascending
+  std::uint32_t cell[kCells];     // [bits(y) >> 16]: code | lower bits << 16
   std::uint8_t zero_code;
 };
 

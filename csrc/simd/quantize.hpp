@@ -20,11 +20,9 @@ namespace FASTOPT_TARGET_NAME {
 
 // The nearest code to y = x / absmax (ties: the lower code); NaN stands for 0.
 inline std::uint8_t quantize_one(const QuantMap& map, float y) {
-  if (y != y) y = 0.0f;
-  const std::uint32_t u = bits_of(y), sign = u >> 31;
-  const std::int32_t cell = std::max<std::int32_t>(static_cast<std::int32_t>((u & 0x7FFFFFFFu) >> kCellShift) - kCellBase, 0);
-  const std::uint32_t entry = map.cell[sign * kCellsPerSign + static_cast<std::uint32_t>(cell)];
-  const std::uint32_t lower = (u & 0xFFFFu) ^ (sign ? 0xFFFFu : 0u);
+  const std::uint32_t u = bits_of(y);
+  const std::uint32_t entry = map.cell[u >> kCellShift];
+  const std::uint32_t lower = (u & 0xFFFFu) ^ (u >> 31 ? 0xFFFFu : 0u);
   return static_cast<std::uint8_t>((entry & 0xFFu) + (lower > (entry >> 16)));
 }
 
@@ -53,37 +51,28 @@ inline float absmax_of(const float* __restrict x, std::int64_t n) {
 
 #if defined(__AVX512F__)
 inline __m512i codes_of(const QuantMap& map, __m512 y) {
-  const __m512i low_half = _mm512_set1_epi32(0xFFFF);
-  y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, y, _CMP_ORD_Q), y);  // NaN: 0
-  const __m512i u = _mm512_castps_si512(y), negative = _mm512_srai_epi32(u, 31);
-  const __m512i magnitude = _mm512_srli_epi32(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), kCellShift);
-  __m512i cell = _mm512_max_epi32(_mm512_sub_epi32(magnitude, _mm512_set1_epi32(kCellBase)), _mm512_setzero_si512());
-  cell = _mm512_add_epi32(cell, _mm512_and_si512(negative, _mm512_set1_epi32(kCellsPerSign)));
-  const __m512i entry = _mm512_i32gather_epi32(cell, reinterpret_cast<const int*>(map.cell), 4);
-  const __m512i lower = _mm512_xor_si512(_mm512_and_si512(u, low_half), _mm512_and_si512(negative, low_half));
+  const __m512i u = _mm512_castps_si512(y);
+  const __m512i entry = _mm512_i32gather_epi32(_mm512_srli_epi32(u, kCellShift), reinterpret_cast<const int*>(map.cell), 4);
+  // (u ^ (u < 0 ? 0xFFFF : 0)) & 0xFFFF in one ternary-logic instruction: 0x28 is (a ^ b) & c.
+  const __m512i lower = _mm512_ternarylogic_epi32(u, _mm512_srai_epi32(u, 31), _mm512_set1_epi32(0xFFFF), 0x28);
   const __mmask16 up = _mm512_cmpgt_epi32_mask(lower, _mm512_srli_epi32(entry, 16));
   const __m512i code = _mm512_and_si512(entry, _mm512_set1_epi32(0xFF));
   return _mm512_mask_add_epi32(code, up, code, _mm512_set1_epi32(1));
 }
 #elif defined(__AVX2__)
 inline __m256i codes_of(const QuantMap& map, __m256 y) {
-  const __m256i low_half = _mm256_set1_epi32(0xFFFF);
-  y = _mm256_and_ps(y, _mm256_cmp_ps(y, y, _CMP_ORD_Q));  // NaN: 0
-  const __m256i u = _mm256_castps_si256(y), negative = _mm256_srai_epi32(u, 31);
-  const __m256i magnitude = _mm256_srli_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF)), kCellShift);
-  __m256i cell = _mm256_max_epi32(_mm256_sub_epi32(magnitude, _mm256_set1_epi32(kCellBase)), _mm256_setzero_si256());
-  cell = _mm256_add_epi32(cell, _mm256_and_si256(negative, _mm256_set1_epi32(kCellsPerSign)));
-  const __m256i entry = _mm256_i32gather_epi32(reinterpret_cast<const int*>(map.cell), cell, 4);
-  const __m256i lower = _mm256_xor_si256(_mm256_and_si256(u, low_half), _mm256_and_si256(negative, low_half));
+  const __m256i u = _mm256_castps_si256(y), low_half = _mm256_set1_epi32(0xFFFF);
+  const __m256i entry = _mm256_i32gather_epi32(reinterpret_cast<const int*>(map.cell), _mm256_srli_epi32(u, kCellShift), 4);
+  const __m256i lower = _mm256_and_si256(_mm256_xor_si256(u, _mm256_srai_epi32(u, 31)), low_half);
   const __m256i up = _mm256_cmpgt_epi32(lower, _mm256_srli_epi32(entry, 16));  // true is -1
   return _mm256_sub_epi32(_mm256_and_si256(entry, _mm256_set1_epi32(0xFF)), up);
 }
 #endif
 
-// codes[0, n) of one block whose absmax is a. The quotient x / a is exact
-// IEEE division, as the rule says; multiplying by 1/a instead (and dividing
-// again only near a threshold) measured slower: the lookup, not the
-// divider, bounds this loop.
+// codes[0, n) of one block whose absmax is a. x / a is the IEEE division
+// the rule names: multiplying by 1/a instead (and dividing again where the
+// product lies within a few bits of a threshold) measured no faster; the
+// gather of the table entry, not the divider, bounds this loop.
 inline void quantize_block(const QuantMap& map, const float* __restrict x, std::uint8_t* __restrict q,
                            std::int64_t n, float a) {
   if (a == 0.0f) {  // zeros (and NaN): the zero entry, without dividing by zero
