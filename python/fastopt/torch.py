@@ -108,8 +108,8 @@ import torch
 
 from . import optim as _optim
 from .clip import NonFiniteGradientError
-from .optimizers._base import Optimizer as _NumpyOptimizer
 from .optimizers._base import _OWN_ON_LOAD, absmax_key
+from .optimizers._base import Optimizer as _NumpyOptimizer
 
 __all__ = ["TorchOptimizer", "torch_optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop",
            "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD", "Adafactor", "Lion", "LAMB"]
@@ -759,7 +759,8 @@ def torch_optimizer(fastopt_class: type[_NumpyOptimizer], name: str | None = Non
            "from torch.optim).\n\n"
            f"    Arguments and defaults are fastopt.optim.{fastopt_class.__name__}'s, plus the keyword options "
            "max_grad_norm, grad_clip_value, norm_type, nonfinite (whole optimizer) and rounding, master_weights, "
-           "seed, state_bits, min_8bit_size (per group), and torch's foreach/fused (ignored) and capturable/differentiable (must be False).\n\n"
+           "seed, state_bits, min_8bit_size (per group), and torch's foreach/fused (ignored) and "
+           "capturable/differentiable (must be False).\n\n"
            "    " + (fastopt_class.__doc__ or ""))
     return type(name, (TorchOptimizer,), {
         "__init__": __init__, "__doc__": doc, "__module__": __name__, "__qualname__": name,
