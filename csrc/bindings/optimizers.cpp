@@ -52,7 +52,6 @@ struct HostSpec {
   std::vector<HyperDecl> hypers;  // the optimizer's, then the shared ones
   std::vector<StateDecl> state;
   std::vector<std::string> state_args;  // "exp_avgs": the functional form's argument names
-  std::vector<StateMap> state_maps;     // per state key: its 8-bit map, kNoMap without an 8-bit form
   bool (*needs_state)(int role, const double* values, int ndim);
   void (*validate)(const double* values);
   int index = -1;  // position in every target's optimizer table
@@ -65,40 +64,25 @@ typename Opt::Hyper as_hyper(const double* values) {
   return h;
 }
 
-// An optimizer whose weight decay is decoupled unless asked otherwise (Lion)
-// declares static constexpr bool kDecoupledByDefault = true.
-template <class Opt, class = void>
-struct DecoupledByDefault : std::false_type {};
-template <class Opt>
-struct DecoupledByDefault<Opt, std::void_t<decltype(Opt::kDecoupledByDefault)>>
-    : std::integral_constant<bool, Opt::kDecoupledByDefault> {};
-
-// An optimizer's cross-field checks (static void validate(const Hyper&)) and
-// which state arrays a tensor needs (static bool needs_state(int role, const
-// Hyper&, int ndim)) are optional: without them, no check and every array.
-template <class Opt, class = void>
-struct HasValidate : std::false_type {};
-template <class Opt>
-struct HasValidate<Opt, std::void_t<decltype(&Opt::validate)>> : std::true_type {};
-template <class Opt, class = void>
-struct HasNeedsState : std::false_type {};
-template <class Opt>
-struct HasNeedsState<Opt, std::void_t<decltype(&Opt::needs_state)>> : std::true_type {};
-
-// How each state array's shape follows its parameter's (static constexpr
-// StateShape kStateShapes[], one per state key) is optional: without it,
-// every state array has the parameter's shape.
-template <class Opt, class = void>
-struct HasStateShapes : std::false_type {};
-template <class Opt>
-struct HasStateShapes<Opt, std::void_t<decltype(Opt::kStateShapes)>> : std::true_type {};
-
-// Which dynamic map each state key's 8-bit form uses (static constexpr
-// StateMap kStateMaps[]) is optional: without it, no 8-bit state.
-template <class Opt, class = void>
-struct HasStateMaps : std::false_type {};
-template <class Opt>
-struct HasStateMaps<Opt, std::void_t<decltype(Opt::kStateMaps)>> : std::true_type {};
+// What an optimizer may declare beyond its FASTOPT_DECLARE_OPTIMIZER (each
+// optional; without it, the default in brackets):
+//   static void validate(const Hyper&)          cross-field checks [none]
+//   static bool needs_state(int role, const Hyper&, int ndim)
+//                                               which state arrays a tensor needs [all]
+//   static constexpr bool kDecoupledByDefault   decoupled_weight_decay's default [false]
+//   static constexpr const char* kOwnWeightDecay
+//       weight_decay is the rule's own term, described by this text, so
+//       decoupled_weight_decay does not apply (LAMB, Adafactor) [no such term]
+#define FASTOPT_OPTIONAL_MEMBER(Trait, member)     \
+  template <class Opt, class = void>               \
+  struct Trait : std::false_type {};               \
+  template <class Opt>                             \
+  struct Trait<Opt, std::void_t<decltype(&Opt::member)>> : std::true_type {};
+FASTOPT_OPTIONAL_MEMBER(HasValidate, validate)
+FASTOPT_OPTIONAL_MEMBER(HasNeedsState, needs_state)
+FASTOPT_OPTIONAL_MEMBER(HasDecoupledByDefault, kDecoupledByDefault)
+FASTOPT_OPTIONAL_MEMBER(HasOwnWeightDecay, kOwnWeightDecay)
+#undef FASTOPT_OPTIONAL_MEMBER
 
 template <class Opt>
 bool needs_state(int role, const double* values, int ndim) {
@@ -108,28 +92,22 @@ bool needs_state(int role, const double* values, int ndim) {
 
 template <class Opt>
 void validate(const double* values) {
+  if constexpr (HasOwnWeightDecay<Opt>::value)
+    require(as_hyper<Opt>(values).shared.decoupled_weight_decay == 0.0,
+            [] { return std::string(Opt::kOwnWeightDecay) + ": decoupled_weight_decay does not apply"; });
   if constexpr (HasValidate<Opt>::value) Opt::validate(as_hyper<Opt>(values));
 }
 
 template <class Opt>
 HostSpec host_spec() {
-  HostSpec spec{Opt::kName, {}, {}, {}, {}, nullptr, nullptr};
+  HostSpec spec{Opt::kName, {}, {}, {}, nullptr, nullptr};
   spec.hypers.assign(std::begin(Opt::kHypers), std::end(Opt::kHypers));
   spec.hypers.insert(spec.hypers.end(), std::begin(kSharedHypers), std::end(kSharedHypers));
-  if (DecoupledByDefault<Opt>::value)
+  if constexpr (HasDecoupledByDefault<Opt>::value)
     for (HyperDecl& d : spec.hypers)
-      if (std::string(d.name) == "decoupled_weight_decay") d.default_value = 1.0;
+      if (std::string(d.name) == "decoupled_weight_decay") d.default_value = Opt::kDecoupledByDefault;
   spec.state.assign(std::begin(Opt::kState), std::end(Opt::kState));
-  if constexpr (HasStateShapes<Opt>::value) {
-    static_assert(std::size(Opt::kStateShapes) == std::size(Opt::kState));
-    for (std::size_t r = 0; r < spec.state.size(); ++r) spec.state[r].shape = Opt::kStateShapes[r];
-  }
   for (const StateDecl& s : spec.state) spec.state_args.push_back(std::string(s.name) + "s");
-  spec.state_maps.assign(spec.state.size(), kNoMap);
-  if constexpr (HasStateMaps<Opt>::value) {
-    static_assert(std::size(Opt::kStateMaps) == std::size(Opt::kState));
-    spec.state_maps.assign(std::begin(Opt::kStateMaps), std::end(Opt::kStateMaps));
-  }
   spec.needs_state = &needs_state<Opt>;
   spec.validate = &validate<Opt>;
   return spec;
@@ -211,7 +189,7 @@ double parse_value(const HyperDecl& d, PyObject* item) {
       const std::string text = py::reinterpret_borrow<py::str>(item);
       for (int k = 0; d.choices[k]; ++k)
         if (text == d.choices[k]) return k;
-      throw py::value_error("invalid " + std::string(d.label) + ": '" + text + "' (expected one of " +
+      throw py::value_error("invalid " + std::string(d.shown()) + ": '" + text + "' (expected one of " +
                             choices_text(d) + ")");
     }
     throw py::type_error(std::string(d.name) + " must be a str, got " + type_name(item));
@@ -244,7 +222,7 @@ double parse_value(const HyperDecl& d, PyObject* item) {
   if (!in_range(d, x)) {
     if (!std::isfinite(x) && d.check != Check::kUnitOpen && d.check != Check::kUnitClosed)
       throw py::value_error(std::string(d.name) + " must be finite, got " + num(x));
-    throw py::value_error("invalid " + std::string(d.label) + ": " + num(x) + " (must be " + check_text(d) + ")");
+    throw py::value_error("invalid " + std::string(d.shown()) + ": " + num(x) + " (must be " + check_text(d) + ")");
   }
   return x;
 }
@@ -468,7 +446,7 @@ std::size_t role_count(const HostSpec& spec) { return 3 + 2 * spec.state.size();
 
 void add_state_roles(const HostSpec& spec, CheckedBuffers& buffers, py::handle state) {
   std::vector<bool> quantizable;
-  for (StateMap m : spec.state_maps) quantizable.push_back(m != kNoMap);
+  for (const StateDecl& d : spec.state) quantizable.push_back(d.map != kNoMap);
   buffers.allow_8bit_state(2 + spec.state.size(), std::move(quantizable));
   if (!PyList_Check(state.ptr()) && !PyTuple_Check(state.ptr()))
     throw py::type_error(std::string(spec.name) + ": state must be a list with one entry per state key");
@@ -634,12 +612,8 @@ py::object default_of(const HyperDecl& d) {
 }
 
 const char* shape_name(StateShape s) {
-  switch (s) {
-    case StateShape::kLikeParam: return "param";
-    case StateShape::kRowsOfParam: return "rows";
-    case StateShape::kColsOfParam: return "cols";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {"param", "rows", "cols"};  // in StateShape's order
+  return kNames[static_cast<int>(s)];
 }
 
 }  // namespace
@@ -678,7 +652,7 @@ void bind_optimizers(py::module_& m) {
       }, "(key, shape rule) per state array, in the order step() takes them.")
       .def_property_readonly("state_maps", [](const HostSpec& s) {
         py::list out;
-        for (StateMap m : s.state_maps) out.append(m == kSignedMap ? py::str("signed") : m == kUnsignedMap ? py::str("unsigned") : py::object(py::none()));
+        for (const StateDecl& d : s.state) out.append(d.map == kSignedMap ? py::str("signed") : d.map == kUnsignedMap ? py::str("unsigned") : py::object(py::none()));
         return out;
       }, "Per state key, the dynamic map of its 8-bit form ('signed' or 'unsigned'; None: float state only). "
          "step() takes an 8-bit state array as a (codes, absmax) pair.")

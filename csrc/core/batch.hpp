@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "core/hyper.hpp"
+
 #ifdef FASTOPT_HAVE_OPENMP
 #include <omp.h>
 #endif
@@ -89,8 +91,8 @@ struct WriteBack {
 // 8-bit optimizer state (docs/algorithms.md, "8-bit optimizer state"): a
 // state array in blocks of kQuantBlock elements, a uint8 code per element
 // and a float32 absmax per block; element i is map[code_i] * absmax.
+// Each state key's map is in its StateDecl (core/hyper.hpp).
 constexpr std::int64_t kQuantBlock = 256;
-enum StateMap : std::int32_t { kNoMap = 0, kSignedMap = 1, kUnsignedMap = 2 };
 
 // A dynamic map and the table that finds the nearest code of y in [-1, 1]
 // in one lookup instead of a binary search. The cell of y is its upper 16

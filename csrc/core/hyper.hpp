@@ -1,16 +1,19 @@
 // Hyperparameters, declared once per optimizer.
 //
 // An optimizer header lists its hyperparameters in one X-macro: name, default,
-// check. From that single list come the C++ struct the kernel reads (one
+// check (then, where needed: origin, the label messages use, choices, pair). The
+// list reads like the Python signature: torch's order, several to a line.
+// From that single list come the C++ struct the kernel reads (one
 // double per hyperparameter, in the listed order), the table the bindings use
 // to parse and validate Python values (error messages name the argument), and
 // the specification fastopt exposes to Python (`_core.optimizers()`), against
 // which the Python signatures and the stub are tested.
 //
 //   #define FASTOPT_ADAM_HYPERPARAMETERS(X)
-//     X(lr,    1e-3, kNonNegative, "lr")
-//     X(beta1, 0.9,  kUnitOpen,    "beta parameter at index 0")   ...
-//   struct Adam { FASTOPT_DECLARE_OPTIMIZER("adam", FASTOPT_ADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq, ...); };
+//     X(lr, 1e-3, kNonNegative) FASTOPT_BETAS(X, 0.9, 0.999) X(eps, 1e-8, kNonNegative) ...
+//   struct Adam {
+//     FASTOPT_DECLARE_OPTIMIZER("adam", FASTOPT_ADAM_HYPERPARAMETERS, (exp_avg, kSignedMap), ...);
+//   };
 //
 // Everything here is data: no inline code runs from a header that SIMD-target
 // translation units also include (see core/registry.hpp).
@@ -50,10 +53,12 @@ struct HyperDecl {
   const char* name;
   double default_value;
   Check check;
-  const char* label;           // how messages name it: "invalid <label>: ..."
   Origin origin = Origin::kHyper;
+  const char* label = nullptr;  // how messages name it ("invalid <label>: ..."); nullptr: the name
   const char* const* choices = nullptr;  // kChoice: nullptr-terminated
   const char* pair = nullptr;  // two consecutive fields Python passes as one pair ("betas")
+
+  const char* shown() const { return label ? label : name; }
 };
 
 // The regularization and clipping every optimizer offers, applied in the same
@@ -67,10 +72,10 @@ struct SharedHyper {
 };
 
 inline constexpr HyperDecl kSharedHypers[] = {
-    {"l1", 0.0, Check::kNonNegative, "l1", Origin::kShared},
-    {"decoupled_weight_decay", 0.0, Check::kFlag, "decoupled_weight_decay", Origin::kShared},
-    {"grad_scale", 1.0, Check::kNonNegative, "grad_scale", Origin::kShared},
-    {"clip_value", HUGE_VAL, Check::kPositiveOrInf, "clip_value", Origin::kShared},
+    {"l1", 0.0, Check::kNonNegative, Origin::kShared},
+    {"decoupled_weight_decay", 0.0, Check::kFlag, Origin::kShared},
+    {"grad_scale", 1.0, Check::kNonNegative, Origin::kShared},
+    {"clip_value", HUGE_VAL, Check::kPositiveOrInf, Origin::kShared},
 };
 constexpr int kSharedHyperCount = 4;
 
@@ -91,14 +96,18 @@ constexpr int kSharedHyperCount = 4;
 #define FASTOPT_FOR_EACH(M, ...)                                                                                \
   FASTOPT_EXPAND(FASTOPT_EACH_PICK(__VA_ARGS__, FASTOPT_EACH_6, FASTOPT_EACH_5, FASTOPT_EACH_4, FASTOPT_EACH_3, \
                                    FASTOPT_EACH_2, FASTOPT_EACH_1)(M, __VA_ARGS__))
-#define FASTOPT_STATE_ROW(key) ::fastopt::StateDecl{#key},
-#define FASTOPT_STATE_ROLE(key) key,
+// A state key is a parenthesized (key[, map[, shape]]): see StateDecl.
+#define FASTOPT_STATE_ROW_(key, ...) ::fastopt::StateDecl{#key, __VA_ARGS__},
+#define FASTOPT_STATE_ROLE_(key, ...) key,
+#define FASTOPT_STATE_ROW(entry) FASTOPT_EXPAND(FASTOPT_STATE_ROW_ entry)
+#define FASTOPT_STATE_ROLE(entry) FASTOPT_EXPAND(FASTOPT_STATE_ROLE_ entry)
 
 // Inside an optimizer's struct, its whole declaration:
-//   FASTOPT_DECLARE_OPTIMIZER("adam", FASTOPT_ADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq, max_exp_avg_sq);
+//   FASTOPT_DECLARE_OPTIMIZER("adam", FASTOPT_ADAM_HYPERPARAMETERS,
+//                             (exp_avg, kSignedMap), (exp_avg_sq, kUnsignedMap), (max_exp_avg_sq, kUnsignedMap));
 // gives kName; Hyper (the doubles the kernel reads, then the shared ones) and
 // kHypers (the declaration table, same order); kState, the state arrays by
-// torch's keys; and Role, the index of each array the kernel sees:
+// torch's keys, each with its 8-bit map and shape; and Role, the index of each array the kernel sees:
 // kParam, kGrad, then one per state key, named by the key (Adam::exp_avg).
 #define FASTOPT_DECLARE_OPTIMIZER(name, LIST, ...)                                                    \
   static constexpr const char* kName = name;                                                         \
@@ -115,12 +124,10 @@ constexpr int kSharedHyperCount = 4;
 // Lines several optimizers' lists share (betas as torch checks them; the
 // regularization every torch optimizer offers; the step count).
 #define FASTOPT_BETAS(X, beta1_default, beta2_default)                                            \
-  X(beta1, beta1_default, kUnitOpen, "beta parameter at index 0", Origin::kHyper, nullptr, "betas") \
-  X(beta2, beta2_default, kUnitOpen, "beta parameter at index 1", Origin::kHyper, nullptr, "betas")
-#define FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)         \
-  X(weight_decay, 0.0, kNonNegative, "weight_decay") \
-  X(maximize, 0, kFlag, "maximize")
-#define FASTOPT_STEP_COUNT(X) X(step, 1, kStep, "step", Origin::kPerStep)
+  X(beta1, beta1_default, kUnitOpen, Origin::kHyper, "beta parameter at index 0", nullptr, "betas") \
+  X(beta2, beta2_default, kUnitOpen, Origin::kHyper, "beta parameter at index 1", nullptr, "betas")
+#define FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X) X(weight_decay, 0.0, kNonNegative) X(maximize, 0, kFlag)
+#define FASTOPT_STEP_COUNT(X) X(step, 1, kStep, Origin::kPerStep)
 
 // How a state array's shape follows its parameter's.
 enum class StateShape : int {
@@ -129,8 +136,13 @@ enum class StateShape : int {
   kColsOfParam,   // p.shape[:-2] + (1, p.shape[-1]): one value per column
 };
 
+// Which dynamic map a state key's 8-bit form uses (docs/algorithms.md,
+// "8-bit optimizer state"); kNoMap: the key has no 8-bit form.
+enum StateMap : std::int32_t { kNoMap = 0, kSignedMap = 1, kUnsignedMap = 2 };
+
 struct StateDecl {
   const char* name;  // torch's state key ("exp_avg")
+  StateMap map = kNoMap;
   StateShape shape = StateShape::kLikeParam;
 };
 
@@ -164,12 +176,6 @@ inline std::string num(double x) {
 template <class Message>
 inline void require(bool ok, Message&& message) {
   if (!ok) throw std::invalid_argument(std::string(message()));
-}
-// For an optimizer whose weight_decay is its own rule (LAMB, Adafactor).
-inline void require_own_weight_decay(const SharedHyper& shared, const char* name, const char* rule) {
-  require(shared.decoupled_weight_decay == 0.0, [&] {
-    return std::string(name) + "'s weight_decay is " + rule + ": decoupled_weight_decay does not apply";
-  });
 }
 inline void require_finite(double x, const char* name) {
   require(std::isfinite(x), [&] { return std::string(name) + " must be finite, got " + num(x); });

@@ -13,13 +13,11 @@
 namespace fastopt {
 
 struct Adadelta {
-#define FASTOPT_ADADELTA_HYPERPARAMETERS(X) \
-  X(lr, 1.0, kNonNegative, "lr")            \
-  X(rho, 0.9, kUnitClosed, "rho value")     \
-  X(eps, 1e-6, kNonNegative, "eps")         \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
-  FASTOPT_DECLARE_OPTIMIZER("adadelta", FASTOPT_ADADELTA_HYPERPARAMETERS, square_avg, acc_delta);
-  static constexpr StateMap kStateMaps[] = {kUnsignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
+#define FASTOPT_ADADELTA_HYPERPARAMETERS(X)                                       \
+  X(lr, 1.0, kNonNegative) X(rho, 0.9, kUnitClosed, Origin::kHyper, "rho value") \
+  X(eps, 1e-6, kNonNegative) FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
+  FASTOPT_DECLARE_OPTIMIZER("adadelta", FASTOPT_ADADELTA_HYPERPARAMETERS, (square_avg, kUnsignedMap),
+                            (acc_delta, kUnsignedMap));
 };
 
 namespace FASTOPT_TARGET_NAME {
@@ -34,8 +32,7 @@ struct Kernel<Adadelta, T> {
   explicit Kernel(const Adadelta::Hyper& h)
       : pre(h.shared, h.weight_decay, h.maximize, h.lr),
         average(h.rho),
-        lr(static_cast<T>(h.lr)),
-        eps(static_cast<T>(h.eps)) {}
+        lr(static_cast<T>(h.lr)), eps(static_cast<T>(h.eps)) {}
 
   template <int, bool kStats, int kExtras, class IO = PlainIO>
   FASTOPT_NOINLINE static void span(const Kernel s, T* const* x, std::int64_t n, double (&sums)[kStatFields]) {

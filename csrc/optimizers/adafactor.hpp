@@ -27,22 +27,20 @@
 namespace fastopt {
 
 struct Adafactor {
-#define FASTOPT_ADAFACTOR_HYPERPARAMETERS(X)                            \
-  X(lr, 1e-2, kNonNegative, "lr")                                       \
-  X(beta2_decay, -0.8, kNonPositive, "beta2_decay")                     \
-  X(eps1, std::nan(""), kOptionalNonNegative, "eps (index 0)", Origin::kHyper, nullptr, "eps") \
-  X(eps2, 1e-3, kNonNegative, "eps (index 1)", Origin::kHyper, nullptr, "eps")                 \
-  X(d, 1.0, kAtLeastOne, "d (clipping threshold)")                      \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                  \
+#define FASTOPT_ADAFACTOR_HYPERPARAMETERS(X)                                                         \
+  X(lr, 1e-2, kNonNegative) X(beta2_decay, -0.8, kNonPositive)                                       \
+  X(eps1, std::nan(""), kOptionalNonNegative, Origin::kHyper, "eps (index 0)", nullptr, "eps")       \
+  X(eps2, 1e-3, kNonNegative, Origin::kHyper, "eps (index 1)", nullptr, "eps")                       \
+  X(d, 1.0, kAtLeastOne, Origin::kHyper, "d (clipping threshold)") FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X) \
   FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_OPTIMIZER("adafactor", FASTOPT_ADAFACTOR_HYPERPARAMETERS, row_var, col_var, variance);
-  static constexpr StateShape kStateShapes[] = {StateShape::kRowsOfParam, StateShape::kColsOfParam,
-                                                StateShape::kLikeParam};
+  // The factored second moment: one value per row and one per column of
+  // each matrix of a parameter of two or more dimensions, else per element.
+  FASTOPT_DECLARE_OPTIMIZER("adafactor", FASTOPT_ADAFACTOR_HYPERPARAMETERS,
+                            (row_var, kNoMap, StateShape::kRowsOfParam), (col_var, kNoMap, StateShape::kColsOfParam),
+                            (variance));
 
   static bool needs_state(int role, const Hyper&, int ndim) { return (role == variance) == (ndim < 2); }
-  static void validate(const Hyper& h) {
-    require_own_weight_decay(h.shared, "Adafactor", "always decoupled (p*(1 - lr*weight_decay))");
-  }
+  static constexpr const char* kOwnWeightDecay = "Adafactor's weight_decay is always decoupled (p*(1 - lr*weight_decay))";
 };
 
 namespace FASTOPT_TARGET_NAME {

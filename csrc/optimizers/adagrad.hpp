@@ -11,15 +11,11 @@
 namespace fastopt {
 
 struct Adagrad {
-#define FASTOPT_ADAGRAD_HYPERPARAMETERS(X)                                                         \
-  X(lr, 1e-2, kNonNegative, "lr")                                                                  \
-  X(lr_decay, 0.0, kNonNegative, "lr_decay")                                                       \
-  X(initial_accumulator_value, 0.0, kNonNegative, "initial_accumulator_value", Origin::kClassOnly) \
-  X(eps, 1e-10, kNonNegative, "eps")                                                               \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                                             \
-  FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_OPTIMIZER("adagrad", FASTOPT_ADAGRAD_HYPERPARAMETERS, sum);
-  static constexpr StateMap kStateMaps[] = {kUnsignedMap};  // 8-bit state: each key's dynamic map
+#define FASTOPT_ADAGRAD_HYPERPARAMETERS(X)                                                             \
+  X(lr, 1e-2, kNonNegative) X(lr_decay, 0.0, kNonNegative)                                       \
+  X(initial_accumulator_value, 0.0, kNonNegative, Origin::kClassOnly) X(eps, 1e-10, kNonNegative) \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X) FASTOPT_STEP_COUNT(X)
+  FASTOPT_DECLARE_OPTIMIZER("adagrad", FASTOPT_ADAGRAD_HYPERPARAMETERS, (sum, kUnsignedMap));
 };
 
 namespace FASTOPT_TARGET_NAME {

@@ -19,15 +19,11 @@
 namespace fastopt {
 
 struct Adam {
-#define FASTOPT_ADAM_HYPERPARAMETERS(X) \
-  X(lr, 1e-3, kNonNegative, "lr")       \
-  FASTOPT_BETAS(X, 0.9, 0.999)          \
-  X(eps, 1e-8, kNonNegative, "eps")     \
-  X(amsgrad, 0, kFlag, "amsgrad")       \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)  \
-  FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_OPTIMIZER("adam", FASTOPT_ADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq, max_exp_avg_sq);
-  static constexpr StateMap kStateMaps[] = {kSignedMap, kUnsignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
+#define FASTOPT_ADAM_HYPERPARAMETERS(X)                                                                   \
+  X(lr, 1e-3, kNonNegative) FASTOPT_BETAS(X, 0.9, 0.999) X(eps, 1e-8, kNonNegative) X(amsgrad, 0, kFlag) \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X) FASTOPT_STEP_COUNT(X)
+  FASTOPT_DECLARE_OPTIMIZER("adam", FASTOPT_ADAM_HYPERPARAMETERS, (exp_avg, kSignedMap), (exp_avg_sq, kUnsignedMap),
+                            (max_exp_avg_sq, kUnsignedMap));
 
   static bool needs_state(int role, const Hyper& h, int /*ndim*/) { return role != max_exp_avg_sq || h.amsgrad != 0.0; }
 };

@@ -13,14 +13,10 @@
 namespace fastopt {
 
 struct Adamax {
-#define FASTOPT_ADAMAX_HYPERPARAMETERS(X) \
-  X(lr, 2e-3, kNonNegative, "lr")         \
-  FASTOPT_BETAS(X, 0.9, 0.999)            \
-  X(eps, 1e-8, kNonNegative, "eps")       \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)    \
-  FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_OPTIMIZER("adamax", FASTOPT_ADAMAX_HYPERPARAMETERS, exp_avg, exp_inf);
-  static constexpr StateMap kStateMaps[] = {kSignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
+#define FASTOPT_ADAMAX_HYPERPARAMETERS(X)                                         \
+  X(lr, 2e-3, kNonNegative) FASTOPT_BETAS(X, 0.9, 0.999) X(eps, 1e-8, kNonNegative) \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X) FASTOPT_STEP_COUNT(X)
+  FASTOPT_DECLARE_OPTIMIZER("adamax", FASTOPT_ADAMAX_HYPERPARAMETERS, (exp_avg, kSignedMap), (exp_inf, kUnsignedMap));
 };
 
 namespace FASTOPT_TARGET_NAME {

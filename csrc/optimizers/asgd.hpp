@@ -15,15 +15,11 @@
 namespace fastopt {
 
 struct Asgd {
-#define FASTOPT_ASGD_HYPERPARAMETERS(X)                \
-  X(lr, 1e-2, kNonNegative, "lr")                      \
-  X(lambd, 1e-4, kNonNegative, "lambd")                \
-  X(alpha, 0.75, kFinite, "alpha", Origin::kClassOnly) \
-  X(t0, 1e6, kNonNegative, "t0", Origin::kClassOnly)   \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                 \
-  X(eta, 1e-2, kNonNegative, "eta", Origin::kPerStep)  \
-  X(mu, 1.0, kNonNegative, "mu", Origin::kPerStep)
-  FASTOPT_DECLARE_OPTIMIZER("asgd", FASTOPT_ASGD_HYPERPARAMETERS, ax);
+#define FASTOPT_ASGD_HYPERPARAMETERS(X)                                                                        \
+  X(lr, 1e-2, kNonNegative) X(lambd, 1e-4, kNonNegative)                                                       \
+  X(alpha, 0.75, kFinite, Origin::kClassOnly) X(t0, 1e6, kNonNegative, Origin::kClassOnly)                     \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X) X(eta, 1e-2, kNonNegative, Origin::kPerStep) X(mu, 1.0, kNonNegative, Origin::kPerStep)
+  FASTOPT_DECLARE_OPTIMIZER("asgd", FASTOPT_ASGD_HYPERPARAMETERS, (ax));
 };
 
 namespace FASTOPT_TARGET_NAME {

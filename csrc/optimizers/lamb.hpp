@@ -23,18 +23,12 @@
 namespace fastopt {
 
 struct Lamb {
-#define FASTOPT_LAMB_HYPERPARAMETERS(X)                     \
-  X(lr, 1e-3, kNonNegative, "lr")                           \
-  FASTOPT_BETAS(X, 0.9, 0.999)                              \
-  X(eps, 1e-6, kNonNegative, "eps")                         \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                      \
+#define FASTOPT_LAMB_HYPERPARAMETERS(X)                                                                \
+  X(lr, 1e-3, kNonNegative) FASTOPT_BETAS(X, 0.9, 0.999) X(eps, 1e-6, kNonNegative) FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X) \
   FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_OPTIMIZER("lamb", FASTOPT_LAMB_HYPERPARAMETERS, exp_avg, exp_avg_sq);
-  static constexpr StateMap kStateMaps[] = {kSignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
+  FASTOPT_DECLARE_OPTIMIZER("lamb", FASTOPT_LAMB_HYPERPARAMETERS, (exp_avg, kSignedMap), (exp_avg_sq, kUnsignedMap));
 
-  static void validate(const Hyper& h) {
-    require_own_weight_decay(h.shared, "LAMB", "its own term of the update (r + weight_decay*p)");
-  }
+  static constexpr const char* kOwnWeightDecay = "LAMB's weight_decay is its own term of the update (r + weight_decay*p)";
 };
 
 namespace FASTOPT_TARGET_NAME {

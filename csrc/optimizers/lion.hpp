@@ -15,11 +15,8 @@ namespace fastopt {
 struct Lion {
     static constexpr bool kDecoupledByDefault = true;
 #define FASTOPT_LION_HYPERPARAMETERS(X) \
-  X(lr, 1e-4, kNonNegative, "lr")       \
-  FASTOPT_BETAS(X, 0.9, 0.99)           \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
-  FASTOPT_DECLARE_OPTIMIZER("lion", FASTOPT_LION_HYPERPARAMETERS, exp_avg);
-  static constexpr StateMap kStateMaps[] = {kSignedMap};  // 8-bit state: each key's dynamic map
+  X(lr, 1e-4, kNonNegative) FASTOPT_BETAS(X, 0.9, 0.99) FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
+  FASTOPT_DECLARE_OPTIMIZER("lion", FASTOPT_LION_HYPERPARAMETERS, (exp_avg, kSignedMap));
 };
 
 namespace FASTOPT_TARGET_NAME {

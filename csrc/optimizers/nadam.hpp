@@ -16,16 +16,10 @@
 namespace fastopt {
 
 struct Nadam {
-#define FASTOPT_NADAM_HYPERPARAMETERS(X)                  \
-  X(lr, 2e-3, kNonNegative, "lr")                         \
-  FASTOPT_BETAS(X, 0.9, 0.999)                            \
-  X(eps, 1e-8, kNonNegative, "eps")                       \
-  X(momentum_decay, 4e-3, kNonNegative, "momentum_decay") \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                    \
-  FASTOPT_STEP_COUNT(X)                                   \
-  X(mu_product, 1.0, kNonNegative, "mu_product", Origin::kPerStep)
-  FASTOPT_DECLARE_OPTIMIZER("nadam", FASTOPT_NADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq);
-  static constexpr StateMap kStateMaps[] = {kSignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
+#define FASTOPT_NADAM_HYPERPARAMETERS(X)                                                                       \
+  X(lr, 2e-3, kNonNegative) FASTOPT_BETAS(X, 0.9, 0.999) X(eps, 1e-8, kNonNegative) X(momentum_decay, 4e-3, kNonNegative) \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X) FASTOPT_STEP_COUNT(X) X(mu_product, 1.0, kNonNegative, Origin::kPerStep)
+  FASTOPT_DECLARE_OPTIMIZER("nadam", FASTOPT_NADAM_HYPERPARAMETERS, (exp_avg, kSignedMap), (exp_avg_sq, kUnsignedMap));
 };
 
 namespace FASTOPT_TARGET_NAME {

@@ -22,14 +22,11 @@
 namespace fastopt {
 
 struct Quickprop {
-#define FASTOPT_QUICKPROP_HYPERPARAMETERS(X)                    \
-  X(lr, 1e-2, kNonNegative, "lr")                               \
-  X(mu, 1.75, kPositive, "mu (the maximum growth factor)")      \
-  X(decay, 1e-4, kNonNegative, "decay")                         \
-  X(mode_switch, 0.0, kNonNegative, "mode_switch")              \
-  X(momentum, 0.0, kNonNegative, "momentum")                    \
+#define FASTOPT_QUICKPROP_HYPERPARAMETERS(X)                                                                \
+  X(lr, 1e-2, kNonNegative) X(mu, 1.75, kPositive, Origin::kHyper, "mu (the maximum growth factor)")        \
+  X(decay, 1e-4, kNonNegative) X(mode_switch, 0.0, kNonNegative) X(momentum, 0.0, kNonNegative)             \
   FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
-  FASTOPT_DECLARE_OPTIMIZER("quickprop", FASTOPT_QUICKPROP_HYPERPARAMETERS, prev_step, prev_grad);
+  FASTOPT_DECLARE_OPTIMIZER("quickprop", FASTOPT_QUICKPROP_HYPERPARAMETERS, (prev_step), (prev_grad));
 };
 
 namespace FASTOPT_TARGET_NAME {

@@ -15,14 +15,10 @@
 namespace fastopt {
 
 struct Radam {
-#define FASTOPT_RADAM_HYPERPARAMETERS(X) \
-  X(lr, 1e-3, kNonNegative, "lr")        \
-  FASTOPT_BETAS(X, 0.9, 0.999)           \
-  X(eps, 1e-8, kNonNegative, "eps")      \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)   \
-  FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_OPTIMIZER("radam", FASTOPT_RADAM_HYPERPARAMETERS, exp_avg, exp_avg_sq);
-  static constexpr StateMap kStateMaps[] = {kSignedMap, kUnsignedMap};  // 8-bit state: each key's dynamic map
+#define FASTOPT_RADAM_HYPERPARAMETERS(X)              \
+  X(lr, 1e-3, kNonNegative) FASTOPT_BETAS(X, 0.9, 0.999) \
+  X(eps, 1e-8, kNonNegative) FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X) FASTOPT_STEP_COUNT(X)
+  FASTOPT_DECLARE_OPTIMIZER("radam", FASTOPT_RADAM_HYPERPARAMETERS, (exp_avg, kSignedMap), (exp_avg_sq, kUnsignedMap));
 };
 
 namespace FASTOPT_TARGET_NAME {

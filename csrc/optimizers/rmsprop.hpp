@@ -18,15 +18,11 @@
 namespace fastopt {
 
 struct Rmsprop {
-#define FASTOPT_RMSPROP_HYPERPARAMETERS(X)     \
-  X(lr, 1e-2, kNonNegative, "lr")              \
-  X(alpha, 0.99, kUnitClosed, "alpha value")   \
-  X(eps, 1e-8, kNonNegative, "eps")            \
-  X(momentum, 0.0, kNonNegative, "momentum")   \
-  X(centered, 0, kFlag, "centered")            \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
-  FASTOPT_DECLARE_OPTIMIZER("rmsprop", FASTOPT_RMSPROP_HYPERPARAMETERS, square_avg, grad_avg, momentum_buffer);
-  static constexpr StateMap kStateMaps[] = {kUnsignedMap, kSignedMap, kSignedMap};  // 8-bit state: each key's dynamic map
+#define FASTOPT_RMSPROP_HYPERPARAMETERS(X)                                                                 \
+  X(lr, 1e-2, kNonNegative) X(alpha, 0.99, kUnitClosed, Origin::kHyper, "alpha value") X(eps, 1e-8, kNonNegative) \
+  X(momentum, 0.0, kNonNegative) X(centered, 0, kFlag) FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)
+  FASTOPT_DECLARE_OPTIMIZER("rmsprop", FASTOPT_RMSPROP_HYPERPARAMETERS, (square_avg, kUnsignedMap),
+                            (grad_avg, kSignedMap), (momentum_buffer, kSignedMap));
 
   static bool needs_state(int role, const Hyper& h, int) {
     if (role == grad_avg) return h.centered != 0.0;

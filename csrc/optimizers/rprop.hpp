@@ -27,16 +27,15 @@ namespace fastopt {
 struct Rprop {
     static constexpr const char* kVariantNames[] = {"irprop-", "rprop-", "rprop+", "irprop+", nullptr};
   enum Variant { kIrpropMinus, kRpropMinus, kRpropPlus, kIrpropPlus };
-#define FASTOPT_RPROP_HYPERPARAMETERS(X)                                          \
-  X(lr, 1e-2, kPositive, "lr (initial step size)", Origin::kClassOnly)                \
-  X(etaminus, 0.5, kFinite, "etaminus", Origin::kHyper, nullptr, "etas")         \
-  X(etaplus, 1.2, kFinite, "etaplus", Origin::kHyper, nullptr, "etas")           \
-  X(step_size_min, 1e-6, kNonNegative, "step_size_min", Origin::kHyper, nullptr, "step_sizes") \
-  X(step_size_max, 50.0, kFinite, "step_size_max", Origin::kHyper, nullptr, "step_sizes")      \
-  X(variant, 0, kChoice, "variant", Origin::kHyper, kVariantNames)                \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)                                            \
-  X(loss_increased, 0, kFlag, "loss_increased", Origin::kPerStep)
-  FASTOPT_DECLARE_OPTIMIZER("rprop", FASTOPT_RPROP_HYPERPARAMETERS, prev, step_size, prev_update);
+#define FASTOPT_RPROP_HYPERPARAMETERS(X)                                                            \
+  X(lr, 1e-2, kPositive, Origin::kClassOnly, "lr (initial step size)")                            \
+  X(etaminus, 0.5, kFinite, Origin::kHyper, nullptr, nullptr, "etas")                             \
+  X(etaplus, 1.2, kFinite, Origin::kHyper, nullptr, nullptr, "etas")                              \
+  X(step_size_min, 1e-6, kNonNegative, Origin::kHyper, nullptr, nullptr, "step_sizes")            \
+  X(step_size_max, 50.0, kFinite, Origin::kHyper, nullptr, nullptr, "step_sizes")                 \
+  X(variant, 0, kChoice, Origin::kHyper, nullptr, kVariantNames) FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X) \
+  X(loss_increased, 0, kFlag, Origin::kPerStep)
+  FASTOPT_DECLARE_OPTIMIZER("rprop", FASTOPT_RPROP_HYPERPARAMETERS, (prev), (step_size), (prev_update));
 
   static bool has_backtracking(const Hyper& h) { return h.variant >= kRpropPlus; }
   static bool needs_state(int role, const Hyper& h, int) { return role != prev_update || has_backtracking(h); }

@@ -14,15 +14,10 @@
 namespace fastopt {
 
 struct Sgd {
-#define FASTOPT_SGD_HYPERPARAMETERS(X)       \
-  X(lr, 1e-3, kNonNegative, "lr")            \
-  X(momentum, 0.0, kNonNegative, "momentum") \
-  X(dampening, 0.0, kFinite, "dampening")    \
-  X(nesterov, 0, kFlag, "nesterov")          \
-  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X)       \
-  FASTOPT_STEP_COUNT(X)
-  FASTOPT_DECLARE_OPTIMIZER("sgd", FASTOPT_SGD_HYPERPARAMETERS, momentum_buffer);
-  static constexpr StateMap kStateMaps[] = {kSignedMap};  // 8-bit state: each key's dynamic map
+#define FASTOPT_SGD_HYPERPARAMETERS(X)                                                                       \
+  X(lr, 1e-3, kNonNegative) X(momentum, 0.0, kNonNegative) X(dampening, 0.0, kFinite) X(nesterov, 0, kFlag) \
+  FASTOPT_WEIGHT_DECAY_AND_MAXIMIZE(X) FASTOPT_STEP_COUNT(X)
+  FASTOPT_DECLARE_OPTIMIZER("sgd", FASTOPT_SGD_HYPERPARAMETERS, (momentum_buffer, kSignedMap));
 
   static bool needs_state(int /*role*/, const Hyper& h, int /*ndim*/) { return h.momentum != 0.0; }
   static void validate(const Hyper& h) {

@@ -147,39 +147,48 @@ inline std::uint16_t narrow_as(float x, std::uint64_t stream, std::int64_t i) {
 }
 
 // -------------------------------------------------------- tiles of a span
-// p16[0..n) widened into out; format kFormatFloat16 or kFormatBFloat16.
-inline void widen_tile(std::int32_t format, const std::uint16_t* __restrict p16, float* __restrict out,
-                       std::int64_t n) {
+// out[0..n) = convert(in[0..n)) by the format's scalar conversion
+// (bf16_one or f16_one); on F16C targets, float16 goes eight at a time
+// through f16c_eight, the hardware conversion with the same results.
+template <class In, class Out, class Bf16One, class F16One, class F16cEight>
+inline void convert_tile(std::int32_t format, const In* __restrict in, Out* __restrict out, std::int64_t n,
+                         Bf16One bf16_one, F16One f16_one, [[maybe_unused]] F16cEight f16c_eight) {
   if (format == kFormatBFloat16) {
 #pragma omp simd
-    for (std::int64_t i = 0; i < n; ++i) out[i] = widen_bf16(p16[i]);
+    for (std::int64_t i = 0; i < n; ++i) out[i] = bf16_one(in[i]);
     return;
   }
   std::int64_t i = 0;
 #if defined(__F16C__)
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p16 + i))));
+  for (; i + 8 <= n; i += 8) f16c_eight(in + i, out + i);
 #endif
 #pragma omp simd
-  for (std::int64_t k = i; k < n; ++k) out[k] = widen_f16(p16[k]);
+  for (std::int64_t k = i; k < n; ++k) out[k] = f16_one(in[k]);
+}
+
+// p16[0..n) widened into out; format kFormatFloat16 or kFormatBFloat16.
+inline void widen_tile(std::int32_t format, const std::uint16_t* __restrict p16, float* __restrict out,
+                       std::int64_t n) {
+  convert_tile(
+      format, p16, out, n, [](std::uint16_t h) { return widen_bf16(h); }, [](std::uint16_t h) { return widen_f16(h); },
+      []([[maybe_unused]] const std::uint16_t* from, [[maybe_unused]] float* to) {
+#if defined(__F16C__)
+        _mm256_storeu_ps(to, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(from))));
+#endif
+      });
 }
 
 // x[0..n) rounded to nearest even into p16.
 inline void nearest_tile(std::int32_t format, const float* __restrict x, std::uint16_t* __restrict p16,
                          std::int64_t n) {
-  if (format == kFormatBFloat16) {
-#pragma omp simd
-    for (std::int64_t i = 0; i < n; ++i) p16[i] = nearest_bf16(x[i]);
-    return;
-  }
-  std::int64_t i = 0;
+  convert_tile(
+      format, x, p16, n, [](float f) { return nearest_bf16(f); }, [](float f) { return nearest_f16(f); },
+      []([[maybe_unused]] const float* from, [[maybe_unused]] std::uint16_t* to) {
 #if defined(__F16C__)
-  for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p16 + i),
-                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(to),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(from), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 #endif
-#pragma omp simd
-  for (std::int64_t k = i; k < n; ++k) p16[k] = nearest_f16(x[k]);
+      });
 }
 
 // x[0..n) rounded stochastically into p16; element k is the tensor's

@@ -116,25 +116,17 @@ struct QuantizedState {
   bool any = false;
 };
 
-// Which map each state key uses (static constexpr StateMap kStateMaps[] in
-// the optimizer's declaration); an optimizer without one has no 8-bit state.
-template <class Opt, class = void>
-struct HasStateMaps : std::false_type {};
-template <class Opt>
-struct HasStateMaps<Opt, std::void_t<decltype(Opt::kStateMaps)>> : std::true_type {};
-
 template <class Opt>
 QuantizedState quantized_state(const Batch<float>& batch, const NarrowCall& call, int t) {
   QuantizedState q;
-  if constexpr (HasStateMaps<Opt>::value) {
-    for (int r = 2; r < 2 + static_cast<int>(std::size(Opt::kState)); ++r) {
-      float* absmax = role_ptr(batch, call.absmax_role + r - 2, t);
-      if (!absmax) continue;
-      q.codes[r] = reinterpret_cast<std::uint8_t*>(role_ptr(batch, r, t));
-      q.absmax[r] = absmax;
-      q.map[r] = Opt::kStateMaps[r - 2] == kSignedMap ? call.signed_map : call.unsigned_map;
-      q.any = true;
-    }
+  for (int r = 2; r < 2 + static_cast<int>(std::size(Opt::kState)); ++r) {
+    const StateMap map = Opt::kState[r - 2].map;
+    float* absmax = map == kNoMap ? nullptr : role_ptr(batch, call.absmax_role + r - 2, t);
+    if (!absmax) continue;
+    q.codes[r] = reinterpret_cast<std::uint8_t*>(role_ptr(batch, r, t));
+    q.absmax[r] = absmax;
+    q.map[r] = map == kSignedMap ? call.signed_map : call.unsigned_map;
+    q.any = true;
   }
   return q;
 }
