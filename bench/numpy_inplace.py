@@ -38,6 +38,12 @@ def _adam_denominator(v, r2, eps, out):
     np.add(out, eps, out=out)
 
 
+def _root_plus_eps(x, eps, out):
+    """out = sqrt(x) + eps."""
+    np.sqrt(x, out=out)
+    np.add(out, eps, out=out)
+
+
 def _subtract_scaled_ratio_(p, c, num, den, tmp):
     """p = p - c*(num/den); `tmp` may be `den`."""
     np.divide(num, den, out=tmp)
@@ -71,11 +77,8 @@ def adagrad(p, g, s, *, lr, step, lr_decay=0.0, eps=1e-10, **_):
     def run():
         np.multiply(g, g, out=tmp)
         np.add(s, tmp, out=s)
-        np.sqrt(s, out=tmp)
-        np.add(tmp, eps, out=tmp)
-        np.divide(g, tmp, out=tmp)
-        np.multiply(tmp, clr, out=tmp)
-        np.subtract(p, tmp, out=p)
+        _root_plus_eps(s, eps, tmp)
+        _subtract_scaled_ratio_(p, clr, g, tmp, tmp)
     return run
 
 
@@ -83,15 +86,10 @@ def rmsprop(p, g, v, *, lr, alpha=0.99, eps=1e-8, **_):
     tmp = np.empty_like(p)
 
     def run():
-        np.multiply(v, alpha, out=v)
         np.multiply(g, g, out=tmp)
-        np.multiply(tmp, 1 - alpha, out=tmp)
-        np.add(v, tmp, out=v)
-        np.sqrt(v, out=tmp)
-        np.add(tmp, eps, out=tmp)
-        np.divide(g, tmp, out=tmp)
-        np.multiply(tmp, lr, out=tmp)
-        np.subtract(p, tmp, out=p)
+        _ema_(v, alpha, tmp, tmp)
+        _root_plus_eps(v, eps, tmp)
+        _subtract_scaled_ratio_(p, lr, g, tmp, tmp)
     return run
 
 
@@ -233,21 +231,14 @@ def nadam(p, g, m, v, *, step, mu_product, lr=2e-3, betas=(0.9, 0.999), eps=1e-8
 
 
 def radam(p, g, m, v, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, **_):
-    beta1, beta2 = betas
-    bc1, bc2 = 1 - beta1**step, 1 - beta2**step
-    rho_inf = 2 / (1 - beta2) - 1
-    rho_t = rho_inf - 2 * step * beta2**step / bc2
-    rectified = rho_t > 5
-    if rectified:
-        r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
-        c = lr * r * math.sqrt(bc2) / bc1
+    c = R.radam_rectified_step(step, lr, betas)
+    bc1 = 1 - betas[0] ** step
     tmp = np.empty_like(p)
 
     def run():
-        _adam_moments_(m, v, g, tmp, beta1, beta2)
-        if rectified:
-            np.sqrt(v, out=tmp)
-            np.add(tmp, eps, out=tmp)
+        _adam_moments_(m, v, g, tmp, *betas)
+        if c is not None:
+            _root_plus_eps(v, eps, tmp)
             _subtract_scaled_ratio_(p, c, m, tmp, tmp)
         else:
             np.multiply(m, lr / bc1, out=tmp)

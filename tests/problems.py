@@ -344,3 +344,15 @@ def problem_set() -> list[Problem]:
         p("logistic_regression_20", logistic_regression(), np.zeros(20)),
         p("quadratic_cond1e6_100", ill_conditioned_quadratic(), np.zeros(100), 0.0),
     ]
+
+
+# ------------------------------------------------ data for the L1 tests
+
+def sparse_regression(seed=0, n=200, d=30, active=5):
+    """Least squares whose lasso solution is sparse: 5 active weights of 30."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    w_true = np.zeros(d)
+    w_true[:active] = rng.uniform(1, 2, active) * rng.choice([-1, 1], active)
+    y = x @ w_true + 0.01 * rng.standard_normal(n)
+    return x, y, w_true

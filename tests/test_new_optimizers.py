@@ -14,6 +14,7 @@ import pytest
 import fastopt
 from fastopt import optim
 from fastopt import schedules as S
+from problems import sparse_regression
 
 # ============================================= Lion and LAMB vs optax's rules
 
@@ -425,16 +426,6 @@ def test_nonfinite_gradient_leaves_everything_unchanged(name, policy, bad):
 
 
 # ---------------------------------------------------------------------- L1
-
-def sparse_regression(seed=0, n=200, d=30, active=5):
-    """Least squares whose lasso solution is sparse: 5 active weights of 30."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d))
-    w_true = np.zeros(d)
-    w_true[:active] = rng.uniform(1, 2, active) * rng.choice([-1, 1], active)
-    y = x @ w_true + 0.01 * rng.standard_normal(n)
-    return x, y, w_true
-
 
 # (constructor keywords, l1, inactive weights of 25 that must be exactly zero
 # at the median step of the last 100). The threshold is lr*l1 with the base lr

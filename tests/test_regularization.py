@@ -10,6 +10,7 @@ import pytest
 import fastopt
 from fastopt import functional as F
 from fastopt import optim
+from problems import sparse_regression
 
 CLASSES = {
     "SGD": (optim.SGD, dict(lr=0.05, momentum=0.9)),
@@ -20,15 +21,6 @@ CLASSES = {
     "Rprop": (optim.Rprop, dict(lr=0.01)),
     "Quickprop": (optim.Quickprop, dict(lr=0.05, decay=0.0)),
 }
-
-
-def sparse_regression(seed=0, n=200, d=30, active=5):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d))
-    w_true = np.zeros(d)
-    w_true[:active] = rng.uniform(1, 2, active) * rng.choice([-1, 1], active)
-    y = x @ w_true + 0.01 * rng.standard_normal(n)
-    return x, y, w_true
 
 
 def train_lasso(name, l1, steps=1500):

@@ -324,24 +324,32 @@ def nadam_(params, grads, exp_avgs, exp_avg_sqs, *, step, mu_product, lr=2e-3,
         p[...] = _prox_l1((param - c_grad * (g / denom)) - c_avg * (m / denom), lr * l1)
 
 
+def radam_rectified_step(step, lr, betas):
+    """RAdam's adaptive step size ``lr*r*sqrt(bc2)/bc1`` at ``step``, with the
+    rectification ``r``, when the SMA length ``rho_t`` exceeds 5; else None
+    (the un-adapted step ``lr/bc1`` applies)."""
+    beta1, beta2 = betas
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
+    if rho_t <= 5:
+        return None
+    r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+    return lr * r * math.sqrt(bias_correction2) / bias_correction1
+
+
 def radam_(params, grads, exp_avgs, exp_avg_sqs, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
            weight_decay=0.0, decoupled_weight_decay=False, maximize=False, l1=0.0,
            grad_scale=1.0, clip_value=None):
     """Adam's moments; when the SMA length ``rho_t`` exceeds 5,
     ``p = p - lr*r*sqrt(bc2)/bc1 * m/(sqrt(v) + eps)`` with the rectification r,
     else the unadapted step ``p = p - lr/bc1 * m``."""
-    beta1, beta2 = betas
-    bias_correction1 = 1 - beta1**step
-    bias_correction2 = 1 - beta2**step
-    rho_inf = 2 / (1 - beta2) - 1
-    rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
-    rectified = rho_t > 5
-    if rectified:
-        r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
-        c = lr * r * math.sqrt(bias_correction2) / bias_correction1
+    c = radam_rectified_step(step, lr, betas)
+    bias_correction1 = 1 - betas[0] ** step
     for p, param, _g, m, v in _moments(params, grads, exp_avgs, exp_avg_sqs, betas, lr, weight_decay,
                                        decoupled_weight_decay, maximize, grad_scale, clip_value):
-        if rectified:
+        if c is not None:
             stepped = param - c * (m / (np.sqrt(v) + eps))
         else:
             stepped = param - (lr / bias_correction1) * m

@@ -526,28 +526,19 @@ class TorchOptimizer(torch.optim.Optimizer):
     def _fast_grads(self) -> list | None:
         """NumPy views of the gradients if the cached parameter views are still
         valid and no gradient needs attention; else None (the checked path)."""
-        groups = self.param_groups
-        if self._fo is None or len(groups) != len(self._sizes):
+        if not self._in_sync():
             return None
-        flat, keys, bf16 = self._flat, self._keys, self._bf16
-        grads, k = [], 0
+        grads = []
         append = grads.append
         try:
-            for group, size in zip(groups, self._sizes):
-                params = group["params"]
-                if len(params) != size:
-                    return None
-                for p in params:
-                    if p is not flat[k] or _layout_key(p) != keys[k]:
-                        return None
-                    g = p.grad
-                    if g is None:
-                        append(None)
-                    elif bf16[k] and g.dtype == torch.bfloat16:
-                        append(g.view(torch.int16).numpy().view(_BFLOAT16))
-                    else:
-                        append(g.numpy())
-                    k += 1
+            for p, bf16 in zip(self._flat, self._bf16):
+                g = p.grad
+                if g is None:
+                    append(None)
+                elif bf16 and g.dtype == torch.bfloat16:
+                    append(g.view(torch.int16).numpy().view(_BFLOAT16))
+                else:
+                    append(g.numpy())
         except (TypeError, RuntimeError, ValueError):  # sparse, meta, requires_grad, unconvertible dtype
             return None
         return grads

@@ -111,6 +111,17 @@ STATE_BITS = (8, 32)
 _OWN_ON_LOAD = ("params", "state_bits", "min_8bit_size")
 
 
+RULE_DOC_HEADER = r"""
+    .. math::
+        g \leftarrow \pm g + \lambda p, \quad"""
+
+
+def rule_doc(rule: str) -> str:
+    """An update rule's docstring section: ``rule`` (its formulas, then defaults and references)
+    after the gradient preprocessing every elementwise optimizer shares (docs/algorithms.md, 2.1)."""
+    return RULE_DOC_HEADER + rule
+
+
 def state_format(group) -> tuple:
     """What decides which state arrays of a group are 8-bit."""
     return group["state_bits"], group["min_8bit_size"]

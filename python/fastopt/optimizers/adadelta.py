@@ -5,15 +5,13 @@ Rule: docs/algorithms.md, "Adadelta"; kernel: csrc/optimizers/adadelta.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, rule_doc, write_back
 
 __all__ = ["Adadelta", "adadelta_"]
 
 _SPEC = SPECS["adadelta"]
 
-_DOC = r"""
-    .. math::
-        g \leftarrow \pm g + \lambda p, \quad
+_DOC = rule_doc(r"""
         v \leftarrow \rho v + (1-\rho) g^2, \quad
         \Delta = \frac{\sqrt{u + \epsilon}}{\sqrt{v + \epsilon}}\, g, \quad
         u \leftarrow \rho u + (1-\rho) \Delta^2, \quad
@@ -22,7 +20,7 @@ _DOC = r"""
     Defaults (torch.optim.Adadelta): lr 1.0, rho 0.9, eps 1e-6,
     weight_decay 0. Reference: Zeiler (2012), "ADADELTA: An Adaptive Learning
     Rate Method" (which has no lr; torch's lr scales the step).
-"""
+""")
 
 
 class Adadelta(Optimizer):

@@ -5,15 +5,13 @@ Rule: docs/algorithms.md, "Adagrad"; kernel: csrc/optimizers/adagrad.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, rule_doc, write_back
 
 __all__ = ["Adagrad", "adagrad_"]
 
 _SPEC = SPECS["adagrad"]
 
-_DOC = r"""
-    .. math::
-        g \leftarrow \pm g + \lambda p, \quad
+_DOC = rule_doc(r"""
         \tilde\eta = \frac{\eta}{1 + (t-1)\,\text{lr\_decay}}, \quad
         s \leftarrow s + g^2, \quad
         p \leftarrow p - \tilde\eta\, \frac{g}{\sqrt{s} + \epsilon}
@@ -23,7 +21,7 @@ _DOC = r"""
     eps 1e-10. The lectures put eps inside the square root, ``sqrt(s + eps)``;
     this follows torch. Reference: Duchi, Hazan & Singer (2011), "Adaptive
     Subgradient Methods for Online Learning and Stochastic Optimization".
-"""
+""")
 
 
 class Adagrad(Optimizer):

@@ -5,15 +5,13 @@ Rule: docs/algorithms.md, "Adam, AdamW, AMSGrad"; kernel: csrc/optimizers/adam.h
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, rule_doc, write_back
 
 __all__ = ["Adam", "AdamW", "adam_", "adamw_"]
 
 _SPEC = SPECS["adam"]
 
-_DOC = r"""
-    .. math::
-        g \leftarrow \pm g + \lambda p, \quad
+_DOC = rule_doc(r"""
         m \leftarrow \beta_1 m + (1-\beta_1) g, \quad
         v \leftarrow \beta_2 v + (1-\beta_2) g^2, \\
         \hat v = \max(v_{max}, v) \;\text{(amsgrad, stored in}\; v_{max}) \;\text{or}\; v, \quad
@@ -35,7 +33,7 @@ _DOC = r"""
     Optimization"; Reddi, Kale & Kumar (2018), "On the Convergence of Adam and
     Beyond" (AMSGrad); Loshchilov & Hutter (2019), "Decoupled Weight Decay
     Regularization" (AdamW).
-"""
+""")
 
 
 class Adam(Optimizer):

@@ -5,15 +5,13 @@ Rule: docs/algorithms.md, "Adamax"; kernel: csrc/optimizers/adamax.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, rule_doc, write_back
 
 __all__ = ["Adamax", "adamax_"]
 
 _SPEC = SPECS["adamax"]
 
-_DOC = r"""
-    .. math::
-        g \leftarrow \pm g + \lambda p, \quad
+_DOC = rule_doc(r"""
         m \leftarrow \beta_1 m + (1-\beta_1) g, \quad
         u \leftarrow \max(\beta_2 u, |g| + \epsilon), \quad
         p \leftarrow p - \frac{\eta}{1-\beta_1^t} \frac{m}{u}
@@ -22,7 +20,7 @@ _DOC = r"""
     weight_decay 0. A NaN in either operand of the max propagates, as torch's
     ``amax`` does. Reference: Kingma & Ba (2015), "Adam: A Method for
     Stochastic Optimization", section 7.
-"""
+""")
 
 
 class Adamax(Optimizer):

@@ -40,11 +40,11 @@ class RAdam(Optimizer):
         super().__init__(params, hyperparameters(locals()), **step_options)
 
 
-def radam_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_avg_sqs: ArrayOrList, *,
-           step: int, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-           weight_decay: float = 0.0, decoupled_weight_decay: bool = False, maximize: bool = False,
-           l1: float = 0.0, grad_scale: float = 1.0, clip_value: float | None = None,
-           rounding: str | Rounding = "nearest", num_threads: int = 0, stats: bool = False) -> StepStats | None:
+def radam_(params: ArrayOrList, grads: ArrayOrList, exp_avgs: ArrayOrList, exp_avg_sqs: ArrayOrList, *, step: int,
+           lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+           decoupled_weight_decay: bool = False, maximize: bool = False, l1: float = 0.0, grad_scale: float = 1.0,
+           clip_value: float | None = None, rounding: str | Rounding = "nearest", num_threads: int = 0,
+           stats: bool = False) -> StepStats | None:
     values = (lr, betas, eps, weight_decay, maximize, step, l1, decoupled_weight_decay, grad_scale,
               clip_value)
     result = _SPEC.step(params, grads, (exp_avgs, exp_avg_sqs), (values,), None, num_threads, False,

@@ -5,15 +5,13 @@ Rule: docs/algorithms.md, "RMSprop"; kernel: csrc/optimizers/rmsprop.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, rule_doc, write_back
 
 __all__ = ["RMSprop", "rmsprop_"]
 
 _SPEC = SPECS["rmsprop"]
 
-_DOC = r"""
-    .. math::
-        g \leftarrow \pm g + \lambda p, \quad
+_DOC = rule_doc(r"""
         v \leftarrow \alpha v + (1-\alpha) g^2, \quad
         a \leftarrow \alpha a + (1-\alpha) g \;\text{(centered)}, \\
         d = \sqrt{\max(v - a^2, 0)} + \epsilon \;\text{(centered) or}\; \sqrt{v} + \epsilon, \quad
@@ -24,7 +22,7 @@ _DOC = r"""
     weight_decay 0, momentum 0, centered False. The ``max(., 0)`` only guards
     a variance that rounding made negative, where torch would return NaN.
     References: Hinton, Coursera lecture 6e (2012); Graves (2013), centered form.
-"""
+""")
 
 
 class RMSprop(Optimizer):

@@ -5,15 +5,13 @@ Rule: docs/algorithms.md, "SGD"; kernel: csrc/optimizers/sgd.hpp.
 
 from __future__ import annotations
 
-from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, write_back
+from ._base import SPECS, ArrayOrList, Optimizer, Rounding, StepStats, hyperparameters, rule_doc, write_back
 
 __all__ = ["SGD", "sgd_"]
 
 _SPEC = SPECS["sgd"]
 
-_DOC = r"""
-    .. math::
-        g \leftarrow \pm g + \lambda p, \quad
+_DOC = rule_doc(r"""
         b \leftarrow \begin{cases} g & t = 1 \\ \mu b + (1-\tau) g & t > 1\end{cases}, \quad
         g \leftarrow \begin{cases} g + \mu b & \text{nesterov} \\ b \end{cases}, \quad
         p \leftarrow p - \eta g
@@ -27,7 +25,7 @@ _DOC = r"""
     (``v = lr*b``) and differs when ``lr`` changes. The lectures' Nesterov
     "look-ahead" gradient is the same algorithm after the change of variables
     ``p' = p - lr*momentum*b`` (Sutskever et al. 2013).
-"""
+""")
 
 
 class SGD(Optimizer):
@@ -52,9 +50,8 @@ class SGD(Optimizer):
 def sgd_(params: ArrayOrList, grads: ArrayOrList, momentum_buffers: ArrayOrList | None = None, *,
          step: int, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
          weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False, l1: float = 0.0,
-         decoupled_weight_decay: bool = False, grad_scale: float = 1.0,
-         clip_value: float | None = None, rounding: str | Rounding = "nearest", num_threads: int = 0,
-         stats: bool = False) -> StepStats | None:
+         decoupled_weight_decay: bool = False, grad_scale: float = 1.0, clip_value: float | None = None,
+         rounding: str | Rounding = "nearest", num_threads: int = 0, stats: bool = False) -> StepStats | None:
     values = (lr, momentum, dampening, nesterov, weight_decay, maximize, step,
               l1, decoupled_weight_decay, grad_scale, clip_value)
     result = _SPEC.step(params, grads, (momentum_buffers,), (values,), None, num_threads, False,
