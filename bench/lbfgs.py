@@ -72,23 +72,98 @@ def evaluation_table(out=print) -> list[dict]:
         out(f"{p.name:<31}{p.n:>5} | {cell(row['fastopt']):>19} | {cell(row['fastopt_l2']):>18} | "
             f"{cell(row['scipy']):>18}")
     for key in ("fastopt", "fastopt_l2"):
-        s = evaluation_summary(rows, key)
-        out(f"{key}: <= SciPy's evaluations on {s['at_most']}/{s['total']} problems "
-            f"({100 * s['at_most'] / s['total']:.0f}%), fewer on {s['fewer']}; failures {s['failures']}; "
-            f"failures where SciPy succeeds {s['fail_where_scipy_ok']}; SciPy failures {s['scipy_failures']}")
+        out(summary_line(key, evaluation_summary(rows, key), "SciPy"))
     return rows
 
 
-def evaluation_summary(rows, key):
+def evaluation_summary(rows, key, peer="scipy"):
     """A run that fails never counts as 'no more evaluations'."""
     return dict(
         total=len(rows),
-        at_most=sum(r[key]["ok"] and (r[key]["nfev"] <= r["scipy"]["nfev"] or not r["scipy"]["ok"]) for r in rows),
-        fewer=sum(r[key]["ok"] and r[key]["nfev"] < r["scipy"]["nfev"] for r in rows),
+        at_most=sum(r[key]["ok"] and (r[key]["nfev"] <= r[peer]["nfev"] or not r[peer]["ok"]) for r in rows),
+        fewer=sum(r[key]["ok"] and r[key]["nfev"] < r[peer]["nfev"] for r in rows),
         failures=[r["problem"] for r in rows if not r[key]["ok"]],
-        fail_where_scipy_ok=[r["problem"] for r in rows if not r[key]["ok"] and r["scipy"]["ok"]],
-        scipy_failures=[r["problem"] for r in rows if not r["scipy"]["ok"]],
+        fail_where_scipy_ok=[r["problem"] for r in rows if not r[key]["ok"] and r[peer]["ok"]],
+        scipy_failures=[r["problem"] for r in rows if not r[peer]["ok"]],
     )
+
+
+def summary_line(name, s, peer_name):
+    return (f"{name}: <= {peer_name}'s evaluations on {s['at_most']}/{s['total']} problems "
+            f"({100 * s['at_most'] / s['total']:.0f}%), fewer on {s['fewer']}; failures {s['failures']}; "
+            f"failures where {peer_name} succeeds {s['fail_where_scipy_ok']}; {peer_name} failures "
+            f"{s['scipy_failures']}")
+
+
+# ------------------------------------------------------------ dense BFGS
+BFGS_SIZES = (100, 500, 2000)
+
+
+def bfgs_evaluation_table(out=print) -> list[dict]:
+    """fastopt.bfgs (defaults) beside scipy.optimize.minimize(method="BFGS") on the same problems."""
+    import scipy.optimize as so
+
+    rows = []
+    out(f"{'problem':<31}{'n':>5} | {'fastopt':>7} {'f':>11} | {'SciPy':>6} {'f':>11}")
+    for p in problems.problem_set():
+        row = dict(problem=p.name, n=p.n)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            runs = {"bfgs": fastopt.minimize(p.fun, p.x0, method="bfgs", options=dict(gtol=GTOL, ftol=0)),
+                    "scipy_bfgs": so.minimize(p.fun, p.x0, jac=True, method="BFGS",
+                                              options=dict(gtol=GTOL, maxiter=15000))}
+            for key, res in runs.items():
+                g_inf = float(np.abs(p.fun(res.x)[1]).max())
+                row[key] = dict(nfev=int(res.nfev), fun=float(res.fun), g_inf=g_inf, ok=g_inf <= GTOL)
+        rows.append(row)
+
+        def cell(r):
+            return f"{r['nfev']:>6}{'' if r['ok'] else '!'} {r['fun']:>11.4e}"
+
+        out(f"{p.name:<31}{p.n:>5} | {cell(row['bfgs']):>19} | {cell(row['scipy_bfgs']):>18}")
+    out(summary_line("fastopt BFGS", evaluation_summary(rows, "bfgs", "scipy_bfgs"), "SciPy BFGS"))
+    return rows
+
+
+def convex_quadratic(n):
+    """0.5 x'Ax - sum(x), A rotated with eigenvalues log-spaced over [1, 100]:
+    the objective costs one n x n matrix-vector product in BLAS."""
+    rng = np.random.default_rng(n)
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = (q * np.logspace(0, 2, n)) @ q.T
+
+    def fun(x):
+        ax = a @ x
+        return 0.5 * float(x @ ax) - float(x.sum()), ax - 1.0
+
+    return fun
+
+
+def seconds_per_iteration(run) -> float:
+    """Best of 3 runs of run() -> OptimizeResult, divided by its iterations."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        res = run()
+        best = min(best, (time.perf_counter() - start) / max(1, res.nit))
+    return best
+
+
+def bfgs_timing_table(sizes=BFGS_SIZES, out=print) -> list[dict]:
+    """Seconds per iteration, objective included, on convex_quadratic(n)."""
+    import scipy.optimize as so
+
+    rows = []
+    out(f"{'n':>6}  {'fastopt':>10}  {'SciPy':>10}  {'ratio':>6}")
+    for n in sizes:
+        fun, x0 = convex_quadratic(n), np.zeros(n)
+        ours = seconds_per_iteration(lambda: fastopt.bfgs(fun, x0, gtol=1e-8, ftol=0, maxiter=60))  # noqa: B023
+        theirs = seconds_per_iteration(lambda: so.minimize(fun, x0, jac=True, method="BFGS",  # noqa: B023
+                                                           options=dict(gtol=1e-8, maxiter=60)))
+        row = dict(n=n, fastopt_s=ours, scipy_s=theirs, speedup=theirs / ours)
+        rows.append(row)
+        out(f"{n:>6}  {fmt(ours):>10}  {fmt(theirs):>10}  {row['speedup']:>5.1f}x")
+    return rows
 
 
 # ------------------------------------------------------------------ timing
@@ -268,8 +343,15 @@ def main(sizes, dtypes, json_path="", out=print) -> dict:
         "SGD = a 3-stream kernel over the same working set, warm; time/floor = fastopt time / (floor bytes "
         "/ roofline GB/s)\n")
     volume = bytes_table(timing, out)
+    out(f"\n4. Dense BFGS (fastopt.bfgs) beside SciPy's BFGS: evaluations to ||g||_inf <= {GTOL:g}, then "
+        "seconds per iteration with the objective included\n")
+    bfgs_evals = bfgs_evaluation_table(out)
+    out("")
+    bfgs_timing = bfgs_timing_table(out=out)
     result = dict(runtime=info, evaluations=evals, timing=timing, bytes=volume,
-                  summary={k: evaluation_summary(evals, k) for k in ("fastopt", "fastopt_l2")})
+                  summary={k: evaluation_summary(evals, k) for k in ("fastopt", "fastopt_l2")},
+                  bfgs_evaluations=bfgs_evals, bfgs_timing=bfgs_timing,
+                  bfgs_summary=evaluation_summary(bfgs_evals, "bfgs", "scipy_bfgs"))
     if json_path:
         os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)
         with open(json_path, "w") as f:

@@ -1,4 +1,4 @@
-// pybind11 bindings of the L-BFGS driver: fastopt._core.Lbfgs, LbfgsOptions,
+// pybind11 bindings of the quasi-Newton drivers: fastopt._core.Lbfgs, Bfgs, LbfgsOptions,
 // lbfgs_direction (a test hook into the same passes) and lbfgs_roofline (the
 // benchmark's memory-traffic reference).
 //
@@ -15,6 +15,7 @@
 
 #include "bindings/checks.hpp"
 #include "bindings/optimizers.hpp"
+#include "lbfgs/bfgs.hpp"
 #include "lbfgs/driver.hpp"
 #include "lbfgs/roofline.hpp"
 
@@ -64,9 +65,10 @@ py::array_t<T> new_vector(std::int64_t n) { return py::array_t<T>(static_cast<py
 
 // The solver for one dtype: the driver, its x/g buffers (NumPy arrays, so a
 // view the objective kept stays valid) and the views handed to Python.
-template <class T>
+template <class T, class Driver>
 struct Solver {
-  Solver(std::int64_t n, int m) : driver(n, m) {
+  template <class... DriverArgs>
+  explicit Solver(std::int64_t n, DriverArgs... args) : driver(n, args...) {
     for (int k = 0; k < 2; ++k) {
       x[k] = new_vector<T>(n);
       g[k] = new_vector<T>(n);
@@ -76,16 +78,16 @@ struct Solver {
       ws.g[k] = g[k].mutable_data();
     }
   }
-  LbfgsDriver<T> driver;
+  Driver driver;
   py::array_t<T> x[2], g[2];
   py::array x_view[2];
   LbfgsWorkspace<T> ws;
 };
 
 // Calls the Python objective (with the GIL) for the driver.
-template <class T>
+template <class T, class Driver>
 struct PythonObjective {
-  Solver<T>& solver;
+  Solver<T, Driver>& solver;
   py::object fun;
   bool grad_inplace;
   std::int64_t n;
@@ -113,9 +115,9 @@ struct PythonObjective {
   }
 };
 
-template <class T>
+template <class T, class Driver>
 struct PythonCallback {
-  Solver<T>& solver;
+  Solver<T, Driver>& solver;
   py::object callback;
 
   bool operator()(const T* x, double f, std::int64_t nit) const {
@@ -125,6 +127,42 @@ struct PythonCallback {
   }
 };
 
+// x must be the solver's dtype and size; it receives the result.
+template <class T>
+void check_x(const py::array& x, std::int64_t n) {
+  if (!x.dtype().is(py::dtype::of<T>()))
+    throw py::type_error("x has dtype " + std::string(py::str(x.dtype())) + " but the solver runs in " +
+                         std::string(py::str(py::dtype::of<T>())));
+  if (x.ndim() != 1 || x.shape(0) != n)
+    throw py::value_error("x has shape " + shape_text(x) + " but the solver has n=" + std::to_string(n));
+  if (!(x.flags() & py::array::c_style) || !x.writeable())
+    throw py::value_error("x must be a writeable C-contiguous array (it receives the result)");
+}
+
+// Minimizes from x (updated in place to the result) with the GIL released
+// except in fun and callback. Returns the result's fields.
+template <class T, class Driver>
+py::dict run_solver(Solver<T, Driver>& s, std::int64_t n, py::object fun, py::array x, const LbfgsOptions& options,
+                    bool grad_inplace, py::object callback) {
+  options.validate();
+  check_x<T>(x, n);
+  const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(T);
+  std::memcpy(s.ws.x[0], x.data(), bytes);
+  PythonObjective<T, Driver> objective{s, std::move(fun), grad_inplace, n};
+  PythonCallback<T, Driver> on_iteration{s, std::move(callback)};
+  LbfgsResult res;
+  {
+    py::gil_scoped_release release;
+    res = s.driver.run(s.ws, options, objective, on_iteration);
+  }
+  std::memcpy(x.mutable_data(), s.ws.x[res.slot], bytes);
+  py::array_t<T> jac = new_vector<T>(n);
+  std::memcpy(jac.mutable_data(), s.ws.g[res.slot], bytes);
+  return py::dict("status"_a = res.status, "message"_a = res.message, "fun"_a = res.f, "jac"_a = jac,
+                  "nit"_a = res.nit, "nfev"_a = res.nfev, "njev"_a = res.nfev, "nskipped"_a = res.nskipped,
+                  "nrestart"_a = res.nrestart, "grad_inf_norm"_a = res.g_max);
+}
+
 // One solver object per problem (type-erased over the dtype).
 class Lbfgs {
  public:
@@ -132,8 +170,8 @@ class Lbfgs {
     if (n < 1) throw py::value_error("the problem needs at least one variable, got n=" + std::to_string(n));
     if (history_size < 1)
       throw py::value_error("invalid maxcor (history size): " + std::to_string(history_size) + " (must be >= 1)");
-    if (dtype.is(py::dtype::of<double>())) f64_ = std::make_unique<Solver<double>>(n, history_size);
-    else if (dtype.is(py::dtype::of<float>())) f32_ = std::make_unique<Solver<float>>(n, history_size);
+    if (dtype.is(py::dtype::of<double>())) f64_ = std::make_unique<Solver<double, LbfgsDriver<double>>>(n, history_size);
+    else if (dtype.is(py::dtype::of<float>())) f32_ = std::make_unique<Solver<float, LbfgsDriver<float>>>(n, history_size);
     else throw py::type_error("L-BFGS runs in float32 or float64, got dtype " + std::string(py::str(dtype)));
   }
 
@@ -143,9 +181,8 @@ class Lbfgs {
 
   // Minimizes from x (updated in place to the result). Returns the result's fields.
   py::dict run(py::object fun, py::array x, const LbfgsOptions& options, bool grad_inplace, py::object callback) {
-    options.validate();
-    if (f64_) return run_typed(*f64_, fun, x, options, grad_inplace, callback);
-    return run_typed(*f32_, fun, x, options, grad_inplace, callback);
+    if (f64_) return run_solver(*f64_, n_, fun, x, options, grad_inplace, callback);
+    return run_solver(*f32_, n_, fun, x, options, grad_inplace, callback);
   }
 
   py::dict get_state() const { return f64_ ? state_of(*f64_) : state_of(*f32_); }
@@ -153,39 +190,7 @@ class Lbfgs {
 
  private:
   template <class T>
-  void check_x(const py::array& x) const {
-    if (!x.dtype().is(py::dtype::of<T>()))
-      throw py::type_error("x has dtype " + std::string(py::str(x.dtype())) + " but the solver runs in " +
-                           std::string(py::str(py::dtype::of<T>())));
-    if (x.ndim() != 1 || x.shape(0) != n_)
-      throw py::value_error("x has shape " + shape_text(x) + " but the solver has n=" + std::to_string(n_));
-    if (!(x.flags() & py::array::c_style) || !x.writeable())
-      throw py::value_error("x must be a writeable C-contiguous array (it receives the result)");
-  }
-
-  template <class T>
-  py::dict run_typed(Solver<T>& s, py::object fun, py::array x, const LbfgsOptions& options, bool grad_inplace,
-                     py::object callback) {
-    check_x<T>(x);
-    const std::size_t bytes = static_cast<std::size_t>(n_) * sizeof(T);
-    std::memcpy(s.ws.x[0], x.data(), bytes);
-    PythonObjective<T> objective{s, std::move(fun), grad_inplace, n_};
-    PythonCallback<T> on_iteration{s, std::move(callback)};
-    LbfgsResult res;
-    {
-      py::gil_scoped_release release;
-      res = s.driver.run(s.ws, options, objective, on_iteration);
-    }
-    std::memcpy(x.mutable_data(), s.ws.x[res.slot], bytes);
-    py::array_t<T> jac = new_vector<T>(n_);
-    std::memcpy(jac.mutable_data(), s.ws.g[res.slot], bytes);
-    return py::dict("status"_a = res.status, "message"_a = res.message, "fun"_a = res.f, "jac"_a = jac,
-                    "nit"_a = res.nit, "nfev"_a = res.nfev, "njev"_a = res.nfev, "nskipped"_a = res.nskipped,
-                    "nrestart"_a = res.nrestart, "grad_inf_norm"_a = res.g_max);
-  }
-
-  template <class T>
-  static py::dict state_of(const Solver<T>& s) {
+  static py::dict state_of(const Solver<T, LbfgsDriver<T>>& s) {
     const LbfgsMemory<T>& mem = s.driver.memory();
     const int k = mem.size();
     const auto n = static_cast<py::ssize_t>(mem.n());
@@ -201,12 +206,12 @@ class Lbfgs {
       }
     }
     return py::dict("s"_a = s_rows, "y"_a = y_rows, "sy"_a = r, "yy"_a = yy, "gamma"_a = mem.gamma(),
-                    "n_iter"_a = s.driver.total_iterations, "func_evals"_a = s.driver.total_evaluations,
-                    "skipped"_a = s.driver.total_skipped);
+                    "n_iter"_a = s.driver.totals.iterations, "func_evals"_a = s.driver.totals.evaluations,
+                    "skipped"_a = s.driver.totals.skipped);
   }
 
   template <class T>
-  void load_state(Solver<T>& s, const py::dict& state) {
+  void load_state(Solver<T, LbfgsDriver<T>>& s, const py::dict& state) {
     for (const char* key : {"s", "y", "sy", "yy", "gamma", "n_iter", "func_evals", "skipped"})
       if (!state.contains(key)) throw py::value_error(std::string("L-BFGS state is missing '") + key + "'");
     auto s_rows = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(state["s"]);
@@ -223,15 +228,66 @@ class Lbfgs {
       throw py::value_error("L-BFGS state 'sy' and 'yy' must have shape (k, k) for k = " + std::to_string(k));
     s.driver.memory().load(static_cast<int>(k), s_rows.data(), y_rows.data(), r.data(), yy.data(),
                            py::cast<double>(state["gamma"]));
-    s.driver.total_iterations = py::cast<std::int64_t>(state["n_iter"]);
-    s.driver.total_evaluations = py::cast<std::int64_t>(state["func_evals"]);
-    s.driver.total_skipped = py::cast<std::int64_t>(state["skipped"]);
+    s.driver.totals.iterations = py::cast<std::int64_t>(state["n_iter"]);
+    s.driver.totals.evaluations = py::cast<std::int64_t>(state["func_evals"]);
+    s.driver.totals.skipped = py::cast<std::int64_t>(state["skipped"]);
   }
 
   std::int64_t n_;
   int m_;
-  std::unique_ptr<Solver<float>> f32_;
-  std::unique_ptr<Solver<double>> f64_;
+  std::unique_ptr<Solver<float, LbfgsDriver<float>>> f32_;
+  std::unique_ptr<Solver<double, LbfgsDriver<double>>> f64_;
+};
+
+// Dense BFGS for one problem (type-erased over the dtype); the inverse
+// Hessian approximation is kept between runs until reset.
+class Bfgs {
+ public:
+  Bfgs(std::int64_t n, const py::dtype& dtype) : n_(n) {
+    if (n < 1) throw py::value_error("the problem needs at least one variable, got n=" + std::to_string(n));
+    if (dtype.is(py::dtype::of<double>())) f64_ = std::make_unique<Solver<double, BfgsDriver<double>>>(n);
+    else if (dtype.is(py::dtype::of<float>())) f32_ = std::make_unique<Solver<float, BfgsDriver<float>>>(n);
+    else throw py::type_error("BFGS runs in float32 or float64, got dtype " + std::string(py::str(dtype)));
+  }
+
+  std::int64_t n() const { return n_; }
+  py::dtype dtype() const { return f64_ ? py::dtype::of<double>() : py::dtype::of<float>(); }
+
+  py::dict run(py::object fun, py::array x, const LbfgsOptions& options, bool grad_inplace, py::object callback) {
+    if (f64_) return run_solver(*f64_, n_, fun, x, options, grad_inplace, callback);
+    return run_solver(*f32_, n_, fun, x, options, grad_inplace, callback);
+  }
+
+  py::array_t<double> inverse_hessian() const {
+    const std::vector<double>& h = f64_ ? f64_->driver.inverse_hessian() : f32_->driver.inverse_hessian();
+    py::array_t<double> out(std::vector<py::ssize_t>{n_, n_});
+    std::memcpy(out.mutable_data(), h.data(), h.size() * sizeof(double));
+    return out;
+  }
+
+  // One update of H with the pair (s, y), s'y > 0: the tests' hook for the formula.
+  void update(const py::array_t<double, py::array::c_style | py::array::forcecast>& h,
+              const py::array_t<double, py::array::c_style | py::array::forcecast>& s,
+              const py::array_t<double, py::array::c_style | py::array::forcecast>& y) {
+    if (h.ndim() != 2 || h.shape(0) != n_ || h.shape(1) != n_ || s.ndim() != 1 || s.shape(0) != n_ ||
+        y.ndim() != 1 || y.shape(0) != n_)
+      throw py::value_error("update takes H of shape (n, n) and s, y of shape (n,)");
+    double sy = 0;
+    for (std::int64_t i = 0; i < n_; ++i) sy += s.data()[i] * y.data()[i];
+    if (!(sy > 0)) throw py::value_error("update needs s'y > 0, got " + num(sy));
+    auto apply = [&](auto& driver) {
+      driver.set_inverse_hessian(h.data());
+      driver.set_pair(s.data(), y.data());
+      driver.update(sy);
+    };
+    if (f64_) apply(f64_->driver);
+    else apply(f32_->driver);
+  }
+
+ private:
+  std::int64_t n_;
+  std::unique_ptr<Solver<float, BfgsDriver<float>>> f32_;
+  std::unique_ptr<Solver<double, BfgsDriver<double>>> f64_;
 };
 
 // -H g from the given pairs, through the driver's own passes: each pair
@@ -319,6 +375,14 @@ void bind_lbfgs(py::module_& m) {
       .def("get_state", &Lbfgs::get_state)
       .def("set_state", &Lbfgs::set_state, "state"_a);
 
+  py::class_<Bfgs>(m, "Bfgs")
+      .def(py::init<std::int64_t, const py::dtype&>(), "n"_a, "dtype"_a)
+      .def_property_readonly("n", &Bfgs::n)
+      .def_property_readonly("dtype", &Bfgs::dtype)
+      .def("run", &Bfgs::run, "fun"_a, "x"_a, "options"_a, "grad_inplace"_a = false, "callback"_a = py::none())
+      .def("inverse_hessian", &Bfgs::inverse_hessian)
+      .def("update", &Bfgs::update, "h"_a, "s"_a, "y"_a);
+
   m.def("lbfgs_direction", [](const py::array& s, const py::array& y, const py::array& g, int m) {
     if (g.dtype().is(py::dtype::of<double>())) return checked_direction<double>(s, y, g, m);
     return checked_direction<float>(s, y, g, m);
@@ -337,6 +401,7 @@ void bind_lbfgs(py::module_& m) {
      "Seconds per iteration of a kernel moving the bytes of one L-BFGS iteration with trivial math (bench).");
 
   m.attr("LBFGS_CURVATURE_TOLERANCE") = kCurvatureTolerance;
+  m.attr("BFGS_CURVATURE_TOLERANCE") = kBfgsCurvatureTolerance;
 }
 
 }  // namespace fastopt

@@ -83,6 +83,9 @@ struct LbfgsResult {
 
 // Pairs are skipped when s'y <= kCurvatureTolerance * y'y (docs/algorithms.md, section 4).
 constexpr double kCurvatureTolerance = 1e-10;
+inline bool passes_curvature_test(double sy, double yy) {
+  return sy > kCurvatureTolerance * yy && std::isfinite(sy) && std::isfinite(yy);
+}
 
 // The line search in use, behind one interface.
 class LineSearch {
@@ -135,7 +138,7 @@ bool update_memory(LbfgsMemory<T>& memory, GradientDots& dots, const T* g_new, i
                    BlockPartials& partials, std::vector<double>& a, std::vector<double>& b) {
   const int k = memory.size();
   const double sy = dots.sy_cand, yy = dots.yy_cand;
-  if (sy > kCurvatureTolerance * yy && std::isfinite(sy) && std::isfinite(yy)) {
+  if (passes_curvature_test(sy, yy)) {
     std::vector<double> r_col(dots.sy_new), yy_col(dots.yy_new);
     r_col.push_back(sy), yy_col.push_back(yy);
     a = dots.sg, b = dots.yg;
@@ -149,6 +152,135 @@ bool update_memory(LbfgsMemory<T>& memory, GradientDots& dots, const T* g_new, i
   return false;
 }
 
+// Norms of the gradient at the current iterate, for the stopping test and
+// the first trial step.
+struct GradientNorms {
+  double g_max = 0, g_l1 = 0, g_sq = 0;  // ||g||_inf, ||g||_1 (NaN/Inf if g is not finite), ||g||_2^2
+};
+
+// Totals over every run (the torch-style optimizer's state).
+struct RunTotals {
+  std::int64_t iterations = 0, evaluations = 0, skipped = 0;
+};
+
+// The iteration every quasi-Newton method here shares: direction, line
+// search, acceptance, stopping tests, restart on trouble. A Method supplies
+// what differs (LbfgsDriver: the compact form; BfgsDriver: a dense H):
+//   GradientNorms start(const T* g)            at x0
+//   bool empty() const                         H has no curvature information yet
+//   double first_trial(x, g, alpha0, x_trial)  d = -H g; x_trial = x + alpha0*d; returns d'g
+//   void move_trial(x, alpha, x_trial)         x_trial = x + alpha*d
+//   double slope(g_trial, g, f_trial, unit)    d'g_trial (unit: the first trial, at step 1)
+//   bool accept(x, x_trial, g, g_trial, alpha, unit)  update H; returns whether the pair was kept
+//   GradientNorms norms() const                at the accepted point
+//   bool restart()                             H = I; false if it already was
+//
+// `objective(x, g)` returns f(x) and writes the gradient into g;
+// `callback(x, f, nit)` is called after every accepted step and returns true
+// to stop. Both may throw (a Python error): the exception propagates and the
+// run is abandoned.
+template <class T, class Method, class Objective, class Callback>
+LbfgsResult run_quasi_newton(Method& method, RunTotals& totals, LineSearch& search, const LbfgsWorkspace<T>& ws,
+                             const LbfgsOptions& opt, Objective&& objective, Callback&& callback) {
+  LbfgsResult res;
+  int cur = 0;
+  auto evaluate = [&](int slot) {
+    ++res.nfev;
+    ++totals.evaluations;
+    return objective(ws.x[slot], ws.g[slot]);
+  };
+  auto finish = [&](int status, std::string message) {
+    res.status = status;
+    res.message = std::move(message);
+    res.slot = cur;
+    return res;
+  };
+  auto try_restart = [&] {
+    if (method.empty() || !method.restart()) return false;
+    ++res.nrestart;
+    return true;
+  };
+
+  double f = evaluate(cur);
+  res.f = f;
+  GradientNorms norms = method.start(ws.g[cur]);
+  res.g_max = norms.g_max;
+  if (!std::isfinite(f) || !std::isfinite(norms.g_l1))
+    return finish(kLbfgsAbnormal, "ABNORMAL: the objective or its gradient is not finite at the starting point");
+  if (norms.g_max <= opt.gtol) return finish(kLbfgsConverged, "CONVERGENCE: NORM OF GRADIENT <= GTOL");
+
+  LineSearchParams params;
+  params.c1 = opt.c1, params.c2 = opt.c2, params.maxls = opt.maxls;
+
+  while (true) {
+    if (res.nit >= opt.maxiter) return finish(kLbfgsLimit, "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT");
+    const int trial = 1 - cur;
+
+    // Direction and first trial point. While H has no curvature
+    // information (first iteration, or after a restart) d = -g and the first
+    // step is min(1, 1/||g||_1) (or L-BFGS-B's 1/||g||_2), as H has no scale yet.
+    const double empty_step =
+        opt.first_step == FirstStep::kL1 ? std::min(1.0, 1.0 / norms.g_l1) : 1.0 / std::sqrt(norms.g_sq);
+    const double alpha0 = opt.initial_step * (method.empty() ? empty_step : 1.0);
+    const double dg0 = method.first_trial(ws.x[cur], ws.g[cur], alpha0, ws.x[trial]);
+    if (!(dg0 < 0.0)) {
+      if (try_restart()) continue;
+      return finish(kLbfgsAbnormal, "ABNORMAL: the search direction is not a descent direction");
+    }
+
+    // Line search. The first trial at step 1 gets the method's full
+    // gradient pass at once: it is accepted almost always.
+    search.start(opt.line_search, f, dg0, alpha0, params);
+    double alpha = alpha0, f_trial = 0.0;
+    bool trial_ready = true, unit_trial = false;
+    SearchAction action;
+    while (true) {
+      if (!trial_ready) method.move_trial(ws.x[cur], alpha, ws.x[trial]);
+      if (res.nfev >= opt.maxfun) return finish(kLbfgsLimit, "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT");
+      f_trial = evaluate(trial);
+      unit_trial = trial_ready && alpha == 1.0;
+      const double dg = method.slope(ws.g[trial], ws.g[cur], f_trial, unit_trial);
+      action = search.next(f_trial, dg);
+      if (action != SearchAction::kEvaluate) {
+        if (action == SearchAction::kStalled) {
+          // Accept the last trial only if it is a real, finite decrease.
+          const bool decrease = std::isfinite(f_trial) && std::isfinite(dg) && alpha > 0.0 &&
+                                f_trial <= f + opt.c1 * alpha * dg0 && f_trial < f;
+          action = decrease ? SearchAction::kConverged : SearchAction::kFailed;
+        }
+        break;
+      }
+      alpha = search.step();
+      trial_ready = false;
+    }
+    if (action == SearchAction::kFailed) {
+      if (try_restart()) continue;
+      return finish(kLbfgsAbnormal, "ABNORMAL: LINE SEARCH FAILED: " + search.message());
+    }
+
+    // Accept x_trial: the curvature test and the update of H.
+    if (!method.accept(ws.x[cur], ws.x[trial], ws.g[cur], ws.g[trial], alpha, unit_trial)) {
+      ++res.nskipped;
+      ++totals.skipped;
+    }
+    const double f_old = f;
+    f = f_trial;
+    norms = method.norms();
+    cur = trial;
+    ++res.nit;
+    ++totals.iterations;
+    res.f = f;
+    res.g_max = norms.g_max;
+
+    if (callback(ws.x[cur], f, res.nit)) return finish(kLbfgsCallbackStop, "`callback` raised `StopIteration`.");
+    if (norms.g_max <= opt.gtol) return finish(kLbfgsConverged, "CONVERGENCE: NORM OF GRADIENT <= GTOL");
+    if (f_old - f <= opt.ftol * std::max({std::fabs(f_old), std::fabs(f), 1.0}))
+      return finish(kLbfgsConverged, "CONVERGENCE: RELATIVE REDUCTION OF F <= FTOL");
+  }
+}
+
+// L-BFGS in the compact form: the stored pairs stream twice per iteration
+// (pass 1 in slope/accept, pass 2 in first_trial; see compact.hpp).
 template <class T>
 class LbfgsDriver {
  public:
@@ -157,145 +289,58 @@ class LbfgsDriver {
   LbfgsMemory<T>& memory() { return memory_; }
   const LbfgsMemory<T>& memory() const { return memory_; }
 
-  // Totals over every run (the torch-style optimizer's state).
-  std::int64_t total_iterations = 0, total_evaluations = 0, total_skipped = 0;
+  RunTotals totals;
 
-  // Minimizes from the point in ws.x[0]. `objective(x, g)` returns f(x) and
-  // writes the gradient into g; `callback(x, f, nit)` is called after every
-  // accepted step and returns true to stop. Both may throw (a Python error):
-  // the exception propagates and the run is abandoned.
   template <class Objective, class Callback>
   LbfgsResult run(const LbfgsWorkspace<T>& ws, const LbfgsOptions& opt, Objective&& objective, Callback&& callback) {
-    const std::int64_t n = memory_.n();
-    LbfgsResult res;
-    int cur = 0;
-    auto evaluate = [&](int slot) {
-      ++res.nfev;
-      ++total_evaluations;
-      return objective(ws.x[slot], ws.g[slot]);
-    };
-    auto finish = [&](int status, std::string message) {
-      res.status = status;
-      res.message = std::move(message);
-      res.slot = cur;
-      return res;
-    };
-
-    double f = evaluate(cur);
-    res.f = f;
-    gradient_pass(memory_, ws.g[cur], static_cast<const T*>(nullptr), 1.0, opt.num_threads, partials_, dots_);
-    res.g_max = dots_.g_max;
-    if (!std::isfinite(f) || !std::isfinite(dots_.g_l1))
-      return finish(kLbfgsAbnormal, "ABNORMAL: the objective or its gradient is not finite at the starting point");
-    a_ = dots_.sg, b_ = dots_.yg;
-    double g_l1 = dots_.g_l1, g_sq = dots_.g_sq;
-    if (dots_.g_max <= opt.gtol) return finish(kLbfgsConverged, "CONVERGENCE: NORM OF GRADIENT <= GTOL");
-
-    LineSearchParams params;
-    params.c1 = opt.c1, params.c2 = opt.c2, params.maxls = opt.maxls;
-    std::vector<double> cs, cy;
-
-    while (true) {
-      if (res.nit >= opt.maxiter) return finish(kLbfgsLimit, "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT");
-      const int k = memory_.size();
-      const int trial = 1 - cur;
-
-      // Direction and first trial point. With an empty memory (first
-      // iteration, or after a restart) d = -g and the first step is
-      // min(1, 1/||g||_1) (or L-BFGS-B's 1/||g||_2), as H has no scale yet.
-      double cg;
-      cs.assign(k, 0.0), cy.assign(k, 0.0);
-      memory_.direction_coefficients(a_.data(), b_.data(), cg, cs.data(), cy.data());
-      const double empty_step =
-          opt.first_step == FirstStep::kL1 ? std::min(1.0, 1.0 / g_l1) : 1.0 / std::sqrt(g_sq);
-      const double alpha0 = opt.initial_step * (k == 0 ? empty_step : 1.0);
-      const double dg0 = direction_pass(memory_, ws.g[cur], cg, cs.data(), cy.data(), ws.x[cur], alpha0,
-                                        ws.x[trial], opt.num_threads, partials_);
-      if (!(dg0 < 0.0)) {
-        if (k > 0 && restart(res)) continue;
-        return finish(kLbfgsAbnormal, "ABNORMAL: the search direction is not a descent direction");
-      }
-
-      // Line search. The first trial at step 1 runs pass 1 at once: it is
-      // accepted almost always, and pass 1 also yields its slope d'g.
-      search_.start(opt.line_search, f, dg0, alpha0, params);
-      double alpha = alpha0, f_trial = 0.0;
-      bool trial_ready = true, have_pass1 = false;
-      SearchAction action;
-      while (true) {
-        if (!trial_ready) trial_point(ws.x[cur], memory_.spare_s(), alpha, ws.x[trial], n, opt.num_threads);
-        if (res.nfev >= opt.maxfun) return finish(kLbfgsLimit, "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT");
-        f_trial = evaluate(trial);
-        double dg;
-        have_pass1 = trial_ready && alpha == 1.0;
-        if (have_pass1) {
-          gradient_pass(memory_, ws.g[trial], ws.g[cur], 1.0, opt.num_threads, partials_, dots_);
-          dg = dots_.dg;
-        } else {
-          dg = std::isfinite(f_trial) ? dot(memory_.spare_s(), ws.g[trial], n, opt.num_threads, partials_) : NAN;
-        }
-        action = search_.next(f_trial, dg);
-        if (action != SearchAction::kEvaluate) {
-          if (action == SearchAction::kStalled) {
-            // Accept the last trial only if it is a real, finite decrease.
-            const bool decrease = std::isfinite(f_trial) && std::isfinite(dg) && alpha > 0.0 &&
-                                  f_trial <= f + opt.c1 * alpha * dg0 && f_trial < f;
-            action = decrease ? SearchAction::kConverged : SearchAction::kFailed;
-          }
-          break;
-        }
-        alpha = search_.step();
-        trial_ready = false;
-      }
-      if (action == SearchAction::kFailed) {
-        if (k > 0 && restart(res)) continue;
-        return finish(kLbfgsAbnormal, "ABNORMAL: LINE SEARCH FAILED: " + search_.message());
-      }
-
-      // Accept x_trial: pass 1 (if the accepted trial was not the first),
-      // then the curvature test and the memory update.
-      if (!have_pass1)
-        gradient_pass(memory_, ws.g[trial], ws.g[cur], alpha, opt.num_threads, partials_, dots_);
-      accept_pair(res, ws.g[trial], opt.num_threads);
-      const double f_old = f;
-      f = f_trial;
-      g_l1 = dots_.g_l1, g_sq = dots_.g_sq;
-      cur = trial;
-      ++res.nit;
-      ++total_iterations;
-      res.f = f;
-      res.g_max = dots_.g_max;
-
-      if (callback(ws.x[cur], f, res.nit)) return finish(kLbfgsCallbackStop, "`callback` raised `StopIteration`.");
-      if (dots_.g_max <= opt.gtol) return finish(kLbfgsConverged, "CONVERGENCE: NORM OF GRADIENT <= GTOL");
-      if (f_old - f <= opt.ftol * std::max({std::fabs(f_old), std::fabs(f), 1.0}))
-        return finish(kLbfgsConverged, "CONVERGENCE: RELATIVE REDUCTION OF F <= FTOL");
-    }
+    num_threads_ = opt.num_threads;
+    return run_quasi_newton<T>(*this, totals, search_, ws, opt, objective, callback);
   }
 
- private:
-  // Clears the memory so the next direction is -g. Returns false if that was
-  // already the case (a second failure in a row along -g: give up).
-  bool restart(LbfgsResult& res) {
+  // The Method interface of run_quasi_newton.
+  GradientNorms start(const T* g) {
+    gradient_pass(memory_, g, static_cast<const T*>(nullptr), 1.0, num_threads_, partials_, dots_);
+    a_ = dots_.sg, b_ = dots_.yg;
+    return norms();
+  }
+  bool empty() const { return memory_.size() == 0; }
+  double first_trial(const T* x, const T* g, double alpha0, T* x_trial) {
+    const int k = memory_.size();
+    double cg;
+    cs_.assign(k, 0.0), cy_.assign(k, 0.0);
+    memory_.direction_coefficients(a_.data(), b_.data(), cg, cs_.data(), cy_.data());
+    return direction_pass(memory_, g, cg, cs_.data(), cy_.data(), x, alpha0, x_trial, num_threads_, partials_);
+  }
+  void move_trial(const T* x, double alpha, T* x_trial) {
+    trial_point(x, memory_.spare_s(), alpha, x_trial, memory_.n(), num_threads_);
+  }
+  double slope(const T* g_trial, const T* g, double f_trial, bool unit_trial) {
+    if (unit_trial) {  // pass 1 at once: its products serve the memory update too
+      gradient_pass(memory_, g_trial, g, 1.0, num_threads_, partials_, dots_);
+      return dots_.dg;
+    }
+    return std::isfinite(f_trial) ? dot(memory_.spare_s(), g_trial, memory_.n(), num_threads_, partials_) : NAN;
+  }
+  bool accept(const T*, const T*, const T* g, const T* g_trial, double alpha, bool unit_trial) {
+    if (!unit_trial) gradient_pass(memory_, g_trial, g, alpha, num_threads_, partials_, dots_);
+    return update_memory(memory_, dots_, g_trial, num_threads_, partials_, a_, b_);
+  }
+  GradientNorms norms() const { return {dots_.g_max, dots_.g_l1, dots_.g_sq}; }
+  bool restart() {
     if (memory_.size() == 0) return false;
     memory_.clear();
     a_.clear(), b_.clear();
-    ++res.nrestart;
     return true;
   }
 
-  void accept_pair(LbfgsResult& res, const T* g_new, int num_threads) {
-    if (!update_memory(memory_, dots_, g_new, num_threads, partials_, a_, b_)) {
-      ++res.nskipped;
-      ++total_skipped;
-    }
-  }
-
+ private:
   LbfgsMemory<T> memory_;
   BlockPartials partials_;
   GradientDots dots_;
   LineSearch search_;
-  std::vector<double> a_, b_;  // S'g and Y'g at the current iterate
+  std::vector<double> a_, b_;    // S'g and Y'g at the current iterate
+  std::vector<double> cs_, cy_;  // the direction's coefficients
+  int num_threads_ = 0;
 };
 
 }  // namespace fastopt

@@ -5,7 +5,8 @@
 * :mod:`fastopt.reference` -- the same rules in plain NumPy (test oracle, baseline)
 * :mod:`fastopt.schedules` -- learning-rate schedules (``StepLR``, ``CosineAnnealingLR``, ...)
 * :func:`fastopt.save` / :func:`fastopt.load` -- atomic, pickle-free ``.npz`` checkpoints
-* :func:`fastopt.minimize` / :func:`fastopt.lbfgs` -- L-BFGS in C++ (``fastopt.lbfgs_minimize`` for SciPy)
+* :func:`fastopt.minimize` / :func:`fastopt.lbfgs` -- L-BFGS in C++ (``fastopt.lbfgs_minimize`` for SciPy);
+  :func:`fastopt.bfgs` -- dense BFGS for small problems
 """
 
 from importlib.metadata import PackageNotFoundError
@@ -16,7 +17,7 @@ from .checkpoint import load, save
 from .clip import NonFiniteGradientError, clip_grad_norm_, clip_grad_value_, global_grad_norm
 from .flat import FlatBuffer
 from .functional import Rounding, StepStats
-from .lbfgs import OptimizeResult, lbfgs, lbfgs_minimize, minimize
+from .lbfgs import OptimizeResult, bfgs, lbfgs, lbfgs_minimize, minimize
 from .optim import (
     ASGD,
     LAMB,
@@ -49,7 +50,7 @@ __all__ = [
     "runtime_info", "set_num_threads", "get_num_threads", "last_call_threads",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop", "Adadelta", "Adamax",
     "NAdam", "RAdam", "ASGD", "Adafactor", "Lion", "LAMB",
-    "minimize", "lbfgs", "lbfgs_minimize", "OptimizeResult", "LBFGS",
+    "minimize", "lbfgs", "bfgs", "lbfgs_minimize", "OptimizeResult", "LBFGS",
 ]
 
 

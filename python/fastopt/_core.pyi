@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'OptimizerSpec', 'PARALLEL_GRAIN', 'QUANT_BLOCK', 'StalePlan', 'StepPlan', 'compiled_targets', 'dequantize_blockwise', 'dynamic_map', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'optimizers', 'quantize_blockwise', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
+__all__: list[str] = ['BFGS_CURVATURE_TOLERANCE', 'Bfgs', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'OptimizerSpec', 'PARALLEL_GRAIN', 'QUANT_BLOCK', 'StalePlan', 'StepPlan', 'compiled_targets', 'dequantize_blockwise', 'dynamic_map', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'optimizers', 'quantize_blockwise', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
 class StepPlan:
     """
     A class step's checked buffers (see OptimizerSpec.plan).
@@ -113,6 +113,21 @@ class Lbfgs:
     @property
     def n(self) -> int:
         ...
+class Bfgs:
+    def __init__(self, n: typing.SupportsInt | typing.SupportsIndex, dtype: numpy.dtype[typing.Any]) -> None:
+        ...
+    def inverse_hessian(self) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    def run(self, fun: typing.Any, x: numpy.ndarray, options: LbfgsOptions, grad_inplace: bool = False, callback: typing.Any = None) -> dict:
+        ...
+    def update(self, h: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], s: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> None:
+        ...
+    @property
+    def dtype(self) -> numpy.dtype[typing.Any]:
+        ...
+    @property
+    def n(self) -> int:
+        ...
 def compiled_targets() -> list[str]:
     """
     SIMD targets compiled into this build, best last.
@@ -172,6 +187,7 @@ def supported_targets() -> list[str]:
     """
     Compiled SIMD targets this CPU and OS can run.
     """
+BFGS_CURVATURE_TOLERANCE: float = 2.220446049250313e-16
 LBFGS_CURVATURE_TOLERANCE: float = 1e-10
 OPENMP: bool = True
 PARALLEL_GRAIN: int = 32768

@@ -35,6 +35,10 @@ no bounds; the sufficient-decrease constant is :math:`10^{-4}` (L-BFGS-B uses
 :math:`10^{-3}`); the first step is :math:`\min(1, 1/\lVert g\rVert_1)` (L-BFGS-B:
 :math:`1/\lVert g\rVert_2`); float32 problems stay float32 (dot products are
 accumulated in double); the result has ``nskipped`` and ``nrestart``.
+
+:func:`bfgs` (``minimize(method="bfgs")``) is the dense BFGS method for small
+problems: the same iteration, line search, stopping rules and result, with an
+explicit ``n x n`` inverse Hessian (docs/algorithms.md, section 4.1).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["OptimizeResult", "minimize", "lbfgs", "lbfgs_minimize", "LINE_SEARCHES"]
+__all__ = ["OptimizeResult", "minimize", "lbfgs", "bfgs", "lbfgs_minimize", "LINE_SEARCHES"]
 
 LINE_SEARCHES = ("strong_wolfe", "backtracking")
 
@@ -96,12 +100,18 @@ def _check_x0(x0) -> np.ndarray:
     return np.array(x, dtype=x.dtype.newbyteorder("="), order="C", copy=True)
 
 
-def _check_options(options: dict) -> dict:
-    unknown = set(options) - set(DEFAULT_OPTIONS)
+# Dense BFGS takes the same options but maxcor (it keeps all of H).
+BFGS_DEFAULT_OPTIONS = {**{k: v for k, v in DEFAULT_OPTIONS.items() if k != "maxcor"}, "first_step": "l2"}
+
+
+def _check_options(options: dict, defaults: dict = DEFAULT_OPTIONS, method: str = "L-BFGS") -> dict:
+    unknown = set(options) - set(defaults)
     if unknown:
-        raise ValueError(f"unknown L-BFGS options {sorted(unknown)}; known: {sorted(DEFAULT_OPTIONS)}")
-    opts = {**DEFAULT_OPTIONS, **options}
+        raise ValueError(f"unknown {method} options {sorted(unknown)}; known: {sorted(defaults)}")
+    opts = {**defaults, **options}
     for name in ("maxcor", "maxiter", "maxfun", "maxls", "num_threads"):
+        if name not in opts:
+            continue
         value = opts[name]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"option {name} must be an integer, got {type(value).__name__}")
@@ -112,7 +122,7 @@ def _check_options(options: dict) -> dict:
         raise ValueError(f"invalid line_search: {opts['line_search']!r} (expected one of {LINE_SEARCHES})")
     if opts["first_step"] not in ("l1", "l2"):
         raise ValueError(f"invalid first_step: {opts['first_step']!r} (expected 'l1' or 'l2')")
-    if opts["maxcor"] < 1:
+    if opts.get("maxcor", 1) < 1:
         raise ValueError(f"invalid maxcor: {opts['maxcor']} (must be >= 1)")
     return opts
 
@@ -203,29 +213,77 @@ def lbfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Cal
     opts = _check_options(dict(maxcor=maxcor, gtol=gtol, ftol=ftol, maxiter=maxiter, maxfun=maxfun,
                                maxls=maxls, line_search=line_search, first_step=first_step,
                                num_threads=num_threads, disp=disp))
+    return _run(_core.Lbfgs(x.size, x.dtype, opts["maxcor"]), "L-BFGS", fun, x, jac, args, callback, opts)
+
+
+def _run(solver, name: str, fun, x: np.ndarray, jac, args, callback, opts: dict) -> OptimizeResult:
+    """Runs a checked problem on a C++ quasi-Newton solver; x receives the result."""
     function, inplace = _objective(fun, jac, tuple(args))
     options = _core.LbfgsOptions(gtol=opts["gtol"], ftol=opts["ftol"], maxiter=opts["maxiter"],
                                  maxfun=opts["maxfun"], maxls=opts["maxls"], line_search=opts["line_search"],
                                  first_step=opts["first_step"], num_threads=opts["num_threads"])
-    solver = _core.Lbfgs(x.size, x.dtype, opts["maxcor"])
     raw = solver.run(function, x, options, inplace, _iteration_hook(callback))
     res = OptimizeResult(x=x, success=raw["status"] == 0, **raw)
     if opts["disp"]:
-        print(f"fastopt L-BFGS: {res.message} (nit={res.nit}, nfev={res.nfev}, f={res.fun:.6g})")
+        print(f"fastopt {name}: {res.message} (nit={res.nit}, nfev={res.nfev}, f={res.fun:.6g})")
+    return res
+
+
+def bfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Callable | None = None,
+         gtol: float = 1e-5, ftol: float = 2.2204460492503131e-09, maxiter: int = 15000, maxfun: int = 15000,
+         maxls: int = 20, line_search: str = "strong_wolfe", first_step: str = "l2", num_threads: int = 0,
+         disp: bool = False) -> OptimizeResult:
+    r"""Minimize ``fun`` from ``x0`` with dense BFGS, for small problems (``n`` up to a few thousand:
+    the inverse Hessian takes ``8 n^2`` bytes).
+
+    The direction is :math:`d = -H g` with an explicit inverse-Hessian
+    approximation :math:`H`: the identity until the first stored pair, then
+    :math:`H \leftarrow (I - 
+ho s y^	op) H (I - 
+ho y s^	op) + 
+ho s s^	op`,
+    :math:`
+ho = 1/(y^	op s)`, starting from :math:`(y^	op s / y^	op y) I`
+    (Nocedal & Wright, "Numerical Optimization", 2nd ed., eqs. 6.17 and 6.20).
+    A pair is skipped (and counted in ``nskipped``) unless
+    :math:`s^\top y > \epsilon_{mach} (-g^\top s)` (L-BFGS-B's scale-free
+    curvature test). The iteration, line search, stopping rules, restarts and
+    arguments are :func:`lbfgs`'s, except that there is no ``maxcor`` and
+    ``first_step`` defaults to ``"l2"`` (L-BFGS-B's :math:`1/\lVert g\rVert_2`). :math:`H` is kept in float64 for
+    float32 problems too; rows of each pass over it are split over threads
+    without changing any result.
+
+    Returns:
+        :class:`OptimizeResult` with :func:`lbfgs`'s keys plus ``hess_inv``
+        (the final :math:`H`, as SciPy's BFGS returns it).
+    """
+    x = _check_x0(x0)
+    opts = _check_options(dict(gtol=gtol, ftol=ftol, maxiter=maxiter, maxfun=maxfun, maxls=maxls,
+                               line_search=line_search, first_step=first_step, num_threads=num_threads, disp=disp),
+                          BFGS_DEFAULT_OPTIONS, "BFGS")
+    solver = _core.Bfgs(x.size, x.dtype)
+    res = _run(solver, "BFGS", fun, x, jac, args, callback, opts)
+    res["hess_inv"] = solver.inverse_hessian()
     return res
 
 
 def minimize(fun: Callable, x0, args: tuple = (), method: str = "lbfgs", jac: Any = True,
              callback: Callable | None = None, options: dict | None = None) -> OptimizeResult:
-    """``scipy.optimize.minimize``-shaped entry point. ``method`` must be
-    ``"lbfgs"`` (or ``"l-bfgs"``); ``options`` take SciPy's L-BFGS-B names
-    (``maxcor``, ``gtol``, ``ftol``, ``maxiter``, ``maxfun``, ``maxls``,
-    ``disp``) plus ``line_search``, ``first_step`` and ``num_threads``. See :func:`lbfgs`."""
-    if not isinstance(method, str) or method.lower() not in ("lbfgs", "l-bfgs"):
-        raise ValueError(f"unknown method {method!r}: fastopt.minimize implements 'lbfgs'")
+    """``scipy.optimize.minimize``-shaped entry point. ``method`` is
+    ``"lbfgs"`` (or ``"l-bfgs"``, the default; see :func:`lbfgs`) or
+    ``"bfgs"`` (dense, for small problems; see :func:`bfgs`). ``options`` take
+    SciPy's L-BFGS-B names (``maxcor`` (L-BFGS only), ``gtol``, ``ftol``,
+    ``maxiter``, ``maxfun``, ``maxls``, ``disp``) plus ``line_search``,
+    ``first_step`` and ``num_threads``."""
+    name = method.lower() if isinstance(method, str) else None
     options = dict(options or {})
-    _check_options(options)
-    return lbfgs(fun, x0, jac=jac, args=args, callback=callback, **options)
+    if name in ("lbfgs", "l-bfgs"):
+        _check_options(options)
+        return lbfgs(fun, x0, jac=jac, args=args, callback=callback, **options)
+    if name == "bfgs":
+        _check_options(options, BFGS_DEFAULT_OPTIONS, "BFGS")
+        return bfgs(fun, x0, jac=jac, args=args, callback=callback, **options)
+    raise ValueError(f"unknown method {method!r}: fastopt.minimize implements 'lbfgs' and 'bfgs'")
 
 
 def lbfgs_minimize(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None, constraints=(),
