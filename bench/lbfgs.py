@@ -4,8 +4,8 @@
    Hillstrom), same memory m = 10, both run to ||g||_inf <= 1e-5 (gtol=1e-5,
    ftol=0). A run succeeds if the gradient at the x it returns really has
    ||g||_inf <= 1e-5 (measured here, not taken from the solver's status).
-   fastopt runs twice: its default first step min(1, 1/||g||_1)
-   (torch's) and first_step="l2" (L-BFGS-B's 1/||g||_2).
+   fastopt runs twice: its default first step 1/||g||_2 (L-BFGS-B's) and
+   first_step="l1" (torch's min(1, 1/||g||_1)).
 2. Solver time per iteration, objective time excluded (the time spent inside
    fun is measured and subtracted), in the steady state (from the 15th
    evaluation on, when the memory holds m pairs, to the 40th iteration, so
@@ -49,15 +49,15 @@ def evaluation_table(out=print) -> list[dict]:
     import scipy.optimize as so
 
     rows = []
-    out(f"{'problem':<31}{'n':>5} | {'fastopt':>7} {'f':>11} | {'l2':>6} {'f':>11} | {'SciPy':>6} {'f':>11}")
+    out(f"{'problem':<31}{'n':>5} | {'fastopt':>7} {'f':>11} | {'l1':>6} {'f':>11} | {'SciPy':>6} {'f':>11}")
     for p in problems.problem_set():
         row = dict(problem=p.name, n=p.n)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # overflow inside some objectives' far trials
             runs = {
                 "fastopt": fastopt.minimize(p.fun, p.x0, options=dict(maxcor=M, gtol=GTOL, ftol=0)),
-                "fastopt_l2": fastopt.minimize(p.fun, p.x0, options=dict(maxcor=M, gtol=GTOL, ftol=0,
-                                                                         first_step="l2")),
+                "fastopt_l1": fastopt.minimize(p.fun, p.x0, options=dict(maxcor=M, gtol=GTOL, ftol=0,
+                                                                         first_step="l1")),
                 "scipy": so.minimize(p.fun, p.x0, jac=True, method="L-BFGS-B",
                                      options=dict(maxcor=M, gtol=GTOL, ftol=0)),
             }
@@ -69,9 +69,9 @@ def evaluation_table(out=print) -> list[dict]:
         def cell(r):
             return f"{r['nfev']:>6}{'' if r['ok'] else '!'} {r['fun']:>11.4e}"
 
-        out(f"{p.name:<31}{p.n:>5} | {cell(row['fastopt']):>19} | {cell(row['fastopt_l2']):>18} | "
+        out(f"{p.name:<31}{p.n:>5} | {cell(row['fastopt']):>19} | {cell(row['fastopt_l1']):>18} | "
             f"{cell(row['scipy']):>18}")
-    for key in ("fastopt", "fastopt_l2"):
+    for key in ("fastopt", "fastopt_l1"):
         out(summary_line(key, evaluation_summary(rows, key), "SciPy"))
     return rows
 
@@ -349,7 +349,7 @@ def main(sizes, dtypes, json_path="", out=print) -> dict:
     out("")
     bfgs_timing = bfgs_timing_table(out=out)
     result = dict(runtime=info, evaluations=evals, timing=timing, bytes=volume,
-                  summary={k: evaluation_summary(evals, k) for k in ("fastopt", "fastopt_l2")},
+                  summary={k: evaluation_summary(evals, k) for k in ("fastopt", "fastopt_l1")},
                   bfgs_evaluations=bfgs_evals, bfgs_timing=bfgs_timing,
                   bfgs_summary=evaluation_summary(bfgs_evals, "bfgs", "scipy_bfgs"))
     if json_path:

@@ -70,7 +70,7 @@ def test_every_direction_is_minus_h_g(problem):
             np.testing.assert_allclose(s, alpha * d, rtol=1e-6, atol=1e-6 * np.abs(s).max())
             checked += 1
         y = fun(x_next)[1] - g
-        if s @ y > _core.BFGS_CURVATURE_TOLERANCE * -(g @ s):  # L-BFGS-B's scale-free test
+        if s @ y > _core.LBFGS_CURVATURE_TOLERANCE * -(g @ s):  # L-BFGS-B's scale-free test
             if first:
                 h = (s @ y) / (y @ y) * np.eye(x0.size)
                 first = False
@@ -132,8 +132,8 @@ def test_close_to_scipy_bfgs():
 
 def test_scale_free_curvature_test_on_badly_scaled_problems():
     """The test s'y > eps*(-g's) keeps the pairs of Powell's and Brown's badly
-    scaled functions (s'y > 1e-10 y'y, L-BFGS's current test, drops almost
-    all of them there): SciPy's BFGS evaluation counts, within 10%."""
+    scaled functions (the former test, s'y > 1e-10 y'y, dropped almost all of
+    them there): SciPy's BFGS evaluation counts, within 10%."""
     for name, scipy_nfev in (("powell_badly_scaled", 202), ("brown_badly_scaled", 27)):
         p = PROBLEMS[name]
         res = fastopt.bfgs(p.fun, p.x0, gtol=1e-5 * max(1.0, abs(p.f_min or 0.0)), ftol=0)

@@ -79,14 +79,20 @@ def test_two_loop_reference_equals_dense_bfgs():
 
 
 def test_direction_skips_pairs_failing_curvature():
+    """A pair is kept only if s'y > eps_mach * (-g_old's): scale-free, so a
+    tiny positive s'y is kept when the step's first-order decrease is tiny too."""
     s, y, g = random_pairs(20, 5, seed=1)
-    bad_s, bad_y = s.copy(), y.copy()
+    bad_y = y.copy()
     bad_y[2] = -bad_y[2]  # s'y < 0
-    bad_y[4] = bad_s[4] * 1e-12 + 1e3 * np.eye(1, 20, 0)[0]  # s'y tiny against y'y
-    d, skipped = _core.lbfgs_direction(bad_s, bad_y, g, 10)
+    bad_y[4] = 1e-20 * s[4]  # s'y = 1e-20 |s|^2, to full relative precision
+    gs = -np.einsum("ij,ij->i", s, y)  # a first-order decrease of the size of each pair's curvature
+    d, skipped = _core.lbfgs_direction(s, bad_y, g, 10, gs)
     keep = [0, 1, 3]
     assert skipped == 2
     np.testing.assert_allclose(d, -dense_bfgs_inverse(s[keep], y[keep]) @ g, rtol=1e-10, atol=1e-12)
+    gs[4] = -1e-10 * (s[4] @ s[4])  # now s'y = 1e-20 |s|^2 > eps * 1e-10 |s|^2: kept
+    _, skipped = _core.lbfgs_direction(s, bad_y, g, 10, gs)
+    assert skipped == 1
 
 
 def test_direction_float32_accumulates_in_double():

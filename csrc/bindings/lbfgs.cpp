@@ -292,11 +292,11 @@ class Bfgs {
 
 // -H g from the given pairs, through the driver's own passes: each pair
 // enters the memory exactly as in a run (pass 1 with the pair as candidate,
-// the curvature test, the ring update), then pass 2 forms the direction.
-// Returns (d, number of pairs skipped by the curvature test).
+// the curvature test with gs[i] = g_old's_i, the ring update), then pass 2
+// forms the direction. Returns (d, number of pairs skipped by the curvature test).
 template <class T>
 py::tuple direction_from_pairs(const py::array_t<T, py::array::c_style>& s, const py::array_t<T, py::array::c_style>& y,
-                               const py::array_t<T, py::array::c_style>& g, int m) {
+                               const py::array_t<T, py::array::c_style>& g, int m, const std::vector<double>& gs) {
   const std::int64_t n = g.shape(0);
   const py::ssize_t k = s.shape(0);
   LbfgsMemory<T> mem(n, m);
@@ -311,7 +311,7 @@ py::tuple direction_from_pairs(const py::array_t<T, py::array::c_style>& s, cons
       // As candidate: d = s_i (alpha = 1) and y = g_new - g_old = y_i - 0.
       std::memcpy(mem.spare_s(), s.data(i), sizeof(T) * n);
       gradient_pass(mem, y.data(i), zeros.data(), 1.0, 0, partials, dots);
-      if (!update_memory(mem, dots, y.data(i), 0, partials, a, b)) ++skipped;
+      if (!update_memory(mem, dots, y.data(i), gs[static_cast<std::size_t>(i)], 0, partials, a, b)) ++skipped;
     }
     gradient_pass(mem, g.data(), static_cast<const T*>(nullptr), 1.0, 0, partials, dots);
     double cg;
@@ -326,17 +326,21 @@ py::tuple direction_from_pairs(const py::array_t<T, py::array::c_style>& s, cons
 }
 
 template <class T>
-py::tuple checked_direction(const py::array& s, const py::array& y, const py::array& g, int m) {
+py::tuple checked_direction(const py::array& s, const py::array& y, const py::array& g, int m,
+                            std::vector<double> gs) {
   if (g.ndim() != 1 || s.ndim() != 2 || y.ndim() != 2 || s.shape(1) != g.shape(0) || y.shape(0) != s.shape(0) ||
       y.shape(1) != g.shape(0))
     throw py::value_error("lbfgs_direction takes s and y of shape (k, n) and g of shape (n,)");
+  if (gs.empty()) gs.assign(static_cast<std::size_t>(s.shape(0)), 0.0);
+  if (static_cast<py::ssize_t>(gs.size()) != s.shape(0))
+    throw py::value_error("lbfgs_direction takes one gs value (g_old's) per pair");
   if (g.shape(0) < 1 || m < 1) throw py::value_error("lbfgs_direction needs n >= 1 and m >= 1");
   using Arr = py::array_t<T, py::array::c_style>;
   for (const py::array* a : {&s, &y, &g})
     if (!a->dtype().is(py::dtype::of<T>()) || !(a->flags() & py::array::c_style))
       throw py::type_error("lbfgs_direction takes C-contiguous arrays of one dtype");
   return direction_from_pairs<T>(py::reinterpret_borrow<Arr>(s), py::reinterpret_borrow<Arr>(y),
-                                 py::reinterpret_borrow<Arr>(g), m);
+                                 py::reinterpret_borrow<Arr>(g), m, gs);
 }
 
 }  // namespace
@@ -383,10 +387,12 @@ void bind_lbfgs(py::module_& m) {
       .def("inverse_hessian", &Bfgs::inverse_hessian)
       .def("update", &Bfgs::update, "h"_a, "s"_a, "y"_a);
 
-  m.def("lbfgs_direction", [](const py::array& s, const py::array& y, const py::array& g, int m) {
-    if (g.dtype().is(py::dtype::of<double>())) return checked_direction<double>(s, y, g, m);
-    return checked_direction<float>(s, y, g, m);
-  }, "s"_a, "y"_a, "g"_a, "m"_a = 10);
+  m.def("lbfgs_direction", [](const py::array& s, const py::array& y, const py::array& g, int m,
+                              const std::vector<double>& gs) {
+    if (g.dtype().is(py::dtype::of<double>())) return checked_direction<double>(s, y, g, m, gs);
+    return checked_direction<float>(s, y, g, m, gs);
+  }, "s"_a, "y"_a, "g"_a, "m"_a = 10, "gs"_a = std::vector<double>{},
+     "-H g from the pairs (rows of s, y) as a run stores them; gs[i] = g_old's_i for the curvature test (default 0).");
 
   m.def("lbfgs_roofline", [](std::int64_t n, const py::dtype& dtype, int m, int iterations, int warmup,
                              int num_threads) {
@@ -401,7 +407,6 @@ void bind_lbfgs(py::module_& m) {
      "Seconds per iteration of a kernel moving the bytes of one L-BFGS iteration with trivial math (bench).");
 
   m.attr("LBFGS_CURVATURE_TOLERANCE") = kCurvatureTolerance;
-  m.attr("BFGS_CURVATURE_TOLERANCE") = kBfgsCurvatureTolerance;
 }
 
 }  // namespace fastopt

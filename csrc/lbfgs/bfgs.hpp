@@ -4,8 +4,8 @@
 // and result as L-BFGS (run_quasi_newton in driver.hpp); only H differs:
 //
 //   d = -H g;  after an accepted step, with s = x_new - x, y = g_new - g and
-//   s'y > eps_mach * (-g's) (L-BFGS-B's scale-free curvature test; the pair
-//   is skipped otherwise, and counted):
+//   s'y > eps_mach * (-g's) (L-BFGS's curvature test, passes_curvature_test;
+//   the pair is skipped otherwise, and counted):
 //     H = (I - rho s y') H (I - rho y s') + rho s s',   rho = 1/(y's)
 //   where H = I until the first update, which starts from (y's / y'y) I.
 //
@@ -25,9 +25,6 @@
 #include "lbfgs/driver.hpp"
 
 namespace fastopt {
-
-// The curvature test's eps_mach (of float64, whatever T is).
-constexpr double kBfgsCurvatureTolerance = 2.220446049250313e-16;
 
 template <class T>
 class BfgsDriver {
@@ -78,7 +75,7 @@ class BfgsDriver {
       yy += y_[i] * y_[i];
       gs += static_cast<double>(g[i]) * s_[i];
     }
-    if (!(sy > kBfgsCurvatureTolerance * -gs && std::isfinite(sy) && yy > 0.0 && std::isfinite(yy))) return false;
+    if (!passes_curvature_test(sy, yy, gs)) return false;
     if (identity_) {
       for (std::int64_t i = 0; i < n_; ++i) h_[static_cast<std::size_t>(i * n_ + i)] = sy / yy;
       identity_ = false;

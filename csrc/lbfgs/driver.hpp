@@ -81,10 +81,13 @@ struct LbfgsResult {
   int slot = 0;              // which workspace buffer holds x and g at the result
 };
 
-// Pairs are skipped when s'y <= kCurvatureTolerance * y'y (docs/algorithms.md, section 4).
-constexpr double kCurvatureTolerance = 1e-10;
-inline bool passes_curvature_test(double sy, double yy) {
-  return sy > kCurvatureTolerance * yy && std::isfinite(sy) && std::isfinite(yy);
+// A pair is stored only if s'y > eps_mach * (-g's), g the gradient where
+// the step started (L-BFGS-B's scale-free test: curvature positive relative
+// to the step's first-order decrease; docs/algorithms.md, section 4), with s'y
+// and y'y finite. Otherwise it is skipped and counted.
+constexpr double kCurvatureTolerance = 2.220446049250313e-16;  // eps_mach of float64
+inline bool passes_curvature_test(double sy, double yy, double gs) {
+  return sy > kCurvatureTolerance * -gs && std::isfinite(sy) && std::isfinite(yy);
 }
 
 // The line search in use, behind one interface.
@@ -131,14 +134,15 @@ struct LbfgsWorkspace {
 };
 
 // After pass 1 with a candidate: stores the candidate pair if it passes the
-// curvature test, and leaves in a, b the products S'g, Y'g of the memory as it
-// now is (g = g_new). Returns whether the pair was stored.
+// curvature test (gs = g_old's of the candidate), and leaves in a, b the
+// products S'g, Y'g of the memory as it now is (g = g_new). Returns whether
+// the pair was stored.
 template <class T>
-bool update_memory(LbfgsMemory<T>& memory, GradientDots& dots, const T* g_new, int num_threads,
+bool update_memory(LbfgsMemory<T>& memory, GradientDots& dots, const T* g_new, double gs, int num_threads,
                    BlockPartials& partials, std::vector<double>& a, std::vector<double>& b) {
   const int k = memory.size();
   const double sy = dots.sy_cand, yy = dots.yy_cand;
-  if (passes_curvature_test(sy, yy)) {
+  if (passes_curvature_test(sy, yy, gs)) {
     std::vector<double> r_col(dots.sy_new), yy_col(dots.yy_new);
     r_col.push_back(sy), yy_col.push_back(yy);
     a = dots.sg, b = dots.yg;
@@ -309,7 +313,8 @@ class LbfgsDriver {
     double cg;
     cs_.assign(k, 0.0), cy_.assign(k, 0.0);
     memory_.direction_coefficients(a_.data(), b_.data(), cg, cs_.data(), cy_.data());
-    return direction_pass(memory_, g, cg, cs_.data(), cy_.data(), x, alpha0, x_trial, num_threads_, partials_);
+    dg_ = direction_pass(memory_, g, cg, cs_.data(), cy_.data(), x, alpha0, x_trial, num_threads_, partials_);
+    return dg_;
   }
   void move_trial(const T* x, double alpha, T* x_trial) {
     trial_point(x, memory_.spare_s(), alpha, x_trial, memory_.n(), num_threads_);
@@ -323,7 +328,7 @@ class LbfgsDriver {
   }
   bool accept(const T*, const T*, const T* g, const T* g_trial, double alpha, bool unit_trial) {
     if (!unit_trial) gradient_pass(memory_, g_trial, g, alpha, num_threads_, partials_, dots_);
-    return update_memory(memory_, dots_, g_trial, num_threads_, partials_, a_, b_);
+    return update_memory(memory_, dots_, g_trial, alpha * dg_, num_threads_, partials_, a_, b_);
   }
   GradientNorms norms() const { return {dots_.g_max, dots_.g_l1, dots_.g_sq}; }
   bool restart() {
@@ -340,6 +345,7 @@ class LbfgsDriver {
   LineSearch search_;
   std::vector<double> a_, b_;    // S'g and Y'g at the current iterate
   std::vector<double> cs_, cy_;  // the direction's coefficients
+  double dg_ = 0;                // d'g at the iterate: g's of the candidate is alpha*dg_
   int num_threads_ = 0;
 };
 

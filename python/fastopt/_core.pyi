@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['BFGS_CURVATURE_TOLERANCE', 'Bfgs', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'OptimizerSpec', 'PARALLEL_GRAIN', 'QUANT_BLOCK', 'StalePlan', 'StepPlan', 'compiled_targets', 'dequantize_blockwise', 'dynamic_map', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'optimizers', 'quantize_blockwise', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
+__all__: list[str] = ['Bfgs', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'OptimizerSpec', 'PARALLEL_GRAIN', 'QUANT_BLOCK', 'StalePlan', 'StepPlan', 'compiled_targets', 'dequantize_blockwise', 'dynamic_map', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'optimizers', 'quantize_blockwise', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
 class StepPlan:
     """
     A class step's checked buffers (see OptimizerSpec.plan).
@@ -156,8 +156,10 @@ def last_call_threads() -> int:
     """
     Threads the most recent kernel call ran on (1 below the parallel grain).
     """
-def lbfgs_direction(s: numpy.ndarray, y: numpy.ndarray, g: numpy.ndarray, m: typing.SupportsInt | typing.SupportsIndex = 10) -> tuple:
-    ...
+def lbfgs_direction(s: numpy.ndarray, y: numpy.ndarray, g: numpy.ndarray, m: typing.SupportsInt | typing.SupportsIndex = 10, gs: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = []) -> tuple:
+    """
+    -H g from the pairs (rows of s, y) as a run stores them; gs[i] = g_old's_i for the curvature test (default 0).
+    """
 def lbfgs_roofline(n: typing.SupportsInt | typing.SupportsIndex, dtype: numpy.dtype[typing.Any], m: typing.SupportsInt | typing.SupportsIndex = 10, iterations: typing.SupportsInt | typing.SupportsIndex = 25, warmup: typing.SupportsInt | typing.SupportsIndex = 15, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> float:
     """
     Seconds per iteration of a kernel moving the bytes of one L-BFGS iteration with trivial math (bench).
@@ -187,8 +189,7 @@ def supported_targets() -> list[str]:
     """
     Compiled SIMD targets this CPU and OS can run.
     """
-BFGS_CURVATURE_TOLERANCE: float = 2.220446049250313e-16
-LBFGS_CURVATURE_TOLERANCE: float = 1e-10
+LBFGS_CURVATURE_TOLERANCE: float = 2.220446049250313e-16
 OPENMP: bool = True
 PARALLEL_GRAIN: int = 32768
 QUANT_BLOCK: int = 256

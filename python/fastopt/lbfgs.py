@@ -12,14 +12,16 @@ The method (Nocedal 1980; Liu & Nocedal 1989): the direction is
 :math:`d = -H_k g_k`, with :math:`H_k` the BFGS inverse-Hessian approximation
 built from :math:`H^0 = \gamma I`, :math:`\gamma = s^\top y / y^\top y` (newest
 pair) and the last ``maxcor`` pairs :math:`s_i = x_{i+1} - x_i`,
-:math:`y_i = g_{i+1} - g_i`. A pair with :math:`s^\top y \le 10^{-10}\, y^\top y`
-fails the curvature condition and is skipped (counted in ``nskipped``).
+:math:`y_i = g_{i+1} - g_i`. A pair with :math:`s^\top y \le \epsilon_{mach} (-g_i^\top s_i)`
+fails the curvature condition (L-BFGS-B's scale-free test) and is skipped
+(counted in ``nskipped``).
 :math:`H_k g` is computed in the compact form of Byrd, Nocedal & Schnabel
 (1994), which streams the stored pairs twice per iteration (the two-loop
 recursion streams them four times); both are the same matrix. The step
 length comes from the Moré–Thuente line search (strong Wolfe conditions,
 :math:`c_1 = 10^{-4}`, :math:`c_2 = 0.9`), or from backtracking with the Armijo
-condition; the first trial step is 1, and :math:`\min(1, 1/\lVert g\rVert_1)`
+condition; the first trial step is 1, and :math:`1/\lVert g\rVert_2`
+(L-BFGS-B's; ``first_step="l1"``: torch's :math:`\min(1, 1/\lVert g\rVert_1)`)
 while the memory is empty (first iteration, or after a restart).
 
 Stops when :math:`\lVert g\rVert_\infty \le` ``gtol``, when
@@ -32,8 +34,7 @@ accepted iterate (the lowest objective value accepted) with ``status = 2``.
 
 Where it differs from SciPy's L-BFGS-B (same option names and defaults):
 no bounds; the sufficient-decrease constant is :math:`10^{-4}` (L-BFGS-B uses
-:math:`10^{-3}`); the first step is :math:`\min(1, 1/\lVert g\rVert_1)` (L-BFGS-B:
-:math:`1/\lVert g\rVert_2`); float32 problems stay float32 (dot products are
+:math:`10^{-3}`); L-BFGS-B caps the first step at ``stpmax``; float32 problems stay float32 (dot products are
 accumulated in double); the result has ``nskipped`` and ``nrestart``.
 
 :func:`bfgs` (``minimize(method="bfgs")``) is the dense BFGS method for small
@@ -56,7 +57,7 @@ LINE_SEARCHES = ("strong_wolfe", "backtracking")
 
 # SciPy's L-BFGS-B option names and defaults, plus this solver's own.
 DEFAULT_OPTIONS = dict(maxcor=10, gtol=1e-5, ftol=2.2204460492503131e-09, maxiter=15000, maxfun=15000,
-                       maxls=20, line_search="strong_wolfe", first_step="l1", num_threads=0, disp=False)
+                       maxls=20, line_search="strong_wolfe", first_step="l2", num_threads=0, disp=False)
 
 
 class OptimizeResult(dict):
@@ -101,7 +102,7 @@ def _check_x0(x0) -> np.ndarray:
 
 
 # Dense BFGS takes the same options but maxcor (it keeps all of H).
-BFGS_DEFAULT_OPTIONS = {**{k: v for k, v in DEFAULT_OPTIONS.items() if k != "maxcor"}, "first_step": "l2"}
+BFGS_DEFAULT_OPTIONS = {k: v for k, v in DEFAULT_OPTIONS.items() if k != "maxcor"}
 
 
 def _check_options(options: dict, defaults: dict = DEFAULT_OPTIONS, method: str = "L-BFGS") -> dict:
@@ -174,7 +175,7 @@ def _objective(fun, jac, args):
 def lbfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Callable | None = None,
           maxcor: int = 10, gtol: float = 1e-5, ftol: float = 2.2204460492503131e-09,
           maxiter: int = 15000, maxfun: int = 15000, maxls: int = 20,
-          line_search: str = "strong_wolfe", first_step: str = "l1", num_threads: int = 0,
+          line_search: str = "strong_wolfe", first_step: str = "l2", num_threads: int = 0,
           disp: bool = False) -> OptimizeResult:
     r"""Minimize ``fun`` from ``x0`` with L-BFGS (rule and references in the module docstring).
 
@@ -197,10 +198,9 @@ def lbfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Cal
             maxls: evaluations per line search (20).
         line_search: ``"strong_wolfe"`` (Moré–Thuente, default) or ``"backtracking"`` (Armijo).
         first_step: the first trial step while the memory is empty:
-            ``"l1"`` (default, torch's) :math:`\min(1, 1/\lVert g\rVert_1)`,
-            or ``"l2"`` (L-BFGS-B's) :math:`1/\lVert g\rVert_2`. The benchmark shows the
-            difference: ``"l2"`` matches SciPy's evaluation counts, ``"l1"`` is
-            more cautious on the first iteration.
+            ``"l2"`` (default, L-BFGS-B's) :math:`1/\lVert g\rVert_2`, or
+            ``"l1"`` (torch's, the default of ``optim.LBFGS``)
+            :math:`\min(1, 1/\lVert g\rVert_1)`, more cautious on the first iteration.
         num_threads: OpenMP threads for the vector passes (0: default).
         disp: print the final message.
 
@@ -247,9 +247,8 @@ ho = 1/(y^	op s)`, starting from :math:`(y^	op s / y^	op y) I`
     (Nocedal & Wright, "Numerical Optimization", 2nd ed., eqs. 6.17 and 6.20).
     A pair is skipped (and counted in ``nskipped``) unless
     :math:`s^\top y > \epsilon_{mach} (-g^\top s)` (L-BFGS-B's scale-free
-    curvature test). The iteration, line search, stopping rules, restarts and
-    arguments are :func:`lbfgs`'s, except that there is no ``maxcor`` and
-    ``first_step`` defaults to ``"l2"`` (L-BFGS-B's :math:`1/\lVert g\rVert_2`). :math:`H` is kept in float64 for
+    curvature test, as in :func:`lbfgs`). The iteration, line search, stopping rules, restarts and
+    arguments are :func:`lbfgs`'s, except that there is no ``maxcor``. :math:`H` is kept in float64 for
     float32 problems too; rows of each pass over it are split over threads
     without changing any result.
 

@@ -81,7 +81,7 @@ class LBFGS(Optimizer):
             return _core.LbfgsOptions(
                 gtol=group["tolerance_grad"], ftol=group["tolerance_change"], maxiter=group["max_iter"],
                 maxfun=group["max_eval"], line_search=group["line_search_fn"] or "fixed",
-                initial_step=group["lr"])
+                initial_step=group["lr"], first_step="l1")  # torch's first step
         except ValueError as e:
             raise ValueError(str(e).replace("maxiter", "max_iter").replace("maxfun", "max_eval")
                              .replace("initial_step (lr)", "lr").replace("gtol", "tolerance_grad")
