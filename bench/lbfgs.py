@@ -45,32 +45,37 @@ SKIP_EVALUATIONS = 15  # time the steady state: the memory (m = 10 pairs) is ful
 
 
 # ------------------------------------------------------------ evaluations
-def evaluation_table(out=print) -> list[dict]:
-    import scipy.optimize as so
-
+def solve_problem_set(solvers: dict, out=print) -> list[dict]:
+    """Every problem with every solver (label -> solve(problem) -> result):
+    one row each with evaluations, f, the measured ||g||_inf and whether it
+    reaches GTOL ('!' where not)."""
     rows = []
-    out(f"{'problem':<31}{'n':>5} | {'fastopt':>7} {'f':>11} | {'l1':>6} {'f':>11} | {'SciPy':>6} {'f':>11}")
+    out(f"{'problem':<31}{'n':>5}" + "".join(f" | {label:>7} {'f':>11}" for label in solvers))
     for p in problems.problem_set():
         row = dict(problem=p.name, n=p.n)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # overflow inside some objectives' far trials
-            runs = {
-                "fastopt": fastopt.minimize(p.fun, p.x0, options=dict(maxcor=M, gtol=GTOL, ftol=0)),
-                "fastopt_l1": fastopt.minimize(p.fun, p.x0, options=dict(maxcor=M, gtol=GTOL, ftol=0,
-                                                                         first_step="l1")),
-                "scipy": so.minimize(p.fun, p.x0, jac=True, method="L-BFGS-B",
-                                     options=dict(maxcor=M, gtol=GTOL, ftol=0)),
-            }
-            for key, res in runs.items():
+            for label, solve in solvers.items():
+                res = solve(p)
                 g_inf = float(np.abs(p.fun(res.x)[1]).max())
-                row[key] = dict(nfev=int(res.nfev), fun=float(res.fun), g_inf=g_inf, ok=g_inf <= GTOL)
+                row[label] = dict(nfev=int(res.nfev), fun=float(res.fun), g_inf=g_inf, ok=g_inf <= GTOL)
         rows.append(row)
+        cells = (f"{row[label]['nfev']:>7}{'' if row[label]['ok'] else '!'} {row[label]['fun']:>11.4e}"
+                 for label in solvers)
+        out(f"{p.name:<31}{p.n:>5}" + "".join(f" | {c:>20}" for c in cells))
+    return rows
 
-        def cell(r):
-            return f"{r['nfev']:>6}{'' if r['ok'] else '!'} {r['fun']:>11.4e}"
 
-        out(f"{p.name:<31}{p.n:>5} | {cell(row['fastopt']):>19} | {cell(row['fastopt_l1']):>18} | "
-            f"{cell(row['scipy']):>18}")
+def evaluation_table(out=print) -> list[dict]:
+    import scipy.optimize as so
+
+    rows = solve_problem_set({
+        "fastopt": lambda p: fastopt.minimize(p.fun, p.x0, options=dict(maxcor=M, gtol=GTOL, ftol=0)),
+        "fastopt_l1": lambda p: fastopt.minimize(p.fun, p.x0, options=dict(maxcor=M, gtol=GTOL, ftol=0,
+                                                                           first_step="l1")),
+        "scipy": lambda p: so.minimize(p.fun, p.x0, jac=True, method="L-BFGS-B",
+                                       options=dict(maxcor=M, gtol=GTOL, ftol=0)),
+    }, out)
     for key in ("fastopt", "fastopt_l1"):
         out(summary_line(key, evaluation_summary(rows, key), "SciPy"))
     return rows
@@ -103,24 +108,11 @@ def bfgs_evaluation_table(out=print) -> list[dict]:
     """fastopt.bfgs (defaults) beside scipy.optimize.minimize(method="BFGS") on the same problems."""
     import scipy.optimize as so
 
-    rows = []
-    out(f"{'problem':<31}{'n':>5} | {'fastopt':>7} {'f':>11} | {'SciPy':>6} {'f':>11}")
-    for p in problems.problem_set():
-        row = dict(problem=p.name, n=p.n)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            runs = {"bfgs": fastopt.minimize(p.fun, p.x0, method="bfgs", options=dict(gtol=GTOL, ftol=0)),
-                    "scipy_bfgs": so.minimize(p.fun, p.x0, jac=True, method="BFGS",
-                                              options=dict(gtol=GTOL, maxiter=15000))}
-            for key, res in runs.items():
-                g_inf = float(np.abs(p.fun(res.x)[1]).max())
-                row[key] = dict(nfev=int(res.nfev), fun=float(res.fun), g_inf=g_inf, ok=g_inf <= GTOL)
-        rows.append(row)
-
-        def cell(r):
-            return f"{r['nfev']:>6}{'' if r['ok'] else '!'} {r['fun']:>11.4e}"
-
-        out(f"{p.name:<31}{p.n:>5} | {cell(row['bfgs']):>19} | {cell(row['scipy_bfgs']):>18}")
+    rows = solve_problem_set({
+        "bfgs": lambda p: fastopt.minimize(p.fun, p.x0, method="bfgs", options=dict(gtol=GTOL, ftol=0)),
+        "scipy_bfgs": lambda p: so.minimize(p.fun, p.x0, jac=True, method="BFGS",
+                                            options=dict(gtol=GTOL, maxiter=15000)),
+    }, out)
     out(summary_line("fastopt BFGS", evaluation_summary(rows, "bfgs", "scipy_bfgs"), "SciPy BFGS"))
     return rows
 
