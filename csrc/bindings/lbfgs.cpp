@@ -17,6 +17,7 @@
 #include "bindings/optimizers.hpp"
 #include "lbfgs/bfgs.hpp"
 #include "lbfgs/driver.hpp"
+#include "lbfgs/owlqn.hpp"
 #include "lbfgs/roofline.hpp"
 
 namespace py = pybind11;
@@ -290,6 +291,47 @@ class Bfgs {
   std::unique_ptr<Solver<double, BfgsDriver<double>>> f64_;
 };
 
+// OWL-QN for one problem (type-erased over the dtype): L1 weight c and the
+// penalized variables are set per run.
+class Owlqn {
+ public:
+  Owlqn(std::int64_t n, const py::dtype& dtype, int history_size) : n_(n) {
+    if (n < 1) throw py::value_error("the problem needs at least one variable, got n=" + std::to_string(n));
+    if (history_size < 1)
+      throw py::value_error("invalid maxcor (history size): " + std::to_string(history_size) + " (must be >= 1)");
+    if (dtype.is(py::dtype::of<double>())) f64_ = std::make_unique<Solver<double, OwlqnDriver<double>>>(n, history_size);
+    else if (dtype.is(py::dtype::of<float>())) f32_ = std::make_unique<Solver<float, OwlqnDriver<float>>>(n, history_size);
+    else throw py::type_error("OWL-QN runs in float32 or float64, got dtype " + std::string(py::str(dtype)));
+  }
+
+  std::int64_t n() const { return n_; }
+
+  // Minimizes f(x) + l1*||x[penalized]||_1 from x (updated in place).
+  py::dict run(py::object fun, py::array x, const LbfgsOptions& options, double l1, py::object penalized,
+               bool grad_inplace, py::object callback) {
+    OwlqnPenalty penalty;
+    penalty.c = l1;
+    if (!std::isfinite(l1) || l1 < 0) throw py::value_error("invalid l1: " + num(l1) + " (must be finite and >= 0)");
+    if (!penalized.is_none()) {
+      auto mask = py::array_t<bool, py::array::c_style | py::array::forcecast>::ensure(penalized);
+      if (!mask || mask.ndim() != 1 || mask.shape(0) != n_)
+        throw py::value_error("penalized must be a boolean array of shape (" + std::to_string(n_) + ",)");
+      penalty.penalized.assign(mask.data(), mask.data() + n_);
+    }
+    if (f64_) {
+      f64_->driver.set_penalty(std::move(penalty));
+      return run_solver(*f64_, n_, fun, x, options, grad_inplace, callback);
+    }
+    f32_->driver.set_penalty(std::move(penalty));
+    return run_solver(*f32_, n_, fun, x, options, grad_inplace, callback);
+  }
+
+ private:
+  std::int64_t n_;
+  std::unique_ptr<Solver<float, OwlqnDriver<float>>> f32_;
+  std::unique_ptr<Solver<double, OwlqnDriver<double>>> f64_;
+};
+
 // -H g from the given pairs, through the driver's own passes: each pair
 // enters the memory exactly as in a run (pass 1 with the pair as candidate,
 // the curvature test with gs[i] = g_old's_i, the ring update), then pass 2
@@ -386,6 +428,12 @@ void bind_lbfgs(py::module_& m) {
       .def("run", &Bfgs::run, "fun"_a, "x"_a, "options"_a, "grad_inplace"_a = false, "callback"_a = py::none())
       .def("inverse_hessian", &Bfgs::inverse_hessian)
       .def("update", &Bfgs::update, "h"_a, "s"_a, "y"_a);
+
+  py::class_<Owlqn>(m, "Owlqn")
+      .def(py::init<std::int64_t, const py::dtype&, int>(), "n"_a, "dtype"_a, "history_size"_a = 10)
+      .def_property_readonly("n", &Owlqn::n)
+      .def("run", &Owlqn::run, "fun"_a, "x"_a, "options"_a, "l1"_a, "penalized"_a = py::none(),
+           "grad_inplace"_a = false, "callback"_a = py::none());
 
   m.def("lbfgs_direction", [](const py::array& s, const py::array& y, const py::array& g, int m,
                               const std::vector<double>& gs) {

@@ -17,7 +17,7 @@ from .checkpoint import load, save
 from .clip import NonFiniteGradientError, clip_grad_norm_, clip_grad_value_, global_grad_norm
 from .flat import FlatBuffer
 from .functional import Rounding, StepStats
-from .lbfgs import OptimizeResult, bfgs, lbfgs, lbfgs_minimize, minimize
+from .lbfgs import OptimizeResult, bfgs, lbfgs, lbfgs_minimize, minimize, owlqn
 from .optim import (
     ASGD,
     LAMB,
@@ -50,7 +50,7 @@ __all__ = [
     "runtime_info", "set_num_threads", "get_num_threads", "last_call_threads",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop", "Adadelta", "Adamax",
     "NAdam", "RAdam", "ASGD", "Adafactor", "Lion", "LAMB",
-    "minimize", "lbfgs", "bfgs", "lbfgs_minimize", "OptimizeResult", "LBFGS",
+    "minimize", "lbfgs", "bfgs", "owlqn", "lbfgs_minimize", "OptimizeResult", "LBFGS",
 ]
 
 

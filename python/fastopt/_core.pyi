@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Bfgs', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'OptimizerSpec', 'PARALLEL_GRAIN', 'QUANT_BLOCK', 'StalePlan', 'StepPlan', 'compiled_targets', 'dequantize_blockwise', 'dynamic_map', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'optimizers', 'quantize_blockwise', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
+__all__: list[str] = ['Bfgs', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'OptimizerSpec', 'Owlqn', 'PARALLEL_GRAIN', 'QUANT_BLOCK', 'StalePlan', 'StepPlan', 'compiled_targets', 'dequantize_blockwise', 'dynamic_map', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'optimizers', 'quantize_blockwise', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
 class StepPlan:
     """
     A class step's checked buffers (see OptimizerSpec.plan).
@@ -124,6 +124,14 @@ class Bfgs:
         ...
     @property
     def dtype(self) -> numpy.dtype[typing.Any]:
+        ...
+    @property
+    def n(self) -> int:
+        ...
+class Owlqn:
+    def __init__(self, n: typing.SupportsInt | typing.SupportsIndex, dtype: numpy.dtype[typing.Any], history_size: typing.SupportsInt | typing.SupportsIndex = 10) -> None:
+        ...
+    def run(self, fun: typing.Any, x: numpy.ndarray, options: LbfgsOptions, l1: typing.SupportsFloat | typing.SupportsIndex, penalized: typing.Any = None, grad_inplace: bool = False, callback: typing.Any = None) -> dict:
         ...
     @property
     def n(self) -> int:

@@ -51,7 +51,7 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["OptimizeResult", "minimize", "lbfgs", "bfgs", "lbfgs_minimize", "LINE_SEARCHES"]
+__all__ = ["OptimizeResult", "minimize", "lbfgs", "bfgs", "owlqn", "lbfgs_minimize", "LINE_SEARCHES"]
 
 LINE_SEARCHES = ("strong_wolfe", "backtracking")
 
@@ -103,6 +103,9 @@ def _check_x0(x0) -> np.ndarray:
 
 # Dense BFGS takes the same options but maxcor (it keeps all of H).
 BFGS_DEFAULT_OPTIONS = {k: v for k, v in DEFAULT_OPTIONS.items() if k != "maxcor"}
+# OWL-QN has its own line search and first step, and the L1 term.
+OWLQN_DEFAULT_OPTIONS = {**{k: v for k, v in DEFAULT_OPTIONS.items() if k not in ("line_search", "first_step")},
+                         "l1": 0.0, "unpenalized": None}
 
 
 def _check_options(options: dict, defaults: dict = DEFAULT_OPTIONS, method: str = "L-BFGS") -> dict:
@@ -119,9 +122,9 @@ def _check_options(options: dict, defaults: dict = DEFAULT_OPTIONS, method: str 
     for name in ("gtol", "ftol"):
         if isinstance(opts[name], bool) or not isinstance(opts[name], (int, float, np.number)):
             raise TypeError(f"option {name} must be a number, got {type(opts[name]).__name__}")
-    if opts["line_search"] not in LINE_SEARCHES:
+    if opts.get("line_search", LINE_SEARCHES[0]) not in LINE_SEARCHES:
         raise ValueError(f"invalid line_search: {opts['line_search']!r} (expected one of {LINE_SEARCHES})")
-    if opts["first_step"] not in ("l1", "l2"):
+    if opts.get("first_step", "l2") not in ("l1", "l2"):
         raise ValueError(f"invalid first_step: {opts['first_step']!r} (expected 'l1' or 'l2')")
     if opts.get("maxcor", 1) < 1:
         raise ValueError(f"invalid maxcor: {opts['maxcor']} (must be >= 1)")
@@ -216,13 +219,14 @@ def lbfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Cal
     return _run(_core.Lbfgs(x.size, x.dtype, opts["maxcor"]), "L-BFGS", fun, x, jac, args, callback, opts)
 
 
-def _run(solver, name: str, fun, x: np.ndarray, jac, args, callback, opts: dict) -> OptimizeResult:
+def _run(solver, name: str, fun, x: np.ndarray, jac, args, callback, opts: dict, **extra) -> OptimizeResult:
     """Runs a checked problem on a C++ quasi-Newton solver; x receives the result."""
     function, inplace = _objective(fun, jac, tuple(args))
     options = _core.LbfgsOptions(gtol=opts["gtol"], ftol=opts["ftol"], maxiter=opts["maxiter"],
-                                 maxfun=opts["maxfun"], maxls=opts["maxls"], line_search=opts["line_search"],
-                                 first_step=opts["first_step"], num_threads=opts["num_threads"])
-    raw = solver.run(function, x, options, inplace, _iteration_hook(callback))
+                                 maxfun=opts["maxfun"], maxls=opts["maxls"],
+                                 line_search=opts.get("line_search", LINE_SEARCHES[0]),
+                                 first_step=opts.get("first_step", "l2"), num_threads=opts["num_threads"])
+    raw = solver.run(function, x, options, grad_inplace=inplace, callback=_iteration_hook(callback), **extra)
     res = OptimizeResult(x=x, success=raw["status"] == 0, **raw)
     if opts["disp"]:
         print(f"fastopt {name}: {res.message} (nit={res.nit}, nfev={res.nfev}, f={res.fun:.6g})")
@@ -266,11 +270,75 @@ ho = 1/(y^	op s)`, starting from :math:`(y^	op s / y^	op y) I`
     return res
 
 
+def _penalized_mask(unpenalized, n: int) -> np.ndarray | None:
+    """The boolean mask of penalized variables from ``unpenalized`` (None, a
+    boolean mask, or indices / a slice of the variables left out)."""
+    if unpenalized is None:
+        return None
+    mask = np.ones(n, dtype=bool)
+    if isinstance(unpenalized, slice):
+        mask[unpenalized] = False
+        return mask
+    u = np.asarray(unpenalized)
+    if u.dtype == bool:
+        if u.shape != (n,):
+            raise ValueError(f"unpenalized as a boolean mask must have shape ({n},), got {u.shape}")
+        return ~u
+    if u.dtype.kind not in "iu" or u.ndim != 1:
+        raise TypeError("unpenalized must be None, a boolean mask, a slice or a 1-D array of indices")
+    if u.size and (u.min() < -n or u.max() >= n):
+        raise ValueError(f"unpenalized has indices outside [0, {n})")
+    mask[u] = False
+    return mask
+
+
+def owlqn(fun: Callable, x0, *, l1: float, unpenalized=None, jac: Any = True, args: tuple = (),
+          callback: Callable | None = None, maxcor: int = 10, gtol: float = 1e-5,
+          ftol: float = 2.2204460492503131e-09, maxiter: int = 15000, maxfun: int = 15000, maxls: int = 20,
+          num_threads: int = 0, disp: bool = False) -> OptimizeResult:
+    r"""Minimize :math:`F(x) = f(x) + 	ext{l1}\,\lVert xVert_1` with OWL-QN (Andrew & Gao 2007,
+    "Scalable training of L1-regularized log-linear models"; docs/algorithms.md, section 4.2).
+
+    ``fun`` gives the smooth part :math:`f` and its gradient (as for :func:`lbfgs`);
+    the solver adds the L1 term. ``unpenalized`` leaves variables out of it: a
+    boolean mask, indices or a slice (an intercept, say).
+
+    The pseudo-gradient :math:`\diamond F` replaces :math:`g` (at :math:`x_i = 0`
+    it is the one-sided derivative that descends, or 0 when
+    :math:`|g_i| \le` l1); the direction is the L-BFGS two-loop recursion on
+    pairs of the smooth gradient applied to it, with each penalized component
+    that disagrees in sign with :math:`-\diamond F` set to 0; a backtracking line
+    search (halving, from 1, or :math:`1/\lVert\diamond FVert_2` with an empty
+    memory) moves on the orthant of :math:`x` (or of :math:`-\diamond F` where
+    :math:`x_i = 0`): a component that would change sign becomes exactly 0.
+    Sufficient decrease: :math:`F(x_+) \le F(x) + 10^{-4}\,\diamond F^	op (x_+ - x)`.
+    Pairs with :math:`s^	op y \le 0` are skipped.
+
+    Stops when :math:`\lVert\diamond FVert_\infty \le` ``gtol``, on ``ftol``
+    (relative reduction of :math:`F`), ``maxiter`` or ``maxfun``. The result's
+    ``fun`` is :math:`F`, ``jac`` the smooth gradient and ``grad_inf_norm`` the
+    pseudo-gradient's largest component; ``x`` has exact zeros. Never raises on
+    numerical trouble.
+    """
+    x = _check_x0(x0)
+    if isinstance(l1, bool) or not isinstance(l1, (int, float, np.number)):
+        raise TypeError(f"l1 must be a number, got {type(l1).__name__}")
+    if not (np.isfinite(l1) and l1 >= 0):
+        raise ValueError(f"invalid l1: {l1!r} (must be finite and >= 0)")
+    penalized = _penalized_mask(unpenalized, x.size)
+    opts = _check_options(dict(maxcor=maxcor, gtol=gtol, ftol=ftol, maxiter=maxiter, maxfun=maxfun, maxls=maxls,
+                               num_threads=num_threads, disp=disp, l1=l1, unpenalized=unpenalized),
+                          OWLQN_DEFAULT_OPTIONS, "OWL-QN")
+    solver = _core.Owlqn(x.size, x.dtype, opts["maxcor"])
+    return _run(solver, "OWL-QN", fun, x, jac, args, callback, opts, l1=float(l1), penalized=penalized)
+
+
 def minimize(fun: Callable, x0, args: tuple = (), method: str = "lbfgs", jac: Any = True,
              callback: Callable | None = None, options: dict | None = None) -> OptimizeResult:
     """``scipy.optimize.minimize``-shaped entry point. ``method`` is
     ``"lbfgs"`` (or ``"l-bfgs"``, the default; see :func:`lbfgs`) or
-    ``"bfgs"`` (dense, for small problems; see :func:`bfgs`). ``options`` take
+    ``"bfgs"`` (dense, for small problems; see :func:`bfgs`) or ``"owlqn"``
+    (``f + l1*||x||_1``, ``options={"l1": c}``; see :func:`owlqn`). ``options`` take
     SciPy's L-BFGS-B names (``maxcor`` (L-BFGS only), ``gtol``, ``ftol``,
     ``maxiter``, ``maxfun``, ``maxls``, ``disp``) plus ``line_search``,
     ``first_step`` and ``num_threads``."""
@@ -282,7 +350,10 @@ def minimize(fun: Callable, x0, args: tuple = (), method: str = "lbfgs", jac: An
     if name == "bfgs":
         _check_options(options, BFGS_DEFAULT_OPTIONS, "BFGS")
         return bfgs(fun, x0, jac=jac, args=args, callback=callback, **options)
-    raise ValueError(f"unknown method {method!r}: fastopt.minimize implements 'lbfgs' and 'bfgs'")
+    if name == "owlqn":
+        _check_options(options, OWLQN_DEFAULT_OPTIONS, "OWL-QN")
+        return owlqn(fun, x0, jac=jac, args=args, callback=callback, **options)
+    raise ValueError(f"unknown method {method!r}: fastopt.minimize implements 'lbfgs', 'bfgs' and 'owlqn'")
 
 
 def lbfgs_minimize(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None, constraints=(),
