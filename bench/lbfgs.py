@@ -158,6 +158,75 @@ def bfgs_timing_table(sizes=BFGS_SIZES, out=print) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------ L1 (OWL-QN)
+# (label, n_samples, n_features, sparse design, whether saga runs: it needs
+# about a minute at 2000 x 1000 dense)
+L1_CASES = (("logistic dense", 1000, 100, False, True), ("logistic dense", 2000, 1000, False, False),
+            ("logistic sparse (CSR)", 2000, 1000, True, True))
+L1_C = 0.5  # liblinear's C: the loss is C * sum log(1 + exp(-y x'w)) and the L1 weight 1
+
+
+def best_seconds(run, repeats=3):
+    """(best wall time of run(), its last result)."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def l1_table(out=print) -> list[dict]:
+    """OWL-QN (gtol 1e-8) beside scikit-learn: L1 logistic regression against
+    liblinear (tol 1e-9) and saga (tol 1e-6), the lasso against Lasso
+    (coordinate descent, tol 1e-12); time and F relative to OWL-QN's."""
+    import scipy.sparse
+    from sklearn.linear_model import Lasso, LogisticRegression
+
+    rows = []
+    out(f"{'case':<24}{'size':>12} | {'fastopt':>9} | {'peer':<22}{'time':>9} {'ratio':>7} {'F - F_ours':>11} "
+        f"{'nnz':>9}")
+    for label, n_samples, n_features, sparse, with_saga in L1_CASES:
+        x, labels = problems.l1_classification(n_samples, n_features, sparse, seed=n_features)
+        xm = scipy.sparse.csr_matrix(x) if sparse else x
+        fun = problems.l1_logistic(xm, labels, L1_C)
+
+        def objective(w, fun=fun):
+            return fun(w)[0] + float(np.abs(w).sum())
+
+        ours_s, ours = best_seconds(lambda fun=fun, n=n_features: fastopt.owlqn(fun, np.zeros(n), l1=1.0, gtol=1e-8,
+                                                                                  ftol=0))
+        peers = [("liblinear tol 1e-9", dict(solver="liblinear", tol=1e-9))]
+        if with_saga:
+            peers.append(("saga tol 1e-6", dict(solver="saga", tol=1e-6, max_iter=10000)))
+        for name, kw in peers:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # scikit-learn's deprecation of penalty=, saga's convergence
+                peer_s, model = best_seconds(lambda kw=kw, xm=xm, labels=labels: LogisticRegression(
+                    penalty="l1", C=L1_C, fit_intercept=False, **kw).fit(xm, labels > 0), repeats=1)
+            w = model.coef_.ravel()
+            rows.append(dict(case=label, n_samples=n_samples, n_features=n_features, peer=name, fastopt_s=ours_s,
+                             peer_s=peer_s, objective=ours.fun, objective_gap=objective(w) - ours.fun,
+                             nnz=int(np.count_nonzero(ours.x)), peer_nnz=int(np.count_nonzero(w)),
+                             same_pattern=bool(np.array_equal(ours.x != 0, w != 0))))
+            r = rows[-1]
+            out(f"{label:<24}{f'{n_samples}x{n_features}':>12} | {fmt(ours_s):>9} | {name:<22}{fmt(peer_s):>9} "
+                f"{peer_s / ours_s:>6.1f}x {r['objective_gap']:>11.2e} {r['nnz']:>4}/{r['peer_nnz']:<4}")
+    x, y, _ = problems.sparse_regression(seed=1, n=2000, d=500, active=20)
+    fun = problems.lasso_loss(x, y)
+    ours_s, ours = best_seconds(lambda: fastopt.owlqn(fun, np.zeros(500), l1=0.01, gtol=1e-10, ftol=0))
+    peer_s, model = best_seconds(lambda: Lasso(alpha=0.01, fit_intercept=False, tol=1e-12, max_iter=100000).fit(x, y))
+    w = model.coef_
+    gap = fun(w)[0] + 0.01 * np.abs(w).sum() - ours.fun
+    rows.append(dict(case="lasso", n_samples=2000, n_features=500, peer="Lasso tol 1e-12", fastopt_s=ours_s,
+                     peer_s=peer_s, objective=ours.fun, objective_gap=gap, nnz=int(np.count_nonzero(ours.x)),
+                     peer_nnz=int(np.count_nonzero(w)), same_pattern=bool(np.array_equal(ours.x != 0, w != 0))))
+    out(f"{'lasso':<24}{'2000x500':>12} | {fmt(ours_s):>9} | {'Lasso tol 1e-12':<22}{fmt(peer_s):>9} "
+        f"{peer_s / ours_s:>6.1f}x {gap:>11.2e} {rows[-1]['nnz']:>4}/{rows[-1]['peer_nnz']:<4}")
+    out("(F - F_ours > 0: fastopt's objective is lower; nnz: fastopt / peer)")
+    return rows
+
+
 # ------------------------------------------------------------------ timing
 def diagonal_quadratic(n, dtype):
     """f = 0.5 sum c_i (x_i - 1)^2, c in [1, 1e3]: many iterations, cheap.
@@ -340,9 +409,11 @@ def main(sizes, dtypes, json_path="", out=print) -> dict:
     bfgs_evals = bfgs_evaluation_table(out)
     out("")
     bfgs_timing = bfgs_timing_table(out=out)
+    out("\n5. L1: OWL-QN (fastopt.owlqn) beside scikit-learn, time to solve and objective\n")
+    l1 = l1_table(out)
     result = dict(runtime=info, evaluations=evals, timing=timing, bytes=volume,
                   summary={k: evaluation_summary(evals, k) for k in ("fastopt", "fastopt_l1")},
-                  bfgs_evaluations=bfgs_evals, bfgs_timing=bfgs_timing,
+                  bfgs_evaluations=bfgs_evals, bfgs_timing=bfgs_timing, l1=l1,
                   bfgs_summary=evaluation_summary(bfgs_evals, "bfgs", "scipy_bfgs"))
     if json_path:
         os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)

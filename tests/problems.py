@@ -356,3 +356,34 @@ def sparse_regression(seed=0, n=200, d=30, active=5):
     w_true[:active] = rng.uniform(1, 2, active) * rng.choice([-1, 1], active)
     y = x @ w_true + 0.01 * rng.standard_normal(n)
     return x, y, w_true
+
+
+def l1_logistic(x, labels, scale=1.0):
+    """f(w) = scale * sum log(1 + exp(-y x'w)) (liblinear's loss, C = scale), labels in {-1, 1}."""
+    def fun(w):
+        z = labels * (x @ w)
+        f = scale * float(np.logaddexp(0.0, -z).sum())
+        return f, x.T @ (-labels * scale * np.exp(-np.logaddexp(0.0, z)))
+    return fun
+
+
+def lasso_loss(x, y):
+    """f(w) = ||y - x w||^2 / (2 n) (scikit-learn's Lasso loss)."""
+    n = x.shape[0]
+
+    def fun(w):
+        r = x @ w - y
+        return float(r @ r) / (2 * n), x.T @ r / n
+    return fun
+
+
+def l1_classification(n_samples, n_features, sparse_design, seed):
+    """Labels in {-1, 1} from 10 active weights; sparse_design: 95% of x zero (stored dense)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_samples, n_features))
+    if sparse_design:  # most entries zero, as in bag-of-words designs
+        x *= rng.random((n_samples, n_features)) < 0.05
+    w = np.zeros(n_features)
+    w[:10] = rng.uniform(1, 3, 10) * rng.choice([-1, 1], 10)
+    labels = np.where(x @ w + 0.5 * rng.standard_normal(n_samples) > 0, 1.0, -1.0)
+    return x, labels

@@ -8,29 +8,10 @@ import numpy as np
 import pytest
 
 import fastopt
-from problems import sparse_regression
+from problems import l1_classification, l1_logistic, lasso_loss, sparse_regression
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.linear_model import Lasso, LogisticRegression  # noqa: E402
-
-
-def logistic(x, labels, scale=1.0):
-    """f(w) = scale * sum log(1 + exp(-y x'w)) (liblinear's loss, C = scale), labels in {-1, 1}."""
-    def fun(w):
-        z = labels * (x @ w)
-        f = scale * float(np.logaddexp(0.0, -z).sum())
-        return f, x.T @ (-labels * scale * np.exp(-np.logaddexp(0.0, z)))
-    return fun
-
-
-def least_squares(x, y):
-    """f(w) = ||y - x w||^2 / (2 n) (scikit-learn's Lasso loss)."""
-    n = x.shape[0]
-
-    def fun(w):
-        r = x @ w - y
-        return float(r @ r) / (2 * n), x.T @ r / n
-    return fun
 
 
 def assert_l1_optimal(fun, w, c, tol):
@@ -41,23 +22,12 @@ def assert_l1_optimal(fun, w, c, tol):
     np.testing.assert_allclose(g[~zero], -c * np.sign(w[~zero]), rtol=0, atol=tol)
 
 
-def classification(n_samples, n_features, sparse_design, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n_samples, n_features))
-    if sparse_design:  # most entries zero, as in bag-of-words designs
-        x *= rng.random((n_samples, n_features)) < 0.05
-    w = np.zeros(n_features)
-    w[:10] = rng.uniform(1, 3, 10) * rng.choice([-1, 1], 10)
-    labels = np.where(x @ w + 0.5 * rng.standard_normal(n_samples) > 0, 1.0, -1.0)
-    return x, labels
-
-
 @pytest.mark.parametrize("sparse_design", [False, True])
 @pytest.mark.parametrize(("n_samples", "n_features"), [(300, 40), (400, 1000)])
 def test_logistic_matches_liblinear(n_samples, n_features, sparse_design):
-    x, labels = classification(n_samples, n_features, sparse_design, seed=n_features)
+    x, labels = l1_classification(n_samples, n_features, sparse_design, seed=n_features)
     c_svm = 0.5  # liblinear: ||w||_1 + C * sum log(1 + exp(-y x'w))
-    fun = logistic(x, labels, c_svm)
+    fun = l1_logistic(x, labels, c_svm)
     res = fastopt.owlqn(fun, np.zeros(n_features), l1=1.0, gtol=1e-10, ftol=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scikit-learn's deprecation of penalty=
@@ -73,7 +43,7 @@ def test_logistic_matches_liblinear(n_samples, n_features, sparse_design):
 @pytest.mark.parametrize("alpha", [0.01, 0.1])
 def test_lasso_matches_scikit_learn(alpha):
     x, y, _ = sparse_regression(seed=1, n=200, d=30, active=5)
-    fun = least_squares(x, y)
+    fun = lasso_loss(x, y)
     res = fastopt.minimize(fun, np.zeros(30), method="owlqn", options=dict(l1=alpha, gtol=1e-12, ftol=0))
     ref = Lasso(alpha=alpha, fit_intercept=False, tol=1e-14, max_iter=1_000_000).fit(x, y).coef_
     f_ref = fun(ref)[0] + alpha * np.abs(ref).sum()
@@ -85,10 +55,10 @@ def test_lasso_matches_scikit_learn(alpha):
 
 @pytest.mark.parametrize("form", ["mask", "indices", "slice"])
 def test_unpenalized_intercept(form):
-    x, labels = classification(300, 20, False, seed=5)
+    x, labels = l1_classification(300, 20, False, seed=5)
     xi = np.hstack([x, np.ones((300, 1))])  # the last variable is the intercept
     labels = np.where(x[:, 0] + 2.0 > 0.5 * np.random.default_rng(0).standard_normal(300) + 1.5, 1.0, -1.0)
-    fun = logistic(xi, labels)
+    fun = l1_logistic(xi, labels)
     spec = {"mask": np.eye(1, 21, 20, dtype=bool)[0], "indices": [20], "slice": slice(20, None)}[form]
     res = fastopt.owlqn(fun, np.zeros(21), l1=20.0, unpenalized=spec, gtol=1e-9, ftol=0)
     assert res.success, res.message
@@ -100,8 +70,8 @@ def test_unpenalized_intercept(form):
 
 
 def test_no_penalty_is_the_smooth_minimum():
-    x, labels = classification(200, 10, False, seed=2)
-    fun = logistic(x, labels)
+    x, labels = l1_classification(200, 10, False, seed=2)
+    fun = l1_logistic(x, labels)
     l2 = lambda w: (fun(w)[0] + 0.5 * w @ w, fun(w)[1] + w)  # noqa: E731  strictly convex
     res = fastopt.owlqn(l2, np.zeros(10), l1=0.0, gtol=1e-9, ftol=0)
     ref = fastopt.lbfgs(l2, np.zeros(10), gtol=1e-9, ftol=0)
@@ -110,7 +80,7 @@ def test_no_penalty_is_the_smooth_minimum():
 
 def test_float32():
     x, y, _ = sparse_regression(seed=2)
-    fun64 = least_squares(x, y)
+    fun64 = lasso_loss(x, y)
 
     def fun32(w):
         f, g = fun64(w.astype(np.float64))
@@ -134,7 +104,7 @@ def test_numerical_trouble_returns_best_point():
 
 
 def test_bad_input():
-    fun = least_squares(np.eye(3), np.ones(3))
+    fun = lasso_loss(np.eye(3), np.ones(3))
     with pytest.raises(ValueError, match="invalid l1"):
         fastopt.owlqn(fun, np.zeros(3), l1=-1.0)
     with pytest.raises(ValueError, match="invalid l1"):
