@@ -164,30 +164,54 @@ py::dict run_solver(Solver<T, Driver>& s, std::int64_t n, py::object fun, py::ar
                   "nrestart"_a = res.nrestart, "grad_inf_norm"_a = res.g_max);
 }
 
-// One solver object per problem (type-erased over the dtype).
-class Lbfgs {
+// A problem's solver in its dtype (float32 or float64: one of the two is
+// built), with the checks every method shares; the Python classes below add
+// their own methods.
+template <template <class> class Driver>
+class TypedSolver {
  public:
-  Lbfgs(std::int64_t n, const py::dtype& dtype, int history_size) : n_(n), m_(history_size) {
-    if (n < 1) throw py::value_error("the problem needs at least one variable, got n=" + std::to_string(n));
-    if (history_size < 1)
-      throw py::value_error("invalid maxcor (history size): " + std::to_string(history_size) + " (must be >= 1)");
-    if (dtype.is(py::dtype::of<double>())) f64_ = std::make_unique<Solver<double, LbfgsDriver<double>>>(n, history_size);
-    else if (dtype.is(py::dtype::of<float>())) f32_ = std::make_unique<Solver<float, LbfgsDriver<float>>>(n, history_size);
-    else throw py::type_error("L-BFGS runs in float32 or float64, got dtype " + std::string(py::str(dtype)));
-  }
-
   std::int64_t n() const { return n_; }
-  int history_size() const { return m_; }
   py::dtype dtype() const { return f64_ ? py::dtype::of<double>() : py::dtype::of<float>(); }
 
   // Minimizes from x (updated in place to the result). Returns the result's fields.
   py::dict run(py::object fun, py::array x, const LbfgsOptions& options, bool grad_inplace, py::object callback) {
-    if (f64_) return run_solver(*f64_, n_, fun, x, options, grad_inplace, callback);
-    return run_solver(*f32_, n_, fun, x, options, grad_inplace, callback);
+    return visit([&](auto& s) { return run_solver(s, n_, fun, x, options, grad_inplace, callback); });
   }
 
-  py::dict get_state() const { return f64_ ? state_of(*f64_) : state_of(*f32_); }
-  void set_state(const py::dict& state) { f64_ ? load_state(*f64_, state) : load_state(*f32_, state); }
+ protected:
+  template <class... DriverArgs>
+  TypedSolver(std::int64_t n, const py::dtype& dtype, const char* method, DriverArgs... args) : n_(n) {
+    if (n < 1) throw py::value_error("the problem needs at least one variable, got n=" + std::to_string(n));
+    if (dtype.is(py::dtype::of<double>())) f64_ = std::make_unique<Solver<double, Driver<double>>>(n, args...);
+    else if (dtype.is(py::dtype::of<float>())) f32_ = std::make_unique<Solver<float, Driver<float>>>(n, args...);
+    else throw py::type_error(std::string(method) + " runs in float32 or float64, got dtype " + std::string(py::str(dtype)));
+  }
+  // f(solver) on the one that exists.
+  template <class F>
+  decltype(auto) visit(F&& f) { return f64_ ? f(*f64_) : f(*f32_); }
+  template <class F>
+  decltype(auto) visit(F&& f) const { return f64_ ? f(*f64_) : f(*f32_); }
+
+  std::int64_t n_;
+  std::unique_ptr<Solver<float, Driver<float>>> f32_;
+  std::unique_ptr<Solver<double, Driver<double>>> f64_;
+};
+
+int checked_history_size(int history_size) {
+  if (history_size < 1)
+    throw py::value_error("invalid maxcor (history size): " + std::to_string(history_size) + " (must be >= 1)");
+  return history_size;
+}
+
+// L-BFGS; its memory and counters are the torch-style optimizer's state.
+class Lbfgs : public TypedSolver<LbfgsDriver> {
+ public:
+  Lbfgs(std::int64_t n, const py::dtype& dtype, int history_size)
+      : TypedSolver(n, dtype, "L-BFGS", checked_history_size(history_size)), m_(history_size) {}
+
+  int history_size() const { return m_; }
+  py::dict get_state() const { return visit([](const auto& s) { return state_of(s); }); }
+  void set_state(const py::dict& state) { visit([&](auto& s) { load_state(s, state); }); }
 
  private:
   template <class T>
@@ -234,33 +258,17 @@ class Lbfgs {
     s.driver.totals.skipped = py::cast<std::int64_t>(state["skipped"]);
   }
 
-  std::int64_t n_;
   int m_;
-  std::unique_ptr<Solver<float, LbfgsDriver<float>>> f32_;
-  std::unique_ptr<Solver<double, LbfgsDriver<double>>> f64_;
 };
 
 // Dense BFGS for one problem (type-erased over the dtype); the inverse
 // Hessian approximation is kept between runs until reset.
-class Bfgs {
+class Bfgs : public TypedSolver<BfgsDriver> {
  public:
-  Bfgs(std::int64_t n, const py::dtype& dtype) : n_(n) {
-    if (n < 1) throw py::value_error("the problem needs at least one variable, got n=" + std::to_string(n));
-    if (dtype.is(py::dtype::of<double>())) f64_ = std::make_unique<Solver<double, BfgsDriver<double>>>(n);
-    else if (dtype.is(py::dtype::of<float>())) f32_ = std::make_unique<Solver<float, BfgsDriver<float>>>(n);
-    else throw py::type_error("BFGS runs in float32 or float64, got dtype " + std::string(py::str(dtype)));
-  }
-
-  std::int64_t n() const { return n_; }
-  py::dtype dtype() const { return f64_ ? py::dtype::of<double>() : py::dtype::of<float>(); }
-
-  py::dict run(py::object fun, py::array x, const LbfgsOptions& options, bool grad_inplace, py::object callback) {
-    if (f64_) return run_solver(*f64_, n_, fun, x, options, grad_inplace, callback);
-    return run_solver(*f32_, n_, fun, x, options, grad_inplace, callback);
-  }
+  Bfgs(std::int64_t n, const py::dtype& dtype) : TypedSolver(n, dtype, "BFGS") {}
 
   py::array_t<double> inverse_hessian() const {
-    const std::vector<double>& h = f64_ ? f64_->driver.inverse_hessian() : f32_->driver.inverse_hessian();
+    const std::vector<double>& h = visit([](const auto& s) -> const std::vector<double>& { return s.driver.inverse_hessian(); });
     py::array_t<double> out(std::vector<py::ssize_t>{n_, n_});
     std::memcpy(out.mutable_data(), h.data(), h.size() * sizeof(double));
     return out;
@@ -281,30 +289,16 @@ class Bfgs {
       driver.set_pair(s.data(), y.data());
       driver.update(sy);
     };
-    if (f64_) apply(f64_->driver);
-    else apply(f32_->driver);
+    visit([&](auto& s) { apply(s.driver); });
   }
-
- private:
-  std::int64_t n_;
-  std::unique_ptr<Solver<float, BfgsDriver<float>>> f32_;
-  std::unique_ptr<Solver<double, BfgsDriver<double>>> f64_;
 };
 
 // OWL-QN for one problem (type-erased over the dtype): L1 weight c and the
 // penalized variables are set per run.
-class Owlqn {
+class Owlqn : public TypedSolver<OwlqnDriver> {
  public:
-  Owlqn(std::int64_t n, const py::dtype& dtype, int history_size) : n_(n) {
-    if (n < 1) throw py::value_error("the problem needs at least one variable, got n=" + std::to_string(n));
-    if (history_size < 1)
-      throw py::value_error("invalid maxcor (history size): " + std::to_string(history_size) + " (must be >= 1)");
-    if (dtype.is(py::dtype::of<double>())) f64_ = std::make_unique<Solver<double, OwlqnDriver<double>>>(n, history_size);
-    else if (dtype.is(py::dtype::of<float>())) f32_ = std::make_unique<Solver<float, OwlqnDriver<float>>>(n, history_size);
-    else throw py::type_error("OWL-QN runs in float32 or float64, got dtype " + std::string(py::str(dtype)));
-  }
-
-  std::int64_t n() const { return n_; }
+  Owlqn(std::int64_t n, const py::dtype& dtype, int history_size)
+      : TypedSolver(n, dtype, "OWL-QN", checked_history_size(history_size)) {}
 
   // Minimizes f(x) + l1*||x[penalized]||_1 from x (updated in place).
   py::dict run(py::object fun, py::array x, const LbfgsOptions& options, double l1, py::object penalized,
@@ -318,18 +312,9 @@ class Owlqn {
         throw py::value_error("penalized must be a boolean array of shape (" + std::to_string(n_) + ",)");
       penalty.penalized.assign(mask.data(), mask.data() + n_);
     }
-    if (f64_) {
-      f64_->driver.set_penalty(std::move(penalty));
-      return run_solver(*f64_, n_, fun, x, options, grad_inplace, callback);
-    }
-    f32_->driver.set_penalty(std::move(penalty));
-    return run_solver(*f32_, n_, fun, x, options, grad_inplace, callback);
+    visit([&](auto& s) { s.driver.set_penalty(penalty); });
+    return TypedSolver::run(fun, x, options, grad_inplace, callback);
   }
-
- private:
-  std::int64_t n_;
-  std::unique_ptr<Solver<float, OwlqnDriver<float>>> f32_;
-  std::unique_ptr<Solver<double, OwlqnDriver<double>>> f64_;
 };
 
 // -H g from the given pairs, through the driver's own passes: each pair

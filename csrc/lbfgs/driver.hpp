@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -167,6 +168,29 @@ struct RunTotals {
   std::int64_t iterations = 0, evaluations = 0, skipped = 0;
 };
 
+// One run's bookkeeping: its result so far, the slot holding the accepted
+// point, and the objective's evaluations (counted here and in the totals).
+template <class T, class Objective>
+struct RunState {
+  const LbfgsWorkspace<T>& ws;
+  RunTotals& totals;
+  Objective& objective;
+  LbfgsResult res;
+  int cur = 0;
+
+  double evaluate(int slot) {
+    ++res.nfev;
+    ++totals.evaluations;
+    return objective(ws.x[slot], ws.g[slot]);
+  }
+  LbfgsResult finish(int status, std::string message) {
+    res.status = status;
+    res.message = std::move(message);
+    res.slot = cur;
+    return res;
+  }
+};
+
 // The iteration every quasi-Newton method here shares: direction, line
 // search, acceptance, stopping tests, restart on trouble. A Method supplies
 // what differs (LbfgsDriver: the compact form; BfgsDriver: a dense H):
@@ -186,19 +210,11 @@ struct RunTotals {
 template <class T, class Method, class Objective, class Callback>
 LbfgsResult run_quasi_newton(Method& method, RunTotals& totals, LineSearch& search, const LbfgsWorkspace<T>& ws,
                              const LbfgsOptions& opt, Objective&& objective, Callback&& callback) {
-  LbfgsResult res;
-  int cur = 0;
-  auto evaluate = [&](int slot) {
-    ++res.nfev;
-    ++totals.evaluations;
-    return objective(ws.x[slot], ws.g[slot]);
-  };
-  auto finish = [&](int status, std::string message) {
-    res.status = status;
-    res.message = std::move(message);
-    res.slot = cur;
-    return res;
-  };
+  RunState<T, std::remove_reference_t<Objective>> run{ws, totals, objective};
+  LbfgsResult& res = run.res;
+  int& cur = run.cur;
+  auto evaluate = [&](int slot) { return run.evaluate(slot); };
+  auto finish = [&](int status, std::string message) { return run.finish(status, std::move(message)); };
   auto try_restart = [&] {
     if (method.empty() || !method.restart()) return false;
     ++res.nrestart;

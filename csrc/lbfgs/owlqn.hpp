@@ -81,19 +81,11 @@ class OwlqnDriver {
 
   template <class Objective, class Callback>
   LbfgsResult run(const LbfgsWorkspace<T>& ws, const LbfgsOptions& opt, Objective&& objective, Callback&& callback) {
-    LbfgsResult res;
-    int cur = 0;
-    auto evaluate = [&](int slot) {
-      ++res.nfev;
-      ++totals.evaluations;
-      return objective(ws.x[slot], ws.g[slot]);
-    };
-    auto finish = [&](int status, std::string message) {
-      res.status = status;
-      res.message = std::move(message);
-      res.slot = cur;
-      return res;
-    };
+    RunState<T, std::remove_reference_t<Objective>> run{ws, totals, objective};
+    LbfgsResult& res = run.res;
+    int& cur = run.cur;
+    auto evaluate = [&](int slot) { return run.evaluate(slot); };
+    auto finish = [&](int status, std::string message) { return run.finish(status, std::move(message)); };
 
     double f = evaluate(cur);
     double F = penalized_value(f, ws.x[cur]);
