@@ -104,7 +104,10 @@ def _check_x0(x0) -> np.ndarray:
 # Dense BFGS takes the same options but maxcor (it keeps all of H).
 BFGS_DEFAULT_OPTIONS = {k: v for k, v in DEFAULT_OPTIONS.items() if k != "maxcor"}
 # OWL-QN has its own line search and first step, and the L1 term.
-OWLQN_DEFAULT_OPTIONS = {**{k: v for k, v in DEFAULT_OPTIONS.items() if k not in ("line_search", "first_step")},
+# OWL-QN has its own line search and first step, runs its vector work on
+# one thread (the objective dominates), and has the L1 term.
+OWLQN_DEFAULT_OPTIONS = {**{k: v for k, v in DEFAULT_OPTIONS.items()
+                            if k not in ("line_search", "first_step", "num_threads")},
                          "l1": 0.0, "unpenalized": None}
 
 
@@ -225,7 +228,7 @@ def _run(solver, name: str, fun, x: np.ndarray, jac, args, callback, opts: dict,
     options = _core.LbfgsOptions(gtol=opts["gtol"], ftol=opts["ftol"], maxiter=opts["maxiter"],
                                  maxfun=opts["maxfun"], maxls=opts["maxls"],
                                  line_search=opts.get("line_search", LINE_SEARCHES[0]),
-                                 first_step=opts.get("first_step", "l2"), num_threads=opts["num_threads"])
+                                 first_step=opts.get("first_step", "l2"), num_threads=opts.get("num_threads", 0))
     raw = solver.run(function, x, options, grad_inplace=inplace, callback=_iteration_hook(callback), **extra)
     res = OptimizeResult(x=x, success=raw["status"] == 0, **raw)
     if opts["disp"]:
@@ -295,12 +298,15 @@ def _penalized_mask(unpenalized, n: int) -> np.ndarray | None:
 def owlqn(fun: Callable, x0, *, l1: float, unpenalized=None, jac: Any = True, args: tuple = (),
           callback: Callable | None = None, maxcor: int = 10, gtol: float = 1e-5,
           ftol: float = 2.2204460492503131e-09, maxiter: int = 15000, maxfun: int = 15000, maxls: int = 20,
-          num_threads: int = 0, disp: bool = False) -> OptimizeResult:
-    r"""Minimize :math:`F(x) = f(x) + 	ext{l1}\,\lVert xVert_1` with OWL-QN (Andrew & Gao 2007,
+          disp: bool = False) -> OptimizeResult:
+    r"""Minimize :math:`F(x) = f(x) + 	ext{l1}\,\lVert x
+Vert_1` with OWL-QN (Andrew & Gao 2007,
     "Scalable training of L1-regularized log-linear models"; docs/algorithms.md, section 4.2).
 
     ``fun`` gives the smooth part :math:`f` and its gradient (as for :func:`lbfgs`);
-    the solver adds the L1 term. ``unpenalized`` leaves variables out of it: a
+    the solver adds the L1 term. Options as :func:`lbfgs`'s but ``line_search``,
+    ``first_step`` and ``num_threads`` (its vector work is one thread: the
+    objective dominates). ``unpenalized`` leaves variables out of it: a
     boolean mask, indices or a slice (an intercept, say).
 
     The pseudo-gradient :math:`\diamond F` replaces :math:`g` (at :math:`x_i = 0`
@@ -308,13 +314,15 @@ def owlqn(fun: Callable, x0, *, l1: float, unpenalized=None, jac: Any = True, ar
     :math:`|g_i| \le` l1); the direction is the L-BFGS two-loop recursion on
     pairs of the smooth gradient applied to it, with each penalized component
     that disagrees in sign with :math:`-\diamond F` set to 0; a backtracking line
-    search (halving, from 1, or :math:`1/\lVert\diamond FVert_2` with an empty
+    search (halving, from 1, or :math:`1/\lVert\diamond F
+Vert_2` with an empty
     memory) moves on the orthant of :math:`x` (or of :math:`-\diamond F` where
     :math:`x_i = 0`): a component that would change sign becomes exactly 0.
     Sufficient decrease: :math:`F(x_+) \le F(x) + 10^{-4}\,\diamond F^	op (x_+ - x)`.
     Pairs with :math:`s^	op y \le 0` are skipped.
 
-    Stops when :math:`\lVert\diamond FVert_\infty \le` ``gtol``, on ``ftol``
+    Stops when :math:`\lVert\diamond F
+Vert_\infty \le` ``gtol``, on ``ftol``
     (relative reduction of :math:`F`), ``maxiter`` or ``maxfun``. The result's
     ``fun`` is :math:`F`, ``jac`` the smooth gradient and ``grad_inf_norm`` the
     pseudo-gradient's largest component; ``x`` has exact zeros. Never raises on
@@ -327,7 +335,7 @@ def owlqn(fun: Callable, x0, *, l1: float, unpenalized=None, jac: Any = True, ar
         raise ValueError(f"invalid l1: {l1!r} (must be finite and >= 0)")
     penalized = _penalized_mask(unpenalized, x.size)
     opts = _check_options(dict(maxcor=maxcor, gtol=gtol, ftol=ftol, maxiter=maxiter, maxfun=maxfun, maxls=maxls,
-                               num_threads=num_threads, disp=disp, l1=l1, unpenalized=unpenalized),
+                               disp=disp, l1=l1, unpenalized=unpenalized),
                           OWLQN_DEFAULT_OPTIONS, "OWL-QN")
     solver = _core.Owlqn(x.size, x.dtype, opts["maxcor"])
     return _run(solver, "OWL-QN", fun, x, jac, args, callback, opts, l1=float(l1), penalized=penalized)
