@@ -259,9 +259,22 @@ class StampedObjective:
         return solver / ((last - first) * nit / len(self.starts))
 
 
-def time_fastopt(n, dtype, repeats, num_threads=0) -> float:
+def target_and_box(n, dtype, bounded):
+    """The quadratic's minimizer, and the box (or None). Bounded: targets
+    alternate 1 and 3 in the box [-1, 2], so at the solution every other
+    variable sits on its upper bound (half the bounds active, and the
+    iterations on the way cross many breakpoints)."""
+    if not bounded:
+        return 1, None
+    target = np.ones(n, dtype)
+    target[::2] = 3
+    return target, (np.full(n, -1.0), np.full(n, 2.0))
+
+
+def time_fastopt(n, dtype, repeats, num_threads=0, bounded=False) -> float:
     """Median solver seconds per iteration (objective time subtracted)."""
     c, r = diagonal_quadratic(n, dtype)
+    target, box = target_and_box(n, dtype, bounded)
     tmp = np.empty_like(r)
     samples = []
     x0 = np.zeros(n, dtype)
@@ -270,23 +283,24 @@ def time_fastopt(n, dtype, repeats, num_threads=0) -> float:
 
         def fun(x, g, stamps=stamps):
             stamps.starts.append(time.perf_counter())
-            np.subtract(x, 1, out=r)
+            np.subtract(x, target, out=r)
             np.multiply(c, r, out=g)
             f = half_dot(r, g, tmp)
             stamps.ends.append(time.perf_counter())
             return f
 
-        res = fastopt.minimize(fun, x0, jac="inplace",
-                               options=dict(maxcor=M, gtol=0, ftol=0, maxiter=TIMED_ITERATIONS,
-                                            num_threads=num_threads))
+        options = dict(maxcor=M, gtol=0, ftol=0, maxiter=TIMED_ITERATIONS, num_threads=num_threads)
+        res = fastopt.minimize(fun, x0, jac="inplace", options=options,
+                               bounds=None if box is None else list(zip(*box)))
         samples.append(stamps.solver_seconds_per_iteration(res.nit, SKIP_EVALUATIONS))
     return statistics.median(samples)
 
 
-def time_scipy(n, repeats) -> float:
+def time_scipy(n, repeats, bounded=False) -> float:
     import scipy.optimize as so
 
     c, r = diagonal_quadratic(n, np.float64)
+    target, box = target_and_box(n, np.float64, bounded)
     tmp = np.empty_like(r)
     samples = []
     x0 = np.zeros(n)
@@ -295,13 +309,13 @@ def time_scipy(n, repeats) -> float:
 
         def fun(x, stamps=stamps):
             stamps.starts.append(time.perf_counter())
-            np.subtract(x, 1, out=r)
+            np.subtract(x, target, out=r)
             g = c * r
             f = half_dot(r, g, tmp)
             stamps.ends.append(time.perf_counter())
             return f, g
 
-        res = so.minimize(fun, x0, jac=True, method="L-BFGS-B",
+        res = so.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=None if box is None else so.Bounds(*box),
                           options=dict(maxcor=M, gtol=0, ftol=0, maxiter=TIMED_ITERATIONS))
         samples.append(stamps.solver_seconds_per_iteration(res.nit, SKIP_EVALUATIONS))
     return statistics.median(samples)
@@ -311,28 +325,28 @@ def repeats_for(n):
     return 7 if n <= 10_000 else 5 if n <= 100_000 else 3
 
 
-def scipy_in_subprocess(sizes, one_thread: bool) -> dict[int, float]:
+def scipy_in_subprocess(sizes, one_thread: bool, bounded: bool = False) -> dict[int, float]:
     env = dict(os.environ)
     if one_thread:
         env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     code = ("import json, sys; from bench import lbfgs as b; "
-            f"print(json.dumps({{n: b.time_scipy(n, b.repeats_for(n)) for n in {list(sizes)!r}}}))")
+            f"print(json.dumps({{n: b.time_scipy(n, b.repeats_for(n), {bounded}) for n in {list(sizes)!r}}}))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
                          check=True)
     return {int(k): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
-def timing_table(sizes, dtypes, out=print) -> list[dict]:
-    scipy_1 = scipy_in_subprocess(sizes, one_thread=True)
-    scipy_d = scipy_in_subprocess(sizes, one_thread=False)
+def timing_table(sizes, dtypes, out=print, bounded=False) -> list[dict]:
+    scipy_1 = scipy_in_subprocess(sizes, one_thread=True, bounded=bounded)
+    scipy_d = scipy_in_subprocess(sizes, one_thread=False, bounded=bounded)
     rows = []
     out(f"{'dtype':<9}{'n':>9}  {'fastopt 1 thr':>13}  {'SciPy 1 thr':>11}  {'ratio':>6}  "
         f"{'fastopt default':>15}  {'SciPy default':>13}  {'ratio':>6}")
     for dtype in dtypes:
         for n in sizes:
-            t1 = time_fastopt(n, dtype, repeats_for(n), num_threads=1)
-            td = time_fastopt(n, dtype, repeats_for(n))
+            t1 = time_fastopt(n, dtype, repeats_for(n), num_threads=1, bounded=bounded)
+            td = time_fastopt(n, dtype, repeats_for(n), bounded=bounded)
             row = dict(dtype=np.dtype(dtype).name, n=n, fastopt_1thread_s=t1, fastopt_default_s=td,
                        scipy_1thread_s=scipy_1[n], scipy_default_s=scipy_d[n],
                        speedup_1thread=scipy_1[n] / t1, speedup_default=scipy_d[n] / td)

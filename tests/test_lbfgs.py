@@ -366,8 +366,9 @@ def test_scipy_custom_method_matches_minimize():
     np.testing.assert_array_equal(via_scipy.x, direct.x)
     assert via_scipy.nfev == direct.nfev
     assert via_scipy.success
-    with pytest.raises(ValueError, match="bounds"):
-        so.minimize(extended_rosenbrock, x0, jac=True, method=fastopt.lbfgs_minimize, bounds=[(0, 1)] * 20)
+    with pytest.raises(ValueError, match="constraints are not supported"):
+        so.minimize(extended_rosenbrock, x0, jac=True, method=fastopt.lbfgs_minimize,
+                    constraints=[{"type": "eq", "fun": lambda x: x[0]}])
 
 
 def test_result_does_not_depend_on_thread_count():

@@ -17,6 +17,7 @@
 #include "bindings/optimizers.hpp"
 #include "lbfgs/bfgs.hpp"
 #include "lbfgs/driver.hpp"
+#include "lbfgs/lbfgsb.hpp"
 #include "lbfgs/owlqn.hpp"
 #include "lbfgs/roofline.hpp"
 
@@ -317,6 +318,81 @@ class Owlqn : public TypedSolver<OwlqnDriver> {
   }
 };
 
+// Bounds as arrays of the solver's dtype and size n (the Python layer has
+// already parsed SciPy's forms and rounded them inward to the dtype).
+template <class T>
+py::array_t<T, py::array::c_style | py::array::forcecast> checked_bound(const py::object& bound, std::int64_t n,
+                                                                      const char* name) {
+  auto arr = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(bound);
+  if (!arr) throw py::type_error(std::string(name) + " must be an array of floats");
+  if (arr.ndim() != 1 || arr.shape(0) != n)
+    throw py::value_error(std::string(name) + " has shape " + shape_text(arr) + " but x has shape (" +
+                          std::to_string(n) + ",)");
+  return arr;
+}
+
+template <class T>
+void check_box(const T* lo, const T* hi, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double l = static_cast<double>(lo[i]), h = static_cast<double>(hi[i]);
+    if (std::isnan(l) || std::isnan(h)) throw py::value_error("bounds of variable " + std::to_string(i) + " are NaN");
+    if (l > h)
+      throw py::value_error("lower bound > upper bound for variable " + std::to_string(i) + ": " + num(l) + " > " + num(h));
+    if (l == INFINITY || h == -INFINITY)
+      throw py::value_error("bounds of variable " + std::to_string(i) + " leave no feasible value: [" + num(l) + ", " +
+                            num(h) + "]");
+  }
+}
+
+// L-BFGS-B for one problem (type-erased over the dtype): the box is set per run.
+class Lbfgsb : public TypedSolver<LbfgsbDriver> {
+ public:
+  Lbfgsb(std::int64_t n, const py::dtype& dtype, int history_size)
+      : TypedSolver(n, dtype, "L-BFGS-B", checked_history_size(history_size)) {}
+
+  // Minimizes f over lower <= x <= upper from x (projected into the box, then updated in place).
+  py::dict run(py::object fun, py::array x, const LbfgsOptions& options, const py::object& lower,
+               const py::object& upper, bool grad_inplace, py::object callback) {
+    visit([&](auto& s) {
+      using T = std::remove_reference_t<decltype(*s.ws.x[0])>;
+      auto lo = checked_bound<T>(lower, n_, "lower");
+      auto hi = checked_bound<T>(upper, n_, "upper");
+      check_box(lo.data(), hi.data(), n_);
+      s.driver.set_bounds(lo.data(), hi.data());
+    });
+    return TypedSolver::run(fun, x, options, grad_inplace, callback);
+  }
+};
+
+// The generalized Cauchy point and the subspace step x_bar of L-BFGS-B at
+// (x, g) with the pairs (rows of s, y) stored as a run stores them (float64):
+// the tests' hook. Returns (x_c, free mask at x_c, x_bar).
+py::tuple lbfgsb_model_step(const py::array_t<double, py::array::c_style | py::array::forcecast>& x,
+                            const py::array_t<double, py::array::c_style | py::array::forcecast>& g,
+                            const py::object& lower, const py::object& upper,
+                            const py::array_t<double, py::array::c_style | py::array::forcecast>& s,
+                            const py::array_t<double, py::array::c_style | py::array::forcecast>& y) {
+  const std::int64_t n = x.ndim() == 1 ? x.shape(0) : -1;
+  if (n < 1 || g.ndim() != 1 || g.shape(0) != n || s.ndim() != 2 || y.ndim() != 2 || s.shape(1) != n ||
+      y.shape(1) != n || s.shape(0) != y.shape(0))
+    throw py::value_error("lbfgsb_model_step takes x, g of shape (n,) and s, y of shape (k, n)");
+  auto lo = checked_bound<double>(lower, n, "lower");
+  auto hi = checked_bound<double>(upper, n, "upper");
+  check_box(lo.data(), hi.data(), n);
+  const int k = static_cast<int>(s.shape(0));
+  LbfgsbDriver<double> driver(n, std::max(k, 1));
+  driver.set_bounds(lo.data(), hi.data());
+  for (int i = 0; i < k; ++i)
+    if (!driver.load_pair(s.data(i), y.data(i))) throw py::value_error("the pairs give a singular K");
+  py::array_t<double> xc = new_vector<double>(n), xbar = new_vector<double>(n);
+  py::array_t<bool> free_mask(static_cast<py::ssize_t>(n));
+  std::vector<std::uint8_t> free(static_cast<std::size_t>(n));
+  if (!driver.model_step(x.data(), g.data(), xc.mutable_data(), free.data(), xbar.mutable_data()))
+    throw py::value_error("the model's small system is singular");
+  for (std::int64_t i = 0; i < n; ++i) free_mask.mutable_data()[i] = free[i] != 0;
+  return py::make_tuple(xc, free_mask, xbar);
+}
+
 // -H g from the given pairs, through the driver's own passes: each pair
 // enters the memory exactly as in a run (pass 1 with the pair as candidate,
 // the curvature test with gs[i] = g_old's_i, the ring update), then pass 2
@@ -419,6 +495,16 @@ void bind_lbfgs(py::module_& m) {
       .def_property_readonly("n", &Owlqn::n)
       .def("run", &Owlqn::run, "fun"_a, "x"_a, "options"_a, "l1"_a, "penalized"_a = py::none(),
            "grad_inplace"_a = false, "callback"_a = py::none());
+
+  py::class_<Lbfgsb>(m, "Lbfgsb")
+      .def(py::init<std::int64_t, const py::dtype&, int>(), "n"_a, "dtype"_a, "history_size"_a = 10)
+      .def_property_readonly("n", &Lbfgsb::n)
+      .def("run", &Lbfgsb::run, "fun"_a, "x"_a, "options"_a, "lower"_a, "upper"_a, "grad_inplace"_a = false,
+           "callback"_a = py::none());
+
+  m.def("lbfgsb_model_step", &lbfgsb_model_step, "x"_a, "g"_a, "lower"_a, "upper"_a, "s"_a, "y"_a,
+        "L-BFGS-B's generalized Cauchy point, the free variables there and the subspace step x_bar, "
+        "from the pairs (rows of s, y) (float64; the tests' hook).");
 
   m.def("lbfgs_direction", [](const py::array& s, const py::array& y, const py::array& g, int m,
                               const std::vector<double>& gs) {

@@ -168,6 +168,15 @@ struct RunTotals {
   std::int64_t iterations = 0, evaluations = 0, skipped = 0;
 };
 
+// What a method says when it stops after a step.
+struct StopMessages {
+  const char* callback;  // the callback asked to stop
+  const char* gtol;      // the (projected, pseudo-) gradient is small
+  const char* ftol;      // the relative reduction of f is small
+};
+constexpr StopMessages kLbfgsMessages{"`callback` raised `StopIteration`.", "CONVERGENCE: NORM OF GRADIENT <= GTOL",
+                                      "CONVERGENCE: RELATIVE REDUCTION OF F <= FTOL"};
+
 // One run's bookkeeping: its result so far, the slot holding the accepted
 // point, and the objective's evaluations (counted here and in the totals).
 template <class T, class Objective>
@@ -188,6 +197,28 @@ struct RunState {
     res.message = std::move(message);
     res.slot = cur;
     return res;
+  }
+  void count_skipped() {
+    ++res.nskipped;
+    ++totals.skipped;
+  }
+
+  // The trial slot becomes the accepted point (objective f, stopping norm
+  // g_max); then the callback and the stopping tests, in that order. Returns
+  // whether the run stops (with the result in `out`).
+  template <class Callback>
+  bool accept_and_test(double f_old, double f, double g_max, const LbfgsOptions& opt, const StopMessages& say,
+                       Callback& callback, LbfgsResult& out) {
+    cur = 1 - cur;
+    ++res.nit;
+    ++totals.iterations;
+    res.f = f;
+    res.g_max = g_max;
+    if (callback(ws.x[cur], f, res.nit)) out = finish(kLbfgsCallbackStop, say.callback);
+    else if (g_max <= opt.gtol) out = finish(kLbfgsConverged, say.gtol);
+    else if (f_old - f <= opt.ftol * std::max({std::fabs(f_old), std::fabs(f), 1.0})) out = finish(kLbfgsConverged, say.ftol);
+    else return false;
+    return true;
   }
 };
 
@@ -227,7 +258,7 @@ LbfgsResult run_quasi_newton(Method& method, RunTotals& totals, LineSearch& sear
   res.g_max = norms.g_max;
   if (!std::isfinite(f) || !std::isfinite(norms.g_l1))
     return finish(kLbfgsAbnormal, "ABNORMAL: the objective or its gradient is not finite at the starting point");
-  if (norms.g_max <= opt.gtol) return finish(kLbfgsConverged, "CONVERGENCE: NORM OF GRADIENT <= GTOL");
+  if (norms.g_max <= opt.gtol) return finish(kLbfgsConverged, kLbfgsMessages.gtol);
 
   LineSearchParams params;
   params.c1 = opt.c1, params.c2 = opt.c2, params.maxls = opt.maxls;
@@ -279,23 +310,12 @@ LbfgsResult run_quasi_newton(Method& method, RunTotals& totals, LineSearch& sear
     }
 
     // Accept x_trial: the curvature test and the update of H.
-    if (!method.accept(ws.x[cur], ws.x[trial], ws.g[cur], ws.g[trial], alpha, unit_trial)) {
-      ++res.nskipped;
-      ++totals.skipped;
-    }
+    if (!method.accept(ws.x[cur], ws.x[trial], ws.g[cur], ws.g[trial], alpha, unit_trial)) run.count_skipped();
     const double f_old = f;
     f = f_trial;
     norms = method.norms();
-    cur = trial;
-    ++res.nit;
-    ++totals.iterations;
-    res.f = f;
-    res.g_max = norms.g_max;
-
-    if (callback(ws.x[cur], f, res.nit)) return finish(kLbfgsCallbackStop, "`callback` raised `StopIteration`.");
-    if (norms.g_max <= opt.gtol) return finish(kLbfgsConverged, "CONVERGENCE: NORM OF GRADIENT <= GTOL");
-    if (f_old - f <= opt.ftol * std::max({std::fabs(f_old), std::fabs(f), 1.0}))
-      return finish(kLbfgsConverged, "CONVERGENCE: RELATIVE REDUCTION OF F <= FTOL");
+    LbfgsResult out;
+    if (run.accept_and_test(f_old, f, norms.g_max, opt, kLbfgsMessages, callback, out)) return out;
   }
 }
 

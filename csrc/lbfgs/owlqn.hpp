@@ -32,6 +32,9 @@
 
 namespace fastopt {
 
+constexpr StopMessages kOwlqnMessages{kLbfgsMessages.callback, "CONVERGENCE: NORM OF PSEUDO-GRADIENT <= GTOL",
+                                      kLbfgsMessages.ftol};
+
 // The L1 term: weight c, and which variables it covers (empty: all).
 struct OwlqnPenalty {
   double c = 0.0;
@@ -94,7 +97,7 @@ class OwlqnDriver {
     res.g_max = pg_max;
     if (!std::isfinite(F) || !std::isfinite(pg_max))
       return finish(kLbfgsAbnormal, "ABNORMAL: the objective or its gradient is not finite at the starting point");
-    if (pg_max <= opt.gtol) return finish(kLbfgsConverged, "CONVERGENCE: NORM OF PSEUDO-GRADIENT <= GTOL");
+    if (pg_max <= opt.gtol) return finish(kLbfgsConverged, kOwlqnMessages.gtol);
 
     while (true) {
       if (res.nit >= opt.maxiter) return finish(kLbfgsLimit, "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT");
@@ -104,7 +107,7 @@ class OwlqnDriver {
       if (!(dpg < 0.0)) {
         if (restart(res)) continue;
         // -pg projected onto itself is -pg: only an all-zero pseudo-gradient gets here.
-        return finish(kLbfgsConverged, "CONVERGENCE: NORM OF PSEUDO-GRADIENT <= GTOL");
+        return finish(kLbfgsConverged, kOwlqnMessages.gtol);
       }
 
       // Backtracking on the orthant-projected path.
@@ -135,22 +138,12 @@ class OwlqnDriver {
         return finish(kLbfgsAbnormal, "ABNORMAL: LINE SEARCH FAILED: no sufficient decrease along the projected path");
       }
 
-      if (!store_pair(ws.x[cur], ws.x[trial], ws.g[cur], ws.g[trial])) {
-        ++res.nskipped;
-        ++totals.skipped;
-      }
+      if (!store_pair(ws.x[cur], ws.x[trial], ws.g[cur], ws.g[trial])) run.count_skipped();
       const double F_old = F;
       F = F_trial;
-      cur = trial;
-      ++res.nit;
-      ++totals.iterations;
-      pg_max = pseudo_gradient(ws.x[cur], ws.g[cur]);
-      res.f = F;
-      res.g_max = pg_max;
-      if (callback(ws.x[cur], F, res.nit)) return finish(kLbfgsCallbackStop, "`callback` raised `StopIteration`.");
-      if (pg_max <= opt.gtol) return finish(kLbfgsConverged, "CONVERGENCE: NORM OF PSEUDO-GRADIENT <= GTOL");
-      if (F_old - F <= opt.ftol * std::max({std::fabs(F_old), std::fabs(F), 1.0}))
-        return finish(kLbfgsConverged, "CONVERGENCE: RELATIVE REDUCTION OF F <= FTOL");
+      pg_max = pseudo_gradient(ws.x[trial], ws.g[trial]);
+      LbfgsResult out;
+      if (run.accept_and_test(F_old, F, pg_max, opt, kOwlqnMessages, callback, out)) return out;
     }
   }
 

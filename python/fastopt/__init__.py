@@ -6,6 +6,7 @@
 * :mod:`fastopt.schedules` -- learning-rate schedules (``StepLR``, ``CosineAnnealingLR``, ...)
 * :func:`fastopt.save` / :func:`fastopt.load` -- atomic, pickle-free ``.npz`` checkpoints
 * :func:`fastopt.minimize` / :func:`fastopt.lbfgs` -- L-BFGS in C++ (``fastopt.lbfgs_minimize`` for SciPy);
+  :func:`fastopt.lbfgsb` -- box bounds (L-BFGS-B); :func:`fastopt.owlqn` -- L1 (OWL-QN);
   :func:`fastopt.bfgs` -- dense BFGS for small problems
 """
 
@@ -17,7 +18,7 @@ from .checkpoint import load, save
 from .clip import NonFiniteGradientError, clip_grad_norm_, clip_grad_value_, global_grad_norm
 from .flat import FlatBuffer
 from .functional import Rounding, StepStats
-from .lbfgs import OptimizeResult, bfgs, lbfgs, lbfgs_minimize, minimize, owlqn
+from .lbfgs import OptimizeResult, bfgs, lbfgs, lbfgs_minimize, lbfgsb, minimize, owlqn
 from .optim import (
     ASGD,
     LAMB,
@@ -50,7 +51,7 @@ __all__ = [
     "runtime_info", "set_num_threads", "get_num_threads", "last_call_threads",
     "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Rprop", "Quickprop", "Adadelta", "Adamax",
     "NAdam", "RAdam", "ASGD", "Adafactor", "Lion", "LAMB",
-    "minimize", "lbfgs", "bfgs", "owlqn", "lbfgs_minimize", "OptimizeResult", "LBFGS",
+    "minimize", "lbfgs", "lbfgsb", "bfgs", "owlqn", "lbfgs_minimize", "OptimizeResult", "LBFGS",
 ]
 
 

@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Bfgs', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'OPENMP', 'OptimizerSpec', 'Owlqn', 'PARALLEL_GRAIN', 'QUANT_BLOCK', 'StalePlan', 'StepPlan', 'compiled_targets', 'dequantize_blockwise', 'dynamic_map', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'optimizers', 'quantize_blockwise', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
+__all__: list[str] = ['Bfgs', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'Lbfgsb', 'OPENMP', 'OptimizerSpec', 'Owlqn', 'PARALLEL_GRAIN', 'QUANT_BLOCK', 'StalePlan', 'StepPlan', 'compiled_targets', 'dequantize_blockwise', 'dynamic_map', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'lbfgsb_model_step', 'optimizers', 'quantize_blockwise', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
 class StepPlan:
     """
     A class step's checked buffers (see OptimizerSpec.plan).
@@ -136,6 +136,14 @@ class Owlqn:
     @property
     def n(self) -> int:
         ...
+class Lbfgsb:
+    def __init__(self, n: typing.SupportsInt | typing.SupportsIndex, dtype: numpy.dtype[typing.Any], history_size: typing.SupportsInt | typing.SupportsIndex = 10) -> None:
+        ...
+    def run(self, fun: typing.Any, x: numpy.ndarray, options: LbfgsOptions, lower: typing.Any, upper: typing.Any, grad_inplace: bool = False, callback: typing.Any = None) -> dict:
+        ...
+    @property
+    def n(self) -> int:
+        ...
 def compiled_targets() -> list[str]:
     """
     SIMD targets compiled into this build, best last.
@@ -171,6 +179,10 @@ def lbfgs_direction(s: numpy.ndarray, y: numpy.ndarray, g: numpy.ndarray, m: typ
 def lbfgs_roofline(n: typing.SupportsInt | typing.SupportsIndex, dtype: numpy.dtype[typing.Any], m: typing.SupportsInt | typing.SupportsIndex = 10, iterations: typing.SupportsInt | typing.SupportsIndex = 25, warmup: typing.SupportsInt | typing.SupportsIndex = 15, num_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> float:
     """
     Seconds per iteration of a kernel moving the bytes of one L-BFGS iteration with trivial math (bench).
+    """
+def lbfgsb_model_step(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], g: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], lower: typing.Any, upper: typing.Any, s: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple:
+    """
+    L-BFGS-B's generalized Cauchy point, the free variables there and the subspace step x_bar, from the pairs (rows of s, y) (float64; the tests' hook).
     """
 def optimizers() -> dict[OptimizerName, OptimizerSpec]:
     """

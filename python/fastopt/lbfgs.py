@@ -45,13 +45,14 @@ explicit ``n x n`` inverse Hessian (docs/algorithms.md, section 4.1).
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, Callable
 
 import numpy as np
 
 from . import _core
 
-__all__ = ["OptimizeResult", "minimize", "lbfgs", "bfgs", "owlqn", "lbfgs_minimize", "LINE_SEARCHES"]
+__all__ = ["OptimizeResult", "minimize", "lbfgs", "lbfgsb", "bfgs", "owlqn", "lbfgs_minimize", "LINE_SEARCHES"]
 
 LINE_SEARCHES = ("strong_wolfe", "backtracking")
 
@@ -109,6 +110,10 @@ BFGS_DEFAULT_OPTIONS = {k: v for k, v in DEFAULT_OPTIONS.items() if k != "maxcor
 OWLQN_DEFAULT_OPTIONS = {**{k: v for k, v in DEFAULT_OPTIONS.items()
                             if k not in ("line_search", "first_step", "num_threads")},
                          "l1": 0.0, "unpenalized": None}
+
+
+# L-BFGS-B takes SciPy's options: its line search and first step are L-BFGS-B's own.
+LBFGSB_DEFAULT_OPTIONS = {k: v for k, v in DEFAULT_OPTIONS.items() if k not in ("line_search", "first_step")}
 
 
 def _check_options(options: dict, defaults: dict = DEFAULT_OPTIONS, method: str = "L-BFGS") -> dict:
@@ -341,17 +346,137 @@ Vert_\infty \le` ``gtol``, on ``ftol``
     return _run(solver, "OWL-QN", fun, x, jac, args, callback, opts, l1=float(l1), penalized=penalized)
 
 
+def _bound_array(values, n: int, name: str) -> np.ndarray:
+    """One side of the box as float64 of shape (n,): None means unbounded on that side."""
+    default = -np.inf if name == "lower" else np.inf
+    if values is None:
+        return np.full(n, default)
+    try:
+        arr = np.array([default if v is None else v for v in values] if isinstance(values, (list, tuple)) else values,
+                       dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"bounds: the {name} bounds must be numbers, None or +-inf") from None
+    if arr.size == 1 and arr.ndim <= 1:  # a scalar bound applies to every variable (as SciPy's Bounds)
+        arr = np.full(n, float(arr.reshape(())))
+    if arr.shape != (n,):
+        raise ValueError(f"bounds: {arr.size} {name} bounds for {n} variables")
+    return arr
+
+
+def _bounds_to_arrays(bounds, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) float64 arrays from SciPy's ``Bounds`` (anything with
+    ``lb`` and ``ub``) or a sequence of ``(lo, hi)`` pairs, None or +-inf for a
+    free side. Raises ValueError naming the variable on a bound that is NaN,
+    lo > hi, or leaves no feasible value (lo = +inf or hi = -inf)."""
+    if hasattr(bounds, "lb") and hasattr(bounds, "ub"):
+        lower, upper = _bound_array(bounds.lb, n, "lower"), _bound_array(bounds.ub, n, "upper")
+    else:
+        if isinstance(bounds, (str, bytes)):
+            raise TypeError("bounds must be a scipy.optimize.Bounds or a sequence of (lo, hi) pairs, got a string")
+        try:
+            pairs = list(bounds)
+        except TypeError:
+            raise TypeError(f"bounds must be a scipy.optimize.Bounds or a sequence of (lo, hi) pairs, "
+                            f"got {type(bounds).__name__}") from None
+        if len(pairs) != n:
+            raise ValueError(f"bounds has {len(pairs)} (lo, hi) pairs but x0 has {n} variables")
+        for i, pair in enumerate(pairs):
+            if pair is None or len(pair) != 2:
+                raise ValueError(f"bounds[{i}] must be a pair (lo, hi), got {pair!r}")
+        lower = _bound_array([p[0] for p in pairs], n, "lower")
+        upper = _bound_array([p[1] for p in pairs], n, "upper")
+    for name, side in (("lower", lower), ("upper", upper)):
+        if np.isnan(side).any():
+            raise ValueError(f"bounds: {name} bound of variable {int(np.flatnonzero(np.isnan(side))[0])} is NaN")
+    bad = np.flatnonzero((lower > upper) | (lower == np.inf) | (upper == -np.inf))
+    if bad.size:
+        i = int(bad[0])
+        lo, hi = float(lower[i]), float(upper[i])
+        raise ValueError(f"bounds of variable {i} leave no feasible value: lo = {lo} > hi = {hi}" if lo > hi else
+                         f"bounds of variable {i} leave no feasible value: [{lo}, {hi}] "
+                         "(a lower bound of +inf or an upper bound of -inf)")
+    return lower, upper
+
+
+def _inward(side: np.ndarray, dtype, toward: float) -> np.ndarray:
+    """Bounds in the solver's dtype, rounded into the box (float32 has no 0.7:
+    the lower bound 0.7 becomes the smallest float32 above it)."""
+    narrow = side.astype(dtype)
+    off = (narrow < side) if toward > 0 else (narrow > side)
+    narrow[off] = np.nextafter(narrow[off], dtype(toward))
+    return narrow
+
+
+def lbfgsb(fun: Callable, x0, *, bounds=None, jac: Any = True, args: tuple = (),
+           callback: Callable | None = None, maxcor: int = 10, gtol: float = 1e-5,
+           ftol: float = 2.2204460492503131e-09, maxiter: int = 15000, maxfun: int = 15000, maxls: int = 20,
+           num_threads: int = 0, disp: bool = False) -> OptimizeResult:
+    r"""Minimize ``fun`` over the box ``lo <= x <= hi`` with L-BFGS-B (Byrd, Lu, Nocedal & Zhu 1995,
+    with the subspace correction of Morales & Nocedal 2011; docs/algorithms.md, section 4.3).
+
+    Each iteration finds the generalized Cauchy point (the first minimizer of
+    the L-BFGS quadratic model along the projected steepest-descent path
+    :math:`P(x - t g)`, breakpoint by breakpoint), minimizes the model over the
+    variables still free there (the direct primal method on the compact form
+    :math:`B = 	heta I - W M W^	op`), projects that point :math:`ar x` into the
+    box (truncating the step at the box instead when the projection does not
+    descend), and searches along :math:`ar x - x` (Moré–Thuente, :math:`c_1 = 10^{-3}`,
+    :math:`c_2 = 0.9`; the largest step stays in the box; the first trial is 1,
+    on the very first iteration :math:`\min(1, 1/\lVertar x - x
+Vert_2)` unless every variable has
+    both bounds). Pairs fail the curvature test as in :func:`lbfgs`.
+
+    Args:
+        bounds: ``scipy.optimize.Bounds`` (or anything with ``lb`` and ``ub``,
+            scalars broadcast) or a sequence of ``n`` pairs ``(lo, hi)``; None or
+            :math:`\pm\infty` leaves a side free; ``None`` for the whole argument:
+            no bounds. ``x0`` outside the box is projected onto it (with a
+            warning). float32 problems get bounds rounded into the box.
+        maxcor, gtol, ftol, maxiter, maxfun, maxls, num_threads, disp, callback:
+            as for :func:`lbfgs` (SciPy's names and defaults), but ``gtol``
+            bounds the projected gradient :math:`\lVert P(x - g) - x
+Vert_\infty`.
+
+    Returns:
+        :class:`OptimizeResult` with SciPy's L-BFGS-B messages
+        (``CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL``, ...);
+        ``grad_inf_norm`` is the projected gradient's norm. Never raises on
+        numerical trouble; raises ``TypeError``/``ValueError`` on bad input.
+    """
+    x = _check_x0(x0)
+    opts = _check_options(dict(maxcor=maxcor, gtol=gtol, ftol=ftol, maxiter=maxiter, maxfun=maxfun, maxls=maxls,
+                               num_threads=num_threads, disp=disp), LBFGSB_DEFAULT_OPTIONS, "L-BFGS-B")
+    exact_lower, exact_upper = (np.full(x.size, -np.inf), np.full(x.size, np.inf)) if bounds is None else \
+        _bounds_to_arrays(bounds, x.size)
+    lower, upper = _inward(exact_lower, x.dtype.type, np.inf), _inward(exact_upper, x.dtype.type, -np.inf)
+    fixed = lower > upper  # lo == hi between two floats of the dtype: the nearest float
+    lower[fixed] = upper[fixed] = exact_lower[fixed].astype(x.dtype)
+    outside = int(np.count_nonzero((x < lower) | (x > upper)))
+    if outside:
+        warnings.warn(f"x0 is outside the bounds in {outside} of {x.size} variables: starting from its "
+                      "projection onto the box", stacklevel=2)
+    solver = _core.Lbfgsb(x.size, x.dtype, opts["maxcor"])
+    return _run(solver, "L-BFGS-B", fun, x, jac, args, callback, opts, lower=lower, upper=upper)
+
+
 def minimize(fun: Callable, x0, args: tuple = (), method: str = "lbfgs", jac: Any = True,
-             callback: Callable | None = None, options: dict | None = None) -> OptimizeResult:
+             callback: Callable | None = None, options: dict | None = None, bounds=None) -> OptimizeResult:
     """``scipy.optimize.minimize``-shaped entry point. ``method`` is
-    ``"lbfgs"`` (or ``"l-bfgs"``, the default; see :func:`lbfgs`) or
+    ``"lbfgs"`` (or ``"l-bfgs"``, the default; see :func:`lbfgs`),
+    ``"lbfgsb"`` (or ``"l-bfgs-b"``: box ``bounds``; see :func:`lbfgsb`; the
+    default method becomes it when ``bounds`` are given, as in SciPy),
     ``"bfgs"`` (dense, for small problems; see :func:`bfgs`) or ``"owlqn"``
     (``f + l1*||x||_1``, ``options={"l1": c}``; see :func:`owlqn`). ``options`` take
-    SciPy's L-BFGS-B names (``maxcor`` (L-BFGS only), ``gtol``, ``ftol``,
-    ``maxiter``, ``maxfun``, ``maxls``, ``disp``) plus ``line_search``,
-    ``first_step`` and ``num_threads``."""
+    SciPy's L-BFGS-B names (``maxcor`` (not BFGS), ``gtol``, ``ftol``,
+    ``maxiter``, ``maxfun``, ``maxls``, ``disp``) plus ``num_threads`` and, for
+    L-BFGS and BFGS, ``line_search`` and ``first_step``."""
     name = method.lower() if isinstance(method, str) else None
     options = dict(options or {})
+    if name in ("lbfgsb", "l-bfgs-b") or (bounds is not None and name in ("lbfgs", "l-bfgs")):
+        _check_options(options, LBFGSB_DEFAULT_OPTIONS, "L-BFGS-B")
+        return lbfgsb(fun, x0, bounds=bounds, jac=jac, args=args, callback=callback, **options)
+    if bounds is not None and name in ("bfgs", "owlqn"):
+        raise ValueError(f"method {method!r} does not take bounds: use method='lbfgsb'")
     if name in ("lbfgs", "l-bfgs"):
         _check_options(options)
         return lbfgs(fun, x0, jac=jac, args=args, callback=callback, **options)
@@ -361,23 +486,26 @@ def minimize(fun: Callable, x0, args: tuple = (), method: str = "lbfgs", jac: An
     if name == "owlqn":
         _check_options(options, OWLQN_DEFAULT_OPTIONS, "OWL-QN")
         return owlqn(fun, x0, jac=jac, args=args, callback=callback, **options)
-    raise ValueError(f"unknown method {method!r}: fastopt.minimize implements 'lbfgs', 'bfgs' and 'owlqn'")
+    raise ValueError(f"unknown method {method!r}: fastopt.minimize implements 'lbfgs', 'lbfgsb', 'bfgs' and 'owlqn'")
 
 
 def lbfgs_minimize(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None, constraints=(),
                    callback=None, tol=None, **options) -> OptimizeResult:
     """A custom method for SciPy: ``scipy.optimize.minimize(fun, x0, jac=True,
-    method=fastopt.lbfgs_minimize, options={...})``. ``tol`` sets ``gtol``
-    and ``ftol`` unless they are given (as for L-BFGS-B). Bounds and
-    constraints are not supported (a clear error, not silently ignored)."""
-    if bounds is not None:
-        raise ValueError("fastopt L-BFGS is unconstrained: bounds are not supported (use method='L-BFGS-B')")
+    method=fastopt.lbfgs_minimize, bounds=..., options={...})``: L-BFGS, or
+    L-BFGS-B when ``bounds`` are given (SciPy hands them over as a ``Bounds``).
+    ``tol`` sets ``gtol`` and ``ftol`` unless they are given (as for
+    L-BFGS-B). Constraints other than bounds are not supported (a clear
+    error, not silently ignored)."""
     if constraints:
-        raise ValueError("fastopt L-BFGS is unconstrained: constraints are not supported")
+        raise ValueError("fastopt L-BFGS takes box bounds only: constraints are not supported")
     if tol is not None:
         options.setdefault("gtol", tol)
         options.setdefault("ftol", tol)
     x0 = np.asarray(x0)
     if x0.dtype.kind in "iub":  # SciPy converts integer x0 to float before calling a custom method too
         x0 = x0.astype(float)
+    if bounds is not None:
+        return lbfgsb(fun, x0, bounds=bounds, jac=jac, args=args, callback=callback,
+                      **_check_options(options, LBFGSB_DEFAULT_OPTIONS, "L-BFGS-B"))
     return lbfgs(fun, x0, jac=jac, args=args, callback=callback, **_check_options(options))
