@@ -35,6 +35,10 @@ struct LbfgsChunkKernels {
   void (*pair_dots2)(const T* s, const T* y, const double* gd, std::int64_t len, double* out);
   void (*axpy2)(T* acc, const T* s, const T* y, T a, T b, std::int64_t len);
   double (*finish_direction)(const T* acc, T* d, const T* x, T* x_trial, const T* g, T alpha, std::int64_t len);
+  // L-BFGS-B's passes (lbfgsb.hpp): one pair against five chunk vectors, and
+  // a double accumulator of W v.
+  void (*pair_dots10)(const T* s, const T* y, const double* const* vecs, std::int64_t len, double* out);
+  void (*axpy2_double)(double* acc, const T* s, const T* y, double a, double b, std::int64_t len);
 };
 
 // One SIMD target's chunk kernels for both dtypes (constant data, filled by
@@ -169,9 +173,41 @@ double finish_direction(const T* __restrict acc, T* __restrict d,
   return slope;
 }
 
+// out[2v] += s'vecs[v], out[2v+1] += y'vecs[v] for v = 0..4 over the chunk.
+template <class T>
+void pair_dots10(const T* __restrict s, const T* __restrict y, const double* const* vecs, std::int64_t len,
+                 double* __restrict out) {
+  const double* __restrict v0 = vecs[0];
+  const double* __restrict v1 = vecs[1];
+  const double* __restrict v2 = vecs[2];
+  const double* __restrict v3 = vecs[3];
+  const double* __restrict v4 = vecs[4];
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0, b4 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, b0, b1, b2, b3, b4)
+  for (std::int64_t j = 0; j < len; ++j) {
+    const double sv = s[j], yv = y[j];
+    a0 += sv * v0[j], b0 += yv * v0[j];
+    a1 += sv * v1[j], b1 += yv * v1[j];
+    a2 += sv * v2[j], b2 += yv * v2[j];
+    a3 += sv * v3[j], b3 += yv * v3[j];
+    a4 += sv * v4[j], b4 += yv * v4[j];
+  }
+  out[0] += a0, out[1] += b0, out[2] += a1, out[3] += b1, out[4] += a2;
+  out[5] += b2, out[6] += a3, out[7] += b3, out[8] += a4, out[9] += b4;
+}
+
+// acc = acc + a*s + b*y in double.
+template <class T>
+void axpy2_double(double* __restrict acc, const T* __restrict s, const T* __restrict y, double a, double b,
+                  std::int64_t len) {
+#pragma omp simd
+  for (std::int64_t j = 0; j < len; ++j) acc[j] = acc[j] + a * static_cast<double>(s[j]) + b * static_cast<double>(y[j]);
+}
+
 template <class T>
 constexpr LbfgsChunkKernels<T> chunk_kernels() {
-  return {&to_double<T>, &candidate<T>, &norms<T>, &pair_dots4<T>, &pair_dots2<T>, &axpy2<T>, &finish_direction<T>};
+  return {&to_double<T>, &candidate<T>, &norms<T>, &pair_dots4<T>, &pair_dots2<T>, &axpy2<T>, &finish_direction<T>,
+          &pair_dots10<T>, &axpy2_double<T>};
 }
 
 }  // namespace lbfgs_chunk

@@ -89,37 +89,93 @@ inline double dot(const double* a, const double* b, int w) {
   return acc;
 }
 
-// Solves A X = B for `cols` right-hand sides (B is w x cols, overwritten by X)
-// by Gaussian elimination with partial pivoting. False if A is singular or
-// not finite (the caller then clears the memory).
-inline bool solve(std::vector<double> a, int w, double* b, int cols) {
-  for (int c = 0; c < w; ++c) {
-    int pivot = c;
-    for (int r = c + 1; r < w; ++r)
-      if (std::fabs(a[r * w + c]) > std::fabs(a[pivot * w + c])) pivot = r;
-    const double p = a[pivot * w + c];
-    if (!(std::fabs(p) > 0.0) || !std::isfinite(p)) return false;
-    if (pivot != c) {
-      for (int j = 0; j < w; ++j) std::swap(a[c * w + j], a[pivot * w + j]);
-      for (int j = 0; j < cols; ++j) std::swap(b[c * cols + j], b[pivot * cols + j]);
-    }
-    for (int r = c + 1; r < w; ++r) {
-      const double factor = a[r * w + c] / p;
-      if (factor == 0.0) continue;
-      for (int j = c; j < w; ++j) a[r * w + j] -= factor * a[c * w + j];
-      for (int j = 0; j < cols; ++j) b[r * cols + j] -= factor * b[c * cols + j];
+// In-place Cholesky factor (lower, row-major) of a k x k symmetric matrix;
+// false unless it is numerically positive definite.
+inline bool cholesky(std::vector<double>& a, int k) {
+  for (int j = 0; j < k; ++j) {
+    double diag = a[j * k + j];
+    for (int l = 0; l < j; ++l) diag -= a[j * k + l] * a[j * k + l];
+    if (!(diag > 0.0) || !std::isfinite(diag)) return false;
+    const double root = std::sqrt(diag);
+    a[j * k + j] = root;
+    for (int i = j + 1; i < k; ++i) {
+      double acc = a[i * k + j];
+      for (int l = 0; l < j; ++l) acc -= a[i * k + l] * a[j * k + l];
+      a[i * k + j] = acc / root;
     }
   }
-  for (int c = w - 1; c >= 0; --c)
-    for (int j = 0; j < cols; ++j) {
-      double acc = b[c * cols + j];
-      for (int k = c + 1; k < w; ++k) acc -= a[c * w + k] * b[k * cols + j];
-      b[c * cols + j] = acc / a[c * w + c];
-    }
-  for (int i = 0; i < w * cols; ++i)
-    if (!std::isfinite(b[i])) return false;
   return true;
 }
+
+// x = A^-1 b from the Cholesky factor of A (in place).
+inline void cholesky_solve(const std::vector<double>& factor, int k, double* x) {
+  for (int i = 0; i < k; ++i) {
+    double acc = x[i];
+    for (int l = 0; l < i; ++l) acc -= factor[i * k + l] * x[l];
+    x[i] = acc / factor[i * k + i];
+  }
+  for (int i = k - 1; i >= 0; --i) {
+    double acc = x[i];
+    for (int l = i + 1; l < k; ++l) acc -= factor[l * k + i] * x[l];
+    x[i] = acc / factor[i * k + i];
+  }
+}
+
+// The symmetric indefinite 2k x 2k systems of L-BFGS-B,
+//   [ -P  B' ] [a]   [u1]
+//   [  B  C  ] [b] = [u2],   P positive definite, C + B P^-1 B' positive definite,
+// solved by block elimination with two Cholesky factors (the LEL' scheme of
+// Byrd et al. 1995): b = (C + B P^-1 B')^-1 (u2 + B P^-1 u1), a = P^-1 (B'b - u1).
+// Factoring the blocks keeps the solve accurate where the whole matrix is
+// badly conditioned (more pairs than variables make S'S singular).
+class SaddleSolver {
+ public:
+  // P, B, C: k x k row-major. False if a factor is not positive definite.
+  bool factor(std::vector<double> p, const std::vector<double>& b, const std::vector<double>& c, int k) {
+    k_ = k;
+    p_ = std::move(p);
+    b_ = b;
+    if (!cholesky(p_, k)) return false;
+    // Schur complement C + B P^-1 B', column by column of B'.
+    schur_ = c;
+    std::vector<double> col(static_cast<std::size_t>(k));
+    for (int j = 0; j < k; ++j) {
+      for (int l = 0; l < k; ++l) col[l] = b_[j * k + l];  // row j of B = column j of B'
+      cholesky_solve(p_, k, col.data());
+      for (int i = 0; i < k; ++i) {
+        double acc = 0;
+        for (int l = 0; l < k; ++l) acc += b_[i * k + l] * col[l];
+        schur_[i * k + j] += acc;
+      }
+    }
+    return cholesky(schur_, k);
+  }
+
+  // out = the solution for u = [u1; u2] (2k).
+  void solve(const double* u, double* out) const {
+    const int k = k_;
+    std::vector<double> t(u, u + k);
+    cholesky_solve(p_, k, t.data());  // P^-1 u1
+    double* a = out;
+    double* b = out + k;
+    for (int i = 0; i < k; ++i) {
+      double acc = u[k + i];
+      for (int l = 0; l < k; ++l) acc += b_[i * k + l] * t[l];
+      b[i] = acc;
+    }
+    cholesky_solve(schur_, k, b);
+    for (int i = 0; i < k; ++i) {
+      double acc = -u[i];
+      for (int l = 0; l < k; ++l) acc += b_[l * k + i] * b[l];  // (B'b)_i
+      a[i] = acc;
+    }
+    cholesky_solve(p_, k, a);
+  }
+
+ private:
+  int k_ = 0;
+  std::vector<double> p_, b_, schur_;
+};
 
 }  // namespace small
 
@@ -138,7 +194,7 @@ struct NewPairProducts {
 
 // The stored pairs for L-BFGS-B: S and Y (k <= m columns of n, oldest
 // first, in m + 1 slots so the candidate pair has a home), S'Y and S'S in
-// full, theta, the middle matrix M = K^-1, and the products over the free
+// full, theta, K factored (M = K^-1 is applied by solves), and the products over the free
 // variables Z that the subspace step needs (Y'ZZ'Y, S'ZZ'Y, S'ZZ'S),
 // updated as pairs come and go and as variables enter or leave Z.
 template <class T>
@@ -153,7 +209,22 @@ class BoxedMemory {
   int capacity() const { return m_; }
   int size() const { return static_cast<int>(order_.size()); }
   double theta() const { return theta_; }
-  const std::vector<double>& middle() const { return middle_; }  // M, 2k x 2k
+  // out = M v = K^-1 v (2k).
+  void apply_middle(const double* v, double* out) const { middle_.solve(v, out); }
+  // The subspace system K - W'ZZ'W/theta (section 5.1 of Byrd et al.),
+  // factored; false if it is not usable.
+  bool factor_subspace(small::SaddleSolver& solver) const {
+    const int k = size();
+    std::vector<double> p(static_cast<std::size_t>(k * k)), b(p.size()), c(p.size());
+    for (int i = 0; i < k; ++i)
+      for (int j = 0; j < k; ++j) {
+        // -P = -D - Y'ZZ'Y/theta;  B = L - S'ZZ'Y;  C = theta*(S'S - S'ZZ'S) = theta*S'AA'S
+        p[i * k + j] = (i == j ? sy_[i * m_ + i] : 0.0) + zyy_[i * m_ + j] / theta_;
+        b[i * k + j] = (i > j ? sy_[i * m_ + j] : 0.0) - zsy_[i * m_ + j];
+        c[i * k + j] = theta_ * (ss_[i * m_ + j] - zss_[i * m_ + j]);
+      }
+    return solver.factor(std::move(p), b, c, k);
+  }
 
   const T* s(int i) const { return s_.data() + order_[i] * n_; }
   const T* y(int i) const { return y_.data() + order_[i] * n_; }
@@ -164,7 +235,6 @@ class BoxedMemory {
     order_.clear();
     spare_ = 0;
     theta_ = 1.0;
-    middle_.clear();
   }
 
   // Makes the spare pair the newest, given its products (oldest stored pair
@@ -261,21 +331,18 @@ class BoxedMemory {
   }
 
  private:
-  // M = K^-1 (see the header).
+  // K = [-D L'; L theta*S'S] factored (see the header).
   bool form_middle() {
-    const int k = size(), w = 2 * k;
-    std::vector<double> kmat(static_cast<std::size_t>(w * w), 0.0);
+    const int k = size();
+    std::vector<double> d(static_cast<std::size_t>(k * k), 0.0), l(d.size()), c(d.size());
     for (int i = 0; i < k; ++i) {
-      kmat[i * w + i] = -sy_[i * m_ + i];
-      for (int j = 0; j < i; ++j) {
-        kmat[(k + i) * w + j] = sy_[i * m_ + j];  // L
-        kmat[j * w + k + i] = sy_[i * m_ + j];    // L'
+      d[i * k + i] = sy_[i * m_ + i];
+      for (int j = 0; j < k; ++j) {
+        l[i * k + j] = i > j ? sy_[i * m_ + j] : 0.0;
+        c[i * k + j] = theta_ * ss_[i * m_ + j];
       }
-      for (int j = 0; j < k; ++j) kmat[(k + i) * w + k + j] = theta_ * ss_[i * m_ + j];
     }
-    middle_.assign(static_cast<std::size_t>(w * w), 0.0);
-    for (int i = 0; i < w; ++i) middle_[i * w + i] = 1.0;
-    return small::solve(kmat, w, middle_.data(), w);
+    return middle_.factor(std::move(d), l, c, k);
   }
 
   int free_slot() const {
@@ -292,7 +359,7 @@ class BoxedMemory {
   std::vector<int> order_;
   int spare_ = 0;
   double theta_ = 1.0;
-  std::vector<double> middle_;
+  small::SaddleSolver middle_;
   std::vector<double> scratch_s_, scratch_y_;
 };
 
@@ -560,14 +627,18 @@ bool LbfgsbDriver<T>::cauchy_point(const T* x, const T* g) {
   const int w = 2 * memory_.size();
   const double theta = memory_.theta();
   std::vector<double> p = initial_path_slopes(x, g);
-  const std::int64_t blocks = lbfgs_block_count(n_);
-  std::vector<std::vector<std::pair<double, std::int64_t>>> block_breaks(static_cast<std::size_t>(blocks));
+  // The breakpoint of free variable i: where it reaches the bound it heads
+  // for (infinite if there is none).
+  auto breakpoint = [&](std::int64_t i, double gi) {
+    const double bound = static_cast<double>(gi < 0 ? box_.hi[i] : box_.lo[i]);
+    return (bound - static_cast<double>(x[i])) / -gi;
+  };
 
-  // Pass: states, breakpoints, f1 = g'd = -d'd, the free count.
-  partials_.reset(n_, 3);
+  // Pass: states, f1 = g'd = -d'd, the free count and the first breakpoint.
+  partials_.reset(n_, 4);
   for_each_block(n_, num_threads_, [&](std::int64_t block, std::int64_t begin, std::int64_t end) {
     double* row = partials_.row(block);
-    auto& breaks = block_breaks[static_cast<std::size_t>(block)];
+    row[3] = std::numeric_limits<double>::infinity();
     for (std::int64_t i = begin; i < end; ++i) {
       const double gi = static_cast<double>(g[i]);
       const std::uint8_t st = start_state(x[i], gi, i);
@@ -576,27 +647,48 @@ bool LbfgsbDriver<T>::cauchy_point(const T* x, const T* g) {
       row[2] += 1;
       if (gi == 0) continue;
       row[0] -= gi * gi;
-      const double bound = static_cast<double>(gi < 0 ? box_.hi[i] : box_.lo[i]);
-      if (std::isfinite(bound)) breaks.emplace_back((bound - static_cast<double>(x[i])) / -gi, i);
+      const double t = breakpoint(i, gi);
+      if (std::isfinite(t)) row[3] = std::min(row[3], t);
       else row[1] += 1;  // moves without a bound ahead
     }
   });
-  double sums[3];
+  double sums[4];
   partials_.sum(sums);
   double f1 = sums[0];
   const bool some_unbounded = sums[1] > 0;
   std::int64_t free_count = static_cast<std::int64_t>(sums[2]);
-  std::vector<std::pair<double, std::int64_t>> heap;
-  for (auto& b : block_breaks) heap.insert(heap.end(), b.begin(), b.end());
+  double first_break = std::numeric_limits<double>::infinity();
+  for (std::int64_t b = 0; b < lbfgs_block_count(n_); ++b) first_break = std::min(first_break, partials_.row(b)[3]);
 
-  const std::vector<double>& mid = memory_.middle();
+  // The breakpoints in a heap, collected only when the walk reaches the
+  // first one (near a solution it mostly stops before).
+  std::vector<std::pair<double, std::int64_t>> heap;
+  auto collect_breakpoints = [&] {
+    const std::int64_t blocks = lbfgs_block_count(n_);
+    std::vector<std::vector<std::pair<double, std::int64_t>>> block_breaks(static_cast<std::size_t>(blocks));
+    for_each_block(n_, num_threads_, [&](std::int64_t block, std::int64_t begin, std::int64_t end) {
+      auto& breaks = block_breaks[static_cast<std::size_t>(block)];
+      for (std::int64_t i = begin; i < end; ++i) {
+        const double gi = static_cast<double>(g[i]);
+        if (state_[i] != kFree || gi == 0) continue;
+        const double t = breakpoint(i, gi);
+        if (std::isfinite(t)) breaks.emplace_back(t, i);
+      }
+    });
+    std::size_t total = 0;
+    for (const auto& b : block_breaks) total += b.size();
+    heap.reserve(total);
+    for (const auto& b : block_breaks) heap.insert(heap.end(), b.begin(), b.end());
+  };
+
   std::vector<double> c(static_cast<std::size_t>(w), 0.0), mv(static_cast<std::size_t>(w)), wb(static_cast<std::size_t>(w));
   double t_old = 0, dtm = 0;
   if (f1 < 0) {
-    if (w) small::matvec(mid, w, p.data(), mv.data());
+    if (w) memory_.apply_middle(p.data(), mv.data());
     double f2 = -theta * f1 - small::dot(p.data(), mv.data(), w);
     const double f2_org = f2;
     dtm = -f1 / f2;
+    if (!(dtm < first_break)) collect_breakpoints();
     // A min-heap on (t, i): ties are passed in index order.
     auto later = [](const std::pair<double, std::int64_t>& a, const std::pair<double, std::int64_t>& b) { return a > b; };
     std::make_heap(heap.begin(), heap.end(), later);
@@ -620,7 +712,7 @@ bool LbfgsbDriver<T>::cauchy_point(const T* x, const T* g) {
           wb[j] = static_cast<double>(memory_.y(j)[b]);
           wb[k + j] = theta * static_cast<double>(memory_.s(j)[b]);
         }
-        small::matvec(mid, w, wb.data(), mv.data());  // M w_b (M is symmetric)
+        memory_.apply_middle(wb.data(), mv.data());  // M w_b (M is symmetric)
         wmc = small::dot(mv.data(), c.data(), w);
         wmp = small::dot(mv.data(), p.data(), w);
         wmw = small::dot(mv.data(), wb.data(), w);
@@ -735,8 +827,8 @@ void LbfgsbDriver<T>::sync_free_set() {
 // Over the free variables Z (the rest held at x_c), the model is
 //   r'dz + dz' Bz dz / 2,  r = Z'(g + theta*(x_c - x) - W M c),
 //   Bz = theta*I - Z'W M W'Z,
-// minimized by dz = -(1/theta) r - (1/theta^2) Z'W q, q = N^-1 M W'Z r,
-// N = I - (1/theta) M W'ZZ'W (Sherman-Morrison-Woodbury; Byrd et al.,
+// minimized by dz = -(1/theta) r - (1/theta^2) Z'W q, q = (K - W'ZZ'W/theta)^-1 W'Z r
+// (Sherman-Morrison-Woodbury on Bz, with K = M^-1; Byrd et al.,
 // section 5.1). On Z, x_c - x = -t* g, so W'Z r = -p + theta t* p - G M c
 // with p the walk's final slopes and G = W'ZZ'W the memory's free products:
 // no pass over the pairs. Per component, x_c + dz = x - g/theta + w_i'v with
@@ -750,25 +842,19 @@ bool LbfgsbDriver<T>::model_minimizer(const T* x, const T* g, T* x_bar, Directio
   const double theta = memory_.theta();
   std::vector<double> coef(static_cast<std::size_t>(w), 0.0);  // v
   if (subspace) {
-    const std::vector<double>& mid = memory_.middle();
     const std::vector<double> gram = memory_.free_gram();
     std::vector<double> mc(static_cast<std::size_t>(w)), u(static_cast<std::size_t>(w)), q(static_cast<std::size_t>(w));
-    small::matvec(mid, w, walk_.c.data(), mc.data());
+    memory_.apply_middle(walk_.c.data(), mc.data());
     small::matvec(gram, w, mc.data(), u.data());
     for (int j = 0; j < w; ++j) u[j] = -walk_.p[j] + theta * walk_.t_star * walk_.p[j] - u[j];
-    small::matvec(mid, w, u.data(), q.data());
-    std::vector<double> n_mat(static_cast<std::size_t>(w * w));
-    for (int i = 0; i < w; ++i)
-      for (int j = 0; j < w; ++j) {
-        double acc = 0;
-        for (int l = 0; l < w; ++l) acc += mid[i * w + l] * gram[l * w + j];
-        n_mat[i * w + j] = (i == j ? 1.0 : 0.0) - acc / theta;
-      }
-    if (!small::solve(n_mat, w, q.data(), 1)) return false;
+    small::SaddleSolver subspace_system;
+    if (!memory_.factor_subspace(subspace_system)) return false;
+    subspace_system.solve(u.data(), q.data());
     for (int j = 0; j < w; ++j) coef[j] = mc[j] / theta - q[j] / (theta * theta);
     for (int j = 0; j < k; ++j) coef[k + j] *= theta;  // W's S columns carry theta
   }
 
+  const LbfgsChunkKernels<T>& chunk = active_chunk_kernels<T>();  // the active SIMD target's
   partials_.reset(n_, 5);
   for_each_block(n_, num_threads_, [&](std::int64_t block, std::int64_t begin, std::int64_t end) {
     DirectionSums part;
@@ -777,13 +863,7 @@ bool LbfgsbDriver<T>::model_minimizer(const T* x, const T* g, T* x_bar, Directio
       const std::int64_t len = std::min(kLbfgsChunk, end - c0);
       if (subspace) {
         std::fill(wv, wv + len, 0.0);
-        for (int j = 0; j < k; ++j) {
-          const T* yj = memory_.y(j) + c0;
-          const T* sj = memory_.s(j) + c0;
-          const double a = coef[j], b = coef[k + j];
-#pragma omp simd
-          for (std::int64_t t = 0; t < len; ++t) wv[t] += a * static_cast<double>(yj[t]) + b * static_cast<double>(sj[t]);
-        }
+        for (int j = 0; j < k; ++j) chunk.axpy2_double(wv, memory_.s(j) + c0, memory_.y(j) + c0, coef[k + j], coef[j], len);
       }
       for (std::int64_t t = 0; t < len; ++t) {
         const std::int64_t i = c0 + t;
@@ -871,13 +951,15 @@ typename LbfgsbDriver<T>::NewPair LbfgsbDriver<T>::new_pair(const T* x, const T*
   const int k = memory_.size();
   T* s_new = memory_.spare_s();
   T* y_new = memory_.spare_y();
-  constexpr int kPerPair = 9;
+  const LbfgsChunkKernels<T>& chunk = active_chunk_kernels<T>();  // the active SIMD target's
+  constexpr int kPerPair = 10;  // s_j's, y_j's products with s, y, Zs, Zy, d_next
   const int tail = kPerPair * k;
   const int width = tail + 10;
   partials_.reset(n_, width);
   for_each_block(n_, num_threads_, [&](std::int64_t block, std::int64_t begin, std::int64_t end) {
     double* row = partials_.row(block);
     double sv[kLbfgsChunk], yv[kLbfgsChunk], zs[kLbfgsChunk], zy[kLbfgsChunk], dn[kLbfgsChunk];
+    const double* const vecs[5] = {sv, yv, zs, zy, dn};
     for (std::int64_t c0 = begin; c0 < end; c0 += kLbfgsChunk) {
       const std::int64_t len = std::min(kLbfgsChunk, end - c0);
       double pg = row[tail + 9];
@@ -903,20 +985,8 @@ typename LbfgsbDriver<T>::NewPair LbfgsbDriver<T>::new_pair(const T* x, const T*
       double* out = row + tail;
       out[0] += sy, out[1] += yy, out[2] += ss, out[3] += gs, out[4] += zsy, out[5] += zyy, out[6] += zss;
       out[7] += sd, out[8] += yd, out[9] = pg;
-      for (int j = 0; j < k; ++j) {
-        const T* sj = memory_.s(j) + c0;
-        const T* yj = memory_.y(j) + c0;
-        double a = 0, b = 0, c = 0, za = 0, zb = 0, zc = 0, zd = 0, ad = 0, bd = 0;
-#pragma omp simd reduction(+ : a, b, c, za, zb, zc, zd, ad, bd)
-        for (std::int64_t t = 0; t < len; ++t) {
-          const double sjt = static_cast<double>(sj[t]), yjt = static_cast<double>(yj[t]);
-          a += sv[t] * yjt, b += yv[t] * sjt, c += sv[t] * sjt;
-          za += zs[t] * yjt, zb += zy[t] * sjt, zc += zs[t] * sjt, zd += zy[t] * yjt;
-          ad += sjt * dn[t], bd += yjt * dn[t];
-        }
-        double* o = row + kPerPair * j;
-        o[0] += a, o[1] += b, o[2] += c, o[3] += za, o[4] += zb, o[5] += zc, o[6] += zd, o[7] += ad, o[8] += bd;
-      }
+      // Per stored pair j: s_j and y_j against (s, y, Zs, Zy, d_next).
+      for (int j = 0; j < k; ++j) chunk.pair_dots10(memory_.s(j) + c0, memory_.y(j) + c0, vecs, len, row + kPerPair * j);
     }
   });
   std::vector<double> sums(static_cast<std::size_t>(width));
@@ -926,9 +996,11 @@ typename LbfgsbDriver<T>::NewPair LbfgsbDriver<T>::new_pair(const T* x, const T*
   p.resize(k);
   out.sd.resize(static_cast<std::size_t>(k + 1)), out.yd.resize(static_cast<std::size_t>(k + 1));
   for (int j = 0; j < k; ++j) {
+    // in[2v] = s_j'vecs[v], in[2v+1] = y_j'vecs[v], vecs = (s, y, Zs, Zy, d_next)
     const double* in = sums.data() + kPerPair * j;
-    p.sy[j] = in[0], p.ys[j] = in[1], p.ss[j] = in[2], p.zsy[j] = in[3], p.zys[j] = in[4], p.zss[j] = in[5];
-    p.zyy[j] = in[6], out.sd[j] = in[7], out.yd[j] = in[8];
+    p.ss[j] = in[0], p.sy[j] = in[1], p.ys[j] = in[2];
+    p.zss[j] = in[4], p.zsy[j] = in[5], p.zys[j] = in[6], p.zyy[j] = in[7];
+    out.sd[j] = in[8], out.yd[j] = in[9];
   }
   const double* t = sums.data() + tail;
   p.self_sy = t[0], p.self_yy = t[1], p.self_ss = t[2], out.gs = t[3];
