@@ -174,8 +174,9 @@ struct StopMessages {
   const char* gtol;      // the (projected, pseudo-) gradient is small
   const char* ftol;      // the relative reduction of f is small
 };
-constexpr StopMessages kLbfgsMessages{"`callback` raised `StopIteration`.", "CONVERGENCE: NORM OF GRADIENT <= GTOL",
-                                      "CONVERGENCE: RELATIVE REDUCTION OF F <= FTOL"};
+// SciPy's L-BFGS-B messages (without bounds the projected gradient is the gradient).
+constexpr StopMessages kLbfgsMessages{"STOP: CALLBACK REQUESTED HALT", "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
+                                      "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH"};
 
 // One run's bookkeeping: its result so far, the slot holding the accepted
 // point, and the objective's evaluations (counted here and in the totals).

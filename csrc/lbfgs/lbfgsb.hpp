@@ -363,10 +363,6 @@ class BoxedMemory {
   std::vector<double> scratch_s_, scratch_y_;
 };
 
-// SciPy's L-BFGS-B messages.
-constexpr StopMessages kLbfgsbMessages{"STOP: CALLBACK REQUESTED HALT", "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
-                                       "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH"};
-
 // Where a variable is at the Cauchy point.
 enum VariableState : std::uint8_t { kFree = 0, kAtLower = 1, kAtUpper = 2 };
 
@@ -521,7 +517,7 @@ LbfgsResult LbfgsbDriver<T>::run(const LbfgsWorkspace<T>& ws, const LbfgsOptions
   res.g_max = pg0;
   if (!std::isfinite(f) || !std::isfinite(pg0))
     return finish(kLbfgsAbnormal, "ABNORMAL: the objective or its gradient is not finite at the starting point");
-  if (pg0 <= opt.gtol) return finish(kLbfgsConverged, kLbfgsbMessages.gtol);
+  if (pg0 <= opt.gtol) return finish(kLbfgsConverged, kLbfgsMessages.gtol);
 
   LineSearch search;
   LineSearchParams params;
@@ -607,7 +603,7 @@ LbfgsResult LbfgsbDriver<T>::run(const LbfgsWorkspace<T>& ws, const LbfgsOptions
     const double f_old = f;
     f = f_trial;
     LbfgsResult out;
-    if (run.accept_and_test(f_old, f, pair.pg_max, opt, kLbfgsbMessages, callback, out)) return out;
+    if (run.accept_and_test(f_old, f, pair.pg_max, opt, kLbfgsMessages, callback, out)) return out;
   }
 }
 

@@ -37,6 +37,9 @@ no bounds; the sufficient-decrease constant is :math:`10^{-4}` (L-BFGS-B uses
 :math:`10^{-3}`); L-BFGS-B caps the first step at ``stpmax``; float32 problems stay float32 (dot products are
 accumulated in double); the result has ``nskipped`` and ``nrestart``.
 
+:func:`lbfgsb` (``minimize(..., bounds=...)``) is L-BFGS-B: box bounds, SciPy's
+algorithm, options and messages (docs/algorithms.md, section 4.3).
+
 :func:`bfgs` (``minimize(method="bfgs")``) is the dense BFGS method for small
 problems: the same iteration, line search, stopping rules and result, with an
 explicit ``n x n`` inverse Hessian (docs/algorithms.md, section 4.1).
