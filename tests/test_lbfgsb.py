@@ -399,3 +399,28 @@ def test_solves_every_problem_scipy_solves(bounded_set):
         if ref.status == 0 and ref.fun <= best + tolerance and not (ours.status == 0 and ours.fun <= best + tolerance):
             failures.append((p.name, ours.message, ours.fun, ref.fun))
     assert not failures
+
+
+# ------------------------------------------------------------------ hess_inv
+@pytest.mark.parametrize("bounded", [False, True])
+def test_hess_inv_is_the_inverse_of_the_solvers_bfgs_matrix(bounded):
+    """res.hess_inv (SciPy's L-BFGS-B returns one too) from the run's pairs:
+    the inverse of the dense BFGS matrix built from the same pairs."""
+    x0 = np.full(6, -1.2)
+    res = (fastopt.lbfgsb(rosenbrock, x0, bounds=[(-2, 0.8)] * 6, maxiter=8) if bounded else
+           fastopt.lbfgs(rosenbrock, x0, maxiter=8, maxcor=5))
+    h = res.hess_inv
+    assert 0 < len(h.s) <= 10
+    dense = np.linalg.inv(dense_bfgs_matrix(h.s, h.y))
+    v = np.random.default_rng(0).standard_normal(6)
+    np.testing.assert_allclose(h.matvec(v), dense @ v, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h.todense(), dense, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h @ v, h.matvec(v))
+    with pytest.raises(ValueError, match="length 6"):
+        h.matvec(np.ones(5))
+
+
+def test_scipy_result_fields():
+    res = fastopt.lbfgsb(rosenbrock, np.zeros(3), bounds=[(0, 0.5)] * 3)
+    ref = so.minimize(rosenbrock, np.zeros(3), jac=True, method="L-BFGS-B", bounds=[(0, 0.5)] * 3)
+    assert set(ref) <= set(res)

@@ -362,6 +362,22 @@ class Lbfgsb : public TypedSolver<LbfgsbDriver> {
     });
     return TypedSolver::run(fun, x, options, grad_inplace, callback);
   }
+
+  // The stored pairs after a run: (S, Y), rows oldest first.
+  py::tuple pairs() const {
+    return visit([](const auto& s) -> py::tuple {
+      using T = std::remove_const_t<std::remove_reference_t<decltype(*s.ws.x[0])>>;
+      const BoxedMemory<T>& mem = s.driver.memory();
+      const int k = mem.size();
+      const auto n = static_cast<py::ssize_t>(mem.n());
+      py::array_t<T> s_rows(std::vector<py::ssize_t>{k, n}), y_rows(std::vector<py::ssize_t>{k, n});
+      for (int i = 0; i < k; ++i) {
+        std::memcpy(s_rows.mutable_data(i), mem.s(i), sizeof(T) * n);
+        std::memcpy(y_rows.mutable_data(i), mem.y(i), sizeof(T) * n);
+      }
+      return py::make_tuple(s_rows, y_rows);
+    });
+  }
 };
 
 // The generalized Cauchy point and the subspace step x_bar of L-BFGS-B at
@@ -500,7 +516,8 @@ void bind_lbfgs(py::module_& m) {
       .def(py::init<std::int64_t, const py::dtype&, int>(), "n"_a, "dtype"_a, "history_size"_a = 10)
       .def_property_readonly("n", &Lbfgsb::n)
       .def("run", &Lbfgsb::run, "fun"_a, "x"_a, "options"_a, "lower"_a, "upper"_a, "grad_inplace"_a = false,
-           "callback"_a = py::none());
+           "callback"_a = py::none())
+      .def("pairs", &Lbfgsb::pairs, "The stored pairs (S, Y) after a run, rows oldest first.");
 
   m.def("lbfgsb_model_step", &lbfgsb_model_step, "x"_a, "g"_a, "lower"_a, "upper"_a, "s"_a, "y"_a,
         "L-BFGS-B's generalized Cauchy point, the free variables there and the subspace step x_bar, "

@@ -391,6 +391,7 @@ class LbfgsbDriver {
   RunTotals totals;
 
   void set_bounds(const T* lo, const T* hi) { box_.set(lo, hi, n_); }
+  const BoxedMemory<T>& memory() const { return memory_; }
 
   // ||P(x - g) - x||_inf: the projected gradient's largest component.
   double projected_gradient_norm(const T* x, const T* g) const {

@@ -139,6 +139,10 @@ class Owlqn:
 class Lbfgsb:
     def __init__(self, n: typing.SupportsInt | typing.SupportsIndex, dtype: numpy.dtype[typing.Any], history_size: typing.SupportsInt | typing.SupportsIndex = 10) -> None:
         ...
+    def pairs(self) -> tuple:
+        """
+        The stored pairs (S, Y) after a run, rows oldest first.
+        """
     def run(self, fun: typing.Any, x: numpy.ndarray, options: LbfgsOptions, lower: typing.Any, upper: typing.Any, grad_inplace: bool = False, callback: typing.Any = None) -> dict:
         ...
     @property

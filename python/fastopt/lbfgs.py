@@ -55,7 +55,8 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["OptimizeResult", "minimize", "lbfgs", "lbfgsb", "bfgs", "owlqn", "lbfgs_minimize", "LINE_SEARCHES"]
+__all__ = ["OptimizeResult", "LbfgsInverseHessian", "minimize", "lbfgs", "lbfgsb", "bfgs", "owlqn", "lbfgs_minimize",
+           "LINE_SEARCHES"]
 
 LINE_SEARCHES = ("strong_wolfe", "backtracking")
 
@@ -70,7 +71,8 @@ class OptimizeResult(dict):
     ``njev``, ``status`` (0 converged, 1 iteration/evaluation limit,
     2 numerical trouble or failed line search, 99 stopped by the callback),
     ``success`` (status 0), ``message``, ``nskipped`` (pairs that failed the
-    curvature test), ``nrestart`` (times the memory was cleared)."""
+    curvature test), ``nrestart`` (times the memory was cleared), ``hess_inv``
+    (L-BFGS and L-BFGS-B: an :class:`LbfgsInverseHessian`; BFGS: the matrix)."""
 
     def __getattr__(self, name):
         try:
@@ -89,6 +91,49 @@ class OptimizeResult(dict):
             return f"{type(self).__name__}()"
         width = max(map(len, self.keys())) + 1
         return "\n".join(f"{k.rjust(width)}: {v!r}" for k, v in self.items())
+
+
+class LbfgsInverseHessian:
+    r"""The inverse-Hessian approximation of an L-BFGS or L-BFGS-B run, the
+    result's ``hess_inv`` (SciPy returns a ``LbfgsInvHessProduct`` there):
+    :math:`H` from the stored pairs (rows of ``s`` and ``y``, oldest first) by
+    the BFGS inverse update, starting from :math:`H^0 = (s^	op y / y^	op y) I`
+    of the newest pair, the matrix the solver used (SciPy's starts from
+    :math:`I`). ``H @ v`` and ``matvec(v)`` apply it by the two-loop recursion
+    in float64; ``todense()`` forms it (``n x n``)."""
+
+    def __init__(self, s: np.ndarray, y: np.ndarray):
+        self.s = np.array(s, dtype=np.float64)
+        self.y = np.array(y, dtype=np.float64)
+        n = self.s.shape[1] if self.s.ndim == 2 else 0
+        self.shape = (n, n)
+        self.dtype = np.dtype(np.float64)
+        self._rho = 1.0 / np.einsum("ij,ij->i", self.s, self.y) if len(self.s) else np.empty(0)
+
+    def matvec(self, v) -> np.ndarray:
+        q = np.array(v, dtype=np.float64).reshape(-1)
+        if q.shape != (self.shape[0],):
+            raise ValueError(f"hess_inv.matvec takes a vector of length {self.shape[0]}, got shape {np.shape(v)}")
+        k = len(self.s)
+        alpha = np.empty(k)
+        for i in range(k - 1, -1, -1):
+            alpha[i] = self._rho[i] * (self.s[i] @ q)
+            q -= alpha[i] * self.y[i]
+        if k:
+            q *= (self.s[-1] @ self.y[-1]) / (self.y[-1] @ self.y[-1])
+        for i in range(k):
+            q += (alpha[i] - self._rho[i] * (self.y[i] @ q)) * self.s[i]
+        return q
+
+    def __matmul__(self, v):
+        v = np.asarray(v)
+        return self.matvec(v) if v.ndim == 1 else np.column_stack([self.matvec(c) for c in v.T])
+
+    def todense(self) -> np.ndarray:
+        return self @ np.eye(self.shape[0])
+
+    def __repr__(self):
+        return f"<LbfgsInverseHessian {self.shape[0]}x{self.shape[1]} from {len(self.s)} pairs>"
 
 
 def _check_x0(x0) -> np.ndarray:
@@ -227,7 +272,11 @@ def lbfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Cal
     opts = _check_options(dict(maxcor=maxcor, gtol=gtol, ftol=ftol, maxiter=maxiter, maxfun=maxfun,
                                maxls=maxls, line_search=line_search, first_step=first_step,
                                num_threads=num_threads, disp=disp))
-    return _run(_core.Lbfgs(x.size, x.dtype, opts["maxcor"]), "L-BFGS", fun, x, jac, args, callback, opts)
+    solver = _core.Lbfgs(x.size, x.dtype, opts["maxcor"])
+    res = _run(solver, "L-BFGS", fun, x, jac, args, callback, opts)
+    state = solver.get_state()
+    res["hess_inv"] = LbfgsInverseHessian(state["s"], state["y"])
+    return res
 
 
 def _run(solver, name: str, fun, x: np.ndarray, jac, args, callback, opts: dict, **extra) -> OptimizeResult:
@@ -459,7 +508,9 @@ Vert_\infty`.
         warnings.warn(f"x0 is outside the bounds in {outside} of {x.size} variables: starting from its "
                       "projection onto the box", stacklevel=2)
     solver = _core.Lbfgsb(x.size, x.dtype, opts["maxcor"])
-    return _run(solver, "L-BFGS-B", fun, x, jac, args, callback, opts, lower=lower, upper=upper)
+    res = _run(solver, "L-BFGS-B", fun, x, jac, args, callback, opts, lower=lower, upper=upper)
+    res["hess_inv"] = LbfgsInverseHessian(*solver.pairs())
+    return res
 
 
 def minimize(fun: Callable, x0, args: tuple = (), method: str = "lbfgs", jac: Any = True,
