@@ -31,9 +31,10 @@
 // not descend or a singular small system clears the memory and retries; with
 // an empty memory it stops with status 2 at the last accepted point.
 //
-// Cost per iteration: four streams over the stored pairs (the path's slopes
-// W'd, the reduced gradient with the free variables' Gram matrix W'ZZ'W, the
-// subspace step, the new pair's products), split over threads in fixed
+// Cost per iteration: two streams over the stored pairs. One at the accepted
+// point forms the new pair's products (over all variables and over the free
+// set) and W'd for the next walk; one after the walk writes x_bar. The walk
+// and the small solves read no pair. Passes are split over threads in fixed
 // blocks, so every result is independent of the thread count.
 #pragma once
 
