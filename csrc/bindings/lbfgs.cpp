@@ -211,6 +211,32 @@ class Lbfgs : public TypedSolver<LbfgsDriver> {
       : TypedSolver(n, dtype, "L-BFGS", checked_history_size(history_size)), m_(history_size) {}
 
   int history_size() const { return m_; }
+
+  // cross_rank(rows, out): a distributed run's combine (see blocks.hpp),
+  // called with the GIL: rows is this rank's (blocks, width) float64 table,
+  // out (2*width) receives the all-rank column sums, then the maxima.
+  py::dict run_distributed(py::object fun, py::array x, const LbfgsOptions& options, bool grad_inplace,
+                           py::object callback, py::object cross_rank) {
+    return visit([&](auto& s) {
+      if (cross_rank.is_none()) return run_solver(s, n_, fun, x, options, grad_inplace, callback);
+      s.driver.set_cross_rank(
+          [&cross_rank](const double* rows, std::int64_t blocks, int width, double* sums, double* maxes) {
+            py::gil_scoped_acquire gil;
+            py::array_t<double> table({static_cast<py::ssize_t>(blocks), static_cast<py::ssize_t>(width)});
+            std::copy(rows, rows + blocks * width, table.mutable_data());
+            py::array_t<double> out(2 * static_cast<py::ssize_t>(width));
+            cross_rank(table, out);
+            std::copy(out.data(), out.data() + width, sums);
+            std::copy(out.data() + width, out.data() + 2 * width, maxes);
+          });
+      struct Unset {  // the solver may run again without ranks
+        decltype(s.driver)& driver;
+        ~Unset() { driver.set_cross_rank(nullptr); }
+      } unset{s.driver};
+      return run_solver(s, n_, fun, x, options, grad_inplace, callback);
+    });
+  }
+
   py::dict get_state() const { return visit([](const auto& s) { return state_of(s); }); }
   void set_state(const py::dict& state) { visit([&](auto& s) { load_state(s, state); }); }
 
@@ -494,7 +520,8 @@ void bind_lbfgs(py::module_& m) {
       .def_property_readonly("n", &Lbfgs::n)
       .def_property_readonly("history_size", &Lbfgs::history_size)
       .def_property_readonly("dtype", &Lbfgs::dtype)
-      .def("run", &Lbfgs::run, "fun"_a, "x"_a, "options"_a, "grad_inplace"_a = false, "callback"_a = py::none())
+      .def("run", &Lbfgs::run_distributed, "fun"_a, "x"_a, "options"_a, "grad_inplace"_a = false,
+           "callback"_a = py::none(), "cross_rank"_a = py::none())
       .def("get_state", &Lbfgs::get_state)
       .def("set_state", &Lbfgs::set_state, "state"_a);
 
@@ -543,6 +570,7 @@ void bind_lbfgs(py::module_& m) {
      "Seconds per iteration of a kernel moving the bytes of one L-BFGS iteration with trivial math (bench).");
 
   m.attr("LBFGS_CURVATURE_TOLERANCE") = kCurvatureTolerance;
+  m.attr("LBFGS_BLOCK") = kLbfgsBlock;  // the distributed L-BFGS's exact-split unit
 }
 
 }  // namespace fastopt

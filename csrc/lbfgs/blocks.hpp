@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/batch.hpp"
@@ -50,6 +51,16 @@ void for_each_block(std::int64_t n, int num_threads, Body&& body) {
   for (std::int64_t b = 0; b < blocks; ++b) body(b, b * kLbfgsBlock, std::min(n, (b + 1) * kLbfgsBlock));
 }
 
+// Totals over every rank (distributed L-BFGS: each rank holds a contiguous
+// slice of every vector, python/fastopt/distributed). Given this rank's block
+// rows (blocks x width, in block order), writes each column's sum over the
+// blocks of all ranks, in global block order (rank 0's blocks first), and
+// each column's maximum. It must give every rank the same numbers, or the
+// ranks' iterations diverge. When every slice but the last is a whole number
+// of blocks, the blocks are the single-process ones and so are the sums.
+using CrossRankCombine =
+    std::function<void(const double* rows, std::int64_t blocks, int width, double* sums, double* maxes)>;
+
 // Per-block partial sums: `width` doubles per block, summed in block order.
 class BlockPartials {
  public:
@@ -60,25 +71,36 @@ class BlockPartials {
     table_.assign(static_cast<std::size_t>(lbfgs_block_count(n) * width), 0.0);
   }
 
-  // Column sums in block order (deterministic).
-  void sum(double* out) const {
+  // With a combine set, sum() totals every column over all ranks and max()
+  // returns the all-rank maximum as of that sum().
+  void set_cross_rank(CrossRankCombine combine) { combine_ = std::move(combine); }
+
+  // Column sums in block order (deterministic), then over ranks.
+  void sum(double* out) {
     std::fill(out, out + width_, 0.0);
-    const std::int64_t blocks = width_ ? static_cast<std::int64_t>(table_.size()) / width_ : 0;
+    const std::int64_t blocks = block_rows();
     for (std::int64_t b = 0; b < blocks; ++b)
       for (int k = 0; k < width_; ++k) out[k] += table_[b * width_ + k];
+    if (!combine_) return;
+    maxes_.resize(static_cast<std::size_t>(width_));
+    combine_(table_.data(), block_rows(), width_, out, maxes_.data());
   }
 
   // Column maximum (order-free, so exact).
-  double max(int column) const {
+  double max(int column) const { return combine_ ? maxes_[column] : local_max(column); }
+
+ private:
+  std::int64_t block_rows() const { return width_ ? static_cast<std::int64_t>(table_.size()) / width_ : 0; }
+  double local_max(int column) const {
     double m = 0.0;
-    const std::int64_t blocks = width_ ? static_cast<std::int64_t>(table_.size()) / width_ : 0;
-    for (std::int64_t b = 0; b < blocks; ++b) m = std::max(m, table_[b * width_ + column]);
+    for (std::int64_t b = 0; b < block_rows(); ++b) m = std::max(m, table_[b * width_ + column]);
     return m;
   }
 
- private:
   std::vector<double> table_;
   int width_ = 0;
+  CrossRankCombine combine_;
+  std::vector<double> maxes_;
 };
 
 }  // namespace fastopt

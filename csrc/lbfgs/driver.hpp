@@ -332,6 +332,10 @@ class LbfgsDriver {
 
   RunTotals totals;
 
+  // Distributed runs: this rank holds a slice of x, g and every pair, and
+  // each dot product's rank total combines with the others' (blocks.hpp).
+  void set_cross_rank(CrossRankCombine combine) { partials_.set_cross_rank(std::move(combine)); }
+
   template <class Objective, class Callback>
   LbfgsResult run(const LbfgsWorkspace<T>& ws, const LbfgsOptions& opt, Objective&& objective, Callback&& callback) {
     num_threads_ = opt.num_threads;

@@ -8,7 +8,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Bfgs', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'Lbfgsb', 'OPENMP', 'OptimizerSpec', 'Owlqn', 'PARALLEL_GRAIN', 'QUANT_BLOCK', 'StalePlan', 'StepPlan', 'compiled_targets', 'dequantize_blockwise', 'dynamic_map', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'lbfgsb_model_step', 'optimizers', 'quantize_blockwise', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
+__all__: list[str] = ['Bfgs', 'LBFGS_BLOCK', 'LBFGS_CURVATURE_TOLERANCE', 'Lbfgs', 'LbfgsOptions', 'Lbfgsb', 'OPENMP', 'OptimizerSpec', 'Owlqn', 'PARALLEL_GRAIN', 'QUANT_BLOCK', 'StalePlan', 'StepPlan', 'compiled_targets', 'dequantize_blockwise', 'dynamic_map', 'get_num_threads', 'grad_norm', 'kernel_target', 'last_call_threads', 'lbfgs_direction', 'lbfgs_roofline', 'lbfgsb_model_step', 'optimizers', 'quantize_blockwise', 'roofline', 'select_target', 'set_num_threads', 'supported_targets']
 class StepPlan:
     """
     A class step's checked buffers (see OptimizerSpec.plan).
@@ -100,7 +100,7 @@ class Lbfgs:
         ...
     def get_state(self) -> dict:
         ...
-    def run(self, fun: typing.Any, x: numpy.ndarray, options: LbfgsOptions, grad_inplace: bool = False, callback: typing.Any = None) -> dict:
+    def run(self, fun: typing.Any, x: numpy.ndarray, options: LbfgsOptions, grad_inplace: bool = False, callback: typing.Any = None, cross_rank: typing.Any = None) -> dict:
         ...
     def set_state(self, state: dict) -> None:
         ...
@@ -213,6 +213,7 @@ def supported_targets() -> list[str]:
     """
     Compiled SIMD targets this CPU and OS can run.
     """
+LBFGS_BLOCK: int = 4096
 LBFGS_CURVATURE_TOLERANCE: float = 2.220446049250313e-16
 OPENMP: bool = True
 PARALLEL_GRAIN: int = 32768

@@ -235,7 +235,7 @@ def lbfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Cal
           maxcor: int = 10, gtol: float = 1e-5, ftol: float = 2.2204460492503131e-09,
           maxiter: int = 15000, maxfun: int = 15000, maxls: int = 20,
           line_search: str = "strong_wolfe", first_step: str = "l2", num_threads: int = 0,
-          disp: bool = False) -> OptimizeResult:
+          disp: bool = False, comm: Any = None) -> OptimizeResult:
     r"""Minimize ``fun`` from ``x0`` with L-BFGS (rule and references in the module docstring).
 
     Args:
@@ -262,33 +262,58 @@ def lbfgs(fun: Callable, x0, *, jac: Any = True, args: tuple = (), callback: Cal
             :math:`\min(1, 1/\lVert g\rVert_1)`, more cautious on the first iteration.
         num_threads: OpenMP threads for the vector passes (0: default).
         disp: print the final message.
+        comm: an MPI communicator (mpi4py) for a distributed run (collective:
+            every rank calls with the same options): ``x0`` is this rank's
+            contiguous slice of x (at least one element), ``fun`` returns the
+            global objective, the same number on every rank, and this rank's
+            slice of the gradient; ``res.x`` and ``res.jac`` are this rank's
+            slices. Each rank keeps its slice of the stored pairs (memory 1/p);
+            the iterates are the single-process ones up to the order of the dot
+            products' additions (:mod:`fastopt.distributed.lbfgs`). An error on
+            one rank (bad input, ``fun`` raising) raises on every rank.
 
     Returns:
         :class:`OptimizeResult`. Never raises on numerical trouble (see
         ``status``); raises ``TypeError``/``ValueError`` on bad input, and
         whatever ``fun`` raises.
     """
-    x = _check_x0(x0)
-    opts = _check_options(dict(maxcor=maxcor, gtol=gtol, ftol=ftol, maxiter=maxiter, maxfun=maxfun,
-                               maxls=maxls, line_search=line_search, first_step=first_step,
-                               num_threads=num_threads, disp=disp))
+    def checked():
+        return _check_x0(x0), _check_options(dict(
+            maxcor=maxcor, gtol=gtol, ftol=ftol, maxiter=maxiter, maxfun=maxfun, maxls=maxls,
+            line_search=line_search, first_step=first_step, num_threads=num_threads, disp=disp))
+
+    if comm is None:
+        x, opts = checked()
+    else:
+        from .distributed._collectives import agreed
+        x, opts = agreed(comm, checked)
     solver = _core.Lbfgs(x.size, x.dtype, opts["maxcor"])
-    res = _run(solver, "L-BFGS", fun, x, jac, args, callback, opts)
+    res = _run(solver, "L-BFGS", fun, x, jac, args, callback, opts, comm=comm)
+    if comm is not None:  # the pairs are slices: H needs the other ranks' too
+        return res
     state = solver.get_state()
     res["hess_inv"] = LbfgsInverseHessian(state["s"], state["y"])
     return res
 
 
-def _run(solver, name: str, fun, x: np.ndarray, jac, args, callback, opts: dict, **extra) -> OptimizeResult:
-    """Runs a checked problem on a C++ quasi-Newton solver; x receives the result."""
+def _run(solver, name: str, fun, x: np.ndarray, jac, args, callback, opts: dict, comm=None,
+         **extra) -> OptimizeResult:
+    """Runs a checked problem on a C++ quasi-Newton solver; x receives the result.
+    With ``comm``, x is this rank's slice (fastopt.distributed.lbfgs)."""
     function, inplace = _objective(fun, jac, tuple(args))
+    hook = _iteration_hook(callback)
+    if comm is not None:
+        from .distributed.lbfgs import across_ranks
+        function, hook, extra["cross_rank"], traffic = across_ranks(comm, function, inplace, hook, x, opts)
     options = _core.LbfgsOptions(gtol=opts["gtol"], ftol=opts["ftol"], maxiter=opts["maxiter"],
                                  maxfun=opts["maxfun"], maxls=opts["maxls"],
                                  line_search=opts.get("line_search", LINE_SEARCHES[0]),
                                  first_step=opts.get("first_step", "l2"), num_threads=opts.get("num_threads", 0))
-    raw = solver.run(function, x, options, grad_inplace=inplace, callback=_iteration_hook(callback), **extra)
+    raw = solver.run(function, x, options, grad_inplace=inplace, callback=hook, **extra)
     res = OptimizeResult(x=x, success=raw["status"] == 0, **raw)
-    if opts["disp"]:
+    if comm is not None:
+        res["communication"] = traffic
+    if opts["disp"] and (comm is None or comm.rank == 0):
         print(f"fastopt {name}: {res.message} (nit={res.nit}, nfev={res.nfev}, f={res.fun:.6g})")
     return res
 
@@ -514,7 +539,8 @@ Vert_\infty`.
 
 
 def minimize(fun: Callable, x0, args: tuple = (), method: str = "lbfgs", jac: Any = True,
-             callback: Callable | None = None, options: dict | None = None, bounds=None) -> OptimizeResult:
+             callback: Callable | None = None, options: dict | None = None, bounds=None,
+             comm: Any = None) -> OptimizeResult:
     """``scipy.optimize.minimize``-shaped entry point. ``method`` is
     ``"lbfgs"`` (or ``"l-bfgs"``, the default; see :func:`lbfgs`),
     ``"lbfgsb"`` (or ``"l-bfgs-b"``: box ``bounds``; see :func:`lbfgsb`; the
@@ -523,9 +549,17 @@ def minimize(fun: Callable, x0, args: tuple = (), method: str = "lbfgs", jac: An
     (``f + l1*||x||_1``, ``options={"l1": c}``; see :func:`owlqn`). ``options`` take
     SciPy's L-BFGS-B names (``maxcor`` (not BFGS), ``gtol``, ``ftol``,
     ``maxiter``, ``maxfun``, ``maxls``, ``disp``) plus ``num_threads`` and, for
-    L-BFGS and BFGS, ``line_search`` and ``first_step``."""
+    L-BFGS and BFGS, ``line_search`` and ``first_step``. ``comm`` (an mpi4py
+    communicator) runs L-BFGS distributed, ``x0`` being this rank's slice
+    (see :func:`lbfgs`)."""
     name = method.lower() if isinstance(method, str) else None
     options = dict(options or {})
+    if comm is not None:
+        if name not in ("lbfgs", "l-bfgs") or bounds is not None:
+            raise ValueError(f"comm= runs method 'lbfgs' without bounds; got method={method!r}"
+                             + (" with bounds" if bounds is not None else ""))
+        _check_options(options)
+        return lbfgs(fun, x0, jac=jac, args=args, callback=callback, comm=comm, **options)
     if name in ("lbfgsb", "l-bfgs-b") or (bounds is not None and name in ("lbfgs", "l-bfgs")):
         _check_options(options, LBFGSB_DEFAULT_OPTIONS, "L-BFGS-B")
         return lbfgsb(fun, x0, bounds=bounds, jac=jac, args=args, callback=callback, **options)
