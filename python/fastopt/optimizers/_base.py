@@ -65,6 +65,22 @@ class StepStats:
         return cls(math.sqrt(grad_sq), param_norm, update_norm, ratio, int(nonfinite), grad_scale, skipped)
 
 
+def gradient_policy(norm: float, nonfinite: int, max_grad_norm: float | None, policy: str,
+                    what: str = "gradient") -> tuple[float, StepStats | None]:
+    """(global-norm clipping factor, the stats of a skipped step or None) for a
+    step whose gradients have this norm and non-finite count; raises
+    NonFiniteGradientError under ``policy="raise"`` (see Optimizer)."""
+    if nonfinite and policy == "raise":
+        raise NonFiniteGradientError(f"{nonfinite} {what} elements are NaN or Inf (nonfinite='raise'); "
+                                     "nothing was changed")
+    if nonfinite and policy == "skip":
+        return 1.0, StepStats(grad_norm=norm, param_norm=math.nan, update_norm=0.0, update_ratio=0.0,
+                              nonfinite_grads=nonfinite, skipped=True)
+    if max_grad_norm is not None and math.isfinite(norm):
+        return clip_factor(norm, max_grad_norm), None
+    return 1.0, None
+
+
 # ------------------------------------------------------- 16-bit parameters
 ROUNDINGS = ("nearest", "stochastic")
 MASTER_WEIGHTS = (None, "split", "float32")
@@ -173,6 +189,27 @@ def _check_param(p: Any, where: str) -> np.ndarray:
     if not p.flags.writeable:
         raise ValueError(f"{where} is read-only but is updated in place")
     return p
+
+
+def saved_groups(param_groups) -> list[dict[str, Any]]:
+    """A state dict's param groups: hyperparameters copied, parameters replaced by their indices (torch's form)."""
+    groups, start = [], 0
+    for group in param_groups:
+        saved = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+        saved["params"] = list(range(start, start + len(group["params"])))
+        start += len(group["params"])
+        groups.append(saved)
+    return groups
+
+
+def param_group_list(params) -> list:
+    """An optimizer's ``params`` argument (an array, arrays, or param-group dicts) as a list of groups."""
+    if isinstance(params, np.ndarray):
+        params = [params]
+    params = list(params)
+    if not params:
+        raise ValueError("optimizer got an empty parameter list")
+    return params if isinstance(params[0], dict) else [{"params": params}]
 
 
 def hyperparameters(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -430,6 +467,9 @@ class Optimizer:
     """
 
     _name: str = ""
+    # The rule reduces over each whole array (LAMB's trust ratio, Adafactor's
+    # factored moments): a sharded optimizer must keep every array whole.
+    _per_array_rule: bool = False
     _pairs: dict[str, tuple[str, str]] = {}  # {"betas": ("beta1", "beta2")}: from the declaration
     _scalar_state_keys: Sequence[str] = ()
 
@@ -472,14 +512,7 @@ class Optimizer:
             self._fields = self._spec.hypers
             self._state_maps = {name: kind for (name, _), kind in zip(self._spec.state, self._spec.state_maps)
                                 if kind is not None}
-        if isinstance(params, np.ndarray):
-            params = [params]
-        params = list(params)
-        if not params:
-            raise ValueError("optimizer got an empty parameter list")
-        if not isinstance(params[0], dict):
-            params = [{"params": params}]
-        for group in params:
+        for group in param_group_list(params):
             self.add_param_group(group)
 
     # ----------------------------------------------------------------- groups
@@ -666,6 +699,24 @@ class Optimizer:
         """Update every parameter in place from ``grads`` (aligned with
         :attr:`params`; ``None`` skips a parameter). Returns ``loss``, or with
         ``stats=True`` a :class:`StepStats` (also kept in :attr:`last_stats`)."""
+        grads = self._aligned_grads(grads)
+        self._grad_scale = 1.0
+        if self.max_grad_norm is not None or self.nonfinite != "ignore":
+            present = [g for g in grads if g is not None]
+            self._grad_scale, skipped = gradient_policy(*global_grad_norm(present, self.norm_type),
+                                                        self.max_grad_norm, self.nonfinite)
+            if skipped:
+                self.last_stats = skipped
+                return self.last_stats if stats else loss
+
+        sums = self._run_plan(grads, loss, stats)
+        if not stats:
+            return loss
+        self.last_stats = StepStats.from_sums(*sums, grad_scale=self._grad_scale)
+        return self.last_stats
+
+    def _aligned_grads(self, grads) -> list:
+        """grads as a list aligned with the parameters, after pending param_groups changes."""
         if isinstance(grads, np.ndarray):
             grads = [grads]
         if not isinstance(grads, list):
@@ -676,26 +727,16 @@ class Optimizer:
             self._check_groups()
         if len(grads) != self._n_params:
             raise ValueError(f"grads has {len(grads)} entries but the optimizer has {self._n_params} parameters")
+        return grads
 
-        self._grad_scale = 1.0
-        if self.max_grad_norm is not None or self.nonfinite != "ignore":
-            present = [g for g in grads if g is not None]
-            norm, nonfinite = global_grad_norm(present, self.norm_type)
-            if nonfinite and self.nonfinite == "raise":
-                raise NonFiniteGradientError(f"{nonfinite} gradient elements are NaN or Inf "
-                                             "(nonfinite='raise'); nothing was changed")
-            if nonfinite and self.nonfinite == "skip":
-                self.last_stats = StepStats(grad_norm=norm, param_norm=math.nan, update_norm=0.0,
-                                            update_ratio=0.0, nonfinite_grads=nonfinite, skipped=True)
-                return self.last_stats if stats else loss
-            if self.max_grad_norm is not None and math.isfinite(norm):
-                self._grad_scale = clip_factor(norm, self.max_grad_norm)
-
-        sums = self._run_plan(grads, loss, stats)
-        if not stats:
-            return loss
-        self.last_stats = StepStats.from_sums(*sums, grad_scale=self._grad_scale)
-        return self.last_stats
+    @one_at_a_time
+    def _step_scaled(self, grads, loss, grad_scale: float, stats: bool):
+        """A step whose global-norm clipping factor the caller computed (a
+        sharded optimizer: the norm is over every rank's gradients). Returns
+        the statistics' sums with ``stats``."""
+        grads = self._aligned_grads(grads)
+        self._grad_scale = grad_scale
+        return self._run_plan(grads, loss, stats)
 
     def _run_plan(self, grads, loss, stats):
         for attempt in (0, 1):
@@ -723,15 +764,9 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """A deep copy of the state (arrays copied) and the param groups, with
         parameters replaced by their indices, as in torch."""
-        groups, start = [], 0
-        for group in self.param_groups:
-            saved = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
-            saved["params"] = list(range(start, start + len(group["params"])))
-            start += len(group["params"])
-            groups.append(saved)
         state = {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
                  for i, s in self.state.items()}
-        return {"state": state, "param_groups": groups}
+        return {"state": state, "param_groups": saved_groups(self.param_groups)}
 
     @one_at_a_time
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ class Adafactor(Optimizer):
     """ + _DOC
 
     _name = "adafactor"
+    _per_array_rule = True
 
     def __init__(self, params, lr: float = 1e-2, beta2_decay: float = -0.8,
                  eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0,

@@ -35,6 +35,7 @@ class LAMB(Optimizer):
     """ + _DOC
 
     _name = "lamb"
+    _per_array_rule = True
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-6, weight_decay: float = 0.0, *, maximize: bool = False, l1: float = 0.0,
