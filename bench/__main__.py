@@ -1,4 +1,4 @@
-"""python -m bench [steps|lbfgs|torch|8bit] [options]
+"""python -m bench [steps|lbfgs|torch|8bit|distributed] [options]
 
 steps (default): times every fused optimizer step, float32 and float64, at
 N = 1e3 .. 1e7, against plain NumPy (fastopt.reference), careful in-place
@@ -11,7 +11,9 @@ allocates. `torch`: fastopt.torch against torch.optim (bench/vs_torch.py).
 `8bit`: AdamW with 8-bit (blockwise quantized) state against float32 state,
 the roofline of its bytes and bitsandbytes' AdamW8bit, and the parameters'
 error after 200 steps (bench/state8bit.py; not part of the default run,
-which already takes many minutes).
+which already takes many minutes). `distributed`: ZeroRedundancyOptimizer
+and the distributed L-BFGS on 1, 2 and 4 MPI ranks (bench/distributed.py;
+it starts mpiexec itself, or measures one p under `mpiexec -n p`).
 Prints medians and ratios (from one run: the ratios are what means
 something), writes JSON and a PNG (with matplotlib). A kernel whose
 fastopt.functional function does not exist (yet) is skipped with a line.
@@ -106,11 +108,13 @@ def markdown(rows) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="steps", choices=["steps", "lbfgs", "torch", "8bit"],
+    parser.add_argument("what", nargs="?", default="steps",
+                        choices=["steps", "lbfgs", "torch", "8bit", "distributed"],
                         help="which benchmark (default: steps; lbfgs: fastopt.minimize vs SciPy L-BFGS-B; "
                              "torch: fastopt.torch vs torch.optim in float32 and bfloat16; 8bit: AdamW with "
                              "8-bit state vs 32-bit, the roofline and bitsandbytes, N = 1e5 1e6 1e7 in "
-                             "float32 and a bfloat16 row at the largest N)")
+                             "float32 and a bfloat16 row at the largest N; distributed: ZeroRedundancyOptimizer "
+                             "and the distributed L-BFGS on 1, 2 and 4 MPI ranks, bench/distributed.py)")
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6, 1e7],
                         help="element counts N (default: 1e3 1e4 1e5 1e6 1e7)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
@@ -138,6 +142,10 @@ def main(argv=None) -> int:
         if args.quick:
             sizes = [1e5]
         return vs_torch.main([int(n) for n in sizes], dtypes, args.json)
+    if args.what == "distributed":
+        from . import distributed
+
+        return distributed.main(args.json, args.quick)
     if args.what == "8bit":
         from . import state8bit
 

@@ -249,3 +249,20 @@ def test_bench_8bit_skips_bitsandbytes_with_a_line(capsys, monkeypatch):
                                                               state8bit.ROOF32}
     assert results["groups"][0]["speedup_8bit_vs_bitsandbytes"] is None
     assert set(results["accuracy"]["runs"]) == {state8bit.FAST8}
+
+
+def test_bench_distributed_runs_end_to_end(tmp_path, capsys):
+    pytest.importorskip("mpi4py")
+    path = tmp_path / "distributed.json"
+    assert bench_main.main(["distributed", "--quick", "--json", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "ZeroRedundancyOptimizer" in printed
+    assert "Distributed L-BFGS" in printed
+    results = json.loads(path.read_text())
+    assert [r["p"] for r in results] == [1, 2]
+    two = results[1]
+    for row in two["zero"]:  # the bytes bound and the state share hold at any size
+        n = row["n"]
+        assert row["sent"] <= 1.02 * (2 - 1) / 2 * 2 * n * 4 + 2 * 3 * 64
+        assert row["state_bytes"] <= (0.5 + 0.01) * row["single_state_bytes"] + 3 * 64
+    assert two["lbfgs"][0]["pair_bytes"] * 2 == two["lbfgs"][0]["single_pair_bytes"]

@@ -263,7 +263,9 @@ class ZeroRedundancyOptimizer:
                 views[index][...] = originals[index]
             self._flat_params.append(flat)
             self._flat_grads.append(flat_grad)
-            self._reduced.append(_aligned_zeros(layout.bounds[rank + 1] - layout.bounds[rank], layout.dtype))
+            # One rank: its gradient is the reduced one, and the step reads it in place.
+            self._reduced.append(flat_grad if size == 1 else
+                                 _aligned_zeros(layout.bounds[rank + 1] - layout.bounds[rank], layout.dtype))
         self.params: list[np.ndarray] = views
         self.grads: list[np.ndarray] = grad_views
         k = 0
@@ -450,6 +452,8 @@ class ZeroRedundancyOptimizer:
         """Every rank's part of this bucket of every shard, to its owner (all-to-all)."""
         MPI, rank, size = mpi(), self.comm.rank, self.comm.size
         requests = []
+        if size == 1:
+            return requests
         for d, layout in enumerate(self._layouts):
             if bucket >= layout.n_buckets:
                 continue
@@ -471,6 +475,8 @@ class ZeroRedundancyOptimizer:
     def _finish_reduce(self, bucket: int, slot: int) -> None:
         """This rank's reduced bucket: the ranks' parts added in rank order (then the mean)."""
         rank, size = self.comm.rank, self.comm.size
+        if size == 1:
+            return
         for d, layout in enumerate(self._layouts):
             if bucket >= layout.n_buckets:
                 continue
@@ -480,19 +486,18 @@ class ZeroRedundancyOptimizer:
             recv = self._receive_buffer(d, slot, hi - lo)
             base = layout.bounds[rank]
             out = self._reduced[d][lo - base:hi - base]
-            if size == 1:
-                out[...] = recv[0]
-            else:
-                np.add(recv[0], recv[1], out=out)
-                for q in range(2, size):
-                    np.add(out, recv[q], out=out)
-            if self.reduce == "mean" and size > 1:
+            np.add(recv[0], recv[1], out=out)
+            for q in range(2, size):
+                np.add(out, recv[q], out=out)
+            if self.reduce == "mean":
                 np.divide(out, layout.dtype.type(size), out=out)
 
     def _post_gather(self, bucket: int, blocking: bool = False) -> list:
         """Every rank's updated bucket to every rank (allgather in place)."""
         MPI, size = mpi(), self.comm.size
         requests = []
+        if size == 1:
+            return requests
         for d, layout in enumerate(self._layouts):
             if bucket >= layout.n_buckets:
                 continue
