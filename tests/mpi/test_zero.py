@@ -268,6 +268,22 @@ def test_bad_arguments(comm):
         ZeroRedundancyOptimizer(initial_params(), fastopt.Adam, comm, state_bits=8)
 
 
+def test_bad_hyperparameter_set_later_raises_on_all_and_changes_nothing(comm):
+    cls, config = CONFIGS["adam"]
+    zero = ZeroRedundancyOptimizer(groups_of(initial_params(), config), cls, comm, **config)
+    zero.step(local_grads(comm.rank, 0, zero.params))
+    before = [p.copy() for p in zero.params]
+    zero.param_groups[1]["lr"] = -1.0
+    with pytest.raises(ValueError, match="lr"):
+        zero.step(local_grads(comm.rank, 1, zero.params))
+    zero.param_groups[1]["lr"] = 1e-3
+    zero.param_groups[0]["state_bits"] = 8
+    with pytest.raises(ValueError, match="32-bit state"):
+        zero.step(local_grads(comm.rank, 1, zero.params))
+    for a, b in zip(zero.params, before):
+        assert a.tobytes() == b.tobytes()
+
+
 def test_scheduler_changes_reach_every_shard(comm):
     cls, config = CONFIGS["adam"]
     zero_params, single_params = initial_params(), initial_params()

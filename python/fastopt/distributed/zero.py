@@ -139,6 +139,12 @@ def _array_bounds(offsets: list[int], length: int, world_size: int) -> list[int]
     return bounds + [length]
 
 
+def _check_state_bits(bits, group: int) -> None:
+    if bits != 32:
+        raise ValueError(f"param group {group}: ZeroRedundancyOptimizer keeps 32-bit state (state_bits={bits!r}: "
+                         "8-bit state quantizes blocks of an array, which sharding would cut)")
+
+
 def _aligned_zeros(n: int, dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     raw = np.zeros(n + ALIGN_BYTES // dtype.itemsize, dtype=dtype)
@@ -220,9 +226,7 @@ class ZeroRedundancyOptimizer:
                     raise TypeError(f"params[{index}] has dtype {p.dtype}; ZeroRedundancyOptimizer shards float32 "
                                     "and float64 parameters (16-bit rounding depends on an element's place)")
                 index += 1
-            if group.get("state_bits", defaults.get("state_bits", 32)) != 32:
-                raise ValueError(f"param group {k}: ZeroRedundancyOptimizer keeps 32-bit state (state_bits=8 "
-                                 "quantizes blocks of an array, which sharding would cut)")
+            _check_state_bits(group.get("state_bits", defaults.get("state_bits", 32)), k)
             groups.append({**group, "params": arrays})
         Optimizer._check_distinct([p for g in groups for p in g["params"]])
         # The wrapped class checks every hyperparameter (naming it), on stand-ins.
@@ -314,6 +318,7 @@ class ZeroRedundancyOptimizer:
         if current == self._synced_hypers:
             return
         for g in range(len(self.param_groups)):
+            _check_state_bits(self.param_groups[g].get("state_bits", 32), g)
             self._template._validate_group({**self._hypers(g), "params": []})
         for inner, order in zip(self._inner, self._group_of):
             if inner is None:
