@@ -118,6 +118,11 @@ class _FlatLayout:
         lo = min(self.bounds[rank] + bucket * self.bucket, self.bounds[rank + 1])
         return lo, min(lo + self.bucket, self.bounds[rank + 1])
 
+    def bucket_counts(self, bucket: int, world_size: int) -> tuple[list[int], list[int]]:
+        """(counts, offsets) of every rank's part of this bucket: a collective's layout."""
+        ranges = [self.bucket_range(q, bucket) for q in range(world_size)]
+        return [hi - lo for lo, hi in ranges], [lo for lo, _ in ranges]
+
     def pieces(self, rank: int, bucket: int) -> list[_Piece]:
         lo, hi = self.bucket_range(rank, bucket)
         out = []
@@ -453,21 +458,24 @@ class ZeroRedundancyOptimizer:
             buffers[key] = np.empty(self.comm.size * count, self._layouts[d].dtype)
         return buffers[key][:self.comm.size * count].reshape(self.comm.size, count)
 
+    def _collective_layouts(self, bucket: int):
+        """(dtype index, layout, counts, offsets) of this bucket's collectives, one per dtype
+        that has the bucket; none on one rank (there the gradient is the reduced one)."""
+        if self.comm.size == 1:
+            return
+        for d, layout in enumerate(self._layouts):
+            if bucket < layout.n_buckets:
+                yield (d, layout, *layout.bucket_counts(bucket, self.comm.size))
+
     def _post_reduce(self, bucket: int, slot: int, blocking: bool = False) -> list:
         """Every rank's part of this bucket of every shard, to its owner (all-to-all)."""
         MPI, rank, size = mpi(), self.comm.rank, self.comm.size
         requests = []
-        if size == 1:
-            return requests
-        for d, layout in enumerate(self._layouts):
-            if bucket >= layout.n_buckets:
-                continue
-            ranges = [layout.bucket_range(q, bucket) for q in range(size)]
-            send_counts = [hi - lo for lo, hi in ranges]
-            mine = send_counts[rank]
+        for d, layout, counts, offsets in self._collective_layouts(bucket):
+            mine = counts[rank]
             recv = self._receive_buffer(d, slot, mine)
             kind = MPI._typedict[layout.dtype.char]
-            send = [self._flat_grads[d], (send_counts, [lo for lo, _ in ranges]), kind]
+            send = [self._flat_grads[d], (counts, offsets), kind]
             receive = [recv, ([mine] * size, [q * mine for q in range(size)]), kind]
             start = time.perf_counter()
             if blocking:
@@ -499,16 +507,10 @@ class ZeroRedundancyOptimizer:
 
     def _post_gather(self, bucket: int, blocking: bool = False) -> list:
         """Every rank's updated bucket to every rank (allgather in place)."""
-        MPI, size = mpi(), self.comm.size
+        MPI = mpi()
         requests = []
-        if size == 1:
-            return requests
-        for d, layout in enumerate(self._layouts):
-            if bucket >= layout.n_buckets:
-                continue
-            ranges = [layout.bucket_range(q, bucket) for q in range(size)]
-            spec = [self._flat_params[d], ([hi - lo for lo, hi in ranges], [lo for lo, _ in ranges]),
-                    MPI._typedict[layout.dtype.char]]
+        for d, layout, counts, offsets in self._collective_layouts(bucket):
+            spec = [self._flat_params[d], (counts, offsets), MPI._typedict[layout.dtype.char]]
             start = time.perf_counter()
             if blocking:
                 self.comm.Allgatherv(MPI.IN_PLACE, spec)
@@ -564,7 +566,7 @@ class ZeroRedundancyOptimizer:
         for layout in self._layouts:
             itemsize = layout.dtype.itemsize
             for bucket in range(layout.n_buckets):
-                counts = [hi - lo for lo, hi in (layout.bucket_range(q, bucket) for q in range(size))]
+                counts, _ = layout.bucket_counts(bucket, size)
                 others = sum(counts) - counts[rank]
                 sent += (others + counts[rank] * (size - 1)) * itemsize
                 received += (counts[rank] * (size - 1) + others) * itemsize
